@@ -1,0 +1,3 @@
+from pyjpip.cli import main
+
+raise SystemExit(main())

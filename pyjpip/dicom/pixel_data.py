@@ -1,0 +1,96 @@
+"""Encapsulated JPEG 2000 pixel data (PS3.5 A.4: fragments, frames) and its agreement with the attributes.
+
+The viewer needs each frame's codestream as bytes and nothing decoded: decoding happens in the
+browser's WebAssembly decoder, so this module never touches pixel values (and needs no numpy).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from pyjpip.codestream.markers import MainHeader
+from pyjpip.errors import DicomError
+
+#: JPEG 2000 (PS3.5 A.4.4) and HTJ2K (A.4.11) encapsulated transfer syntaxes.
+JPEG2000_TRANSFER_SYNTAXES = frozenset(
+    UID(uid)
+    for uid in (
+        "1.2.840.10008.1.2.4.90",  # JPEG 2000 Image Compression (Lossless Only)
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000 Image Compression
+        "1.2.840.10008.1.2.4.201",  # High-Throughput JPEG 2000 Image Compression (Lossless Only)
+        "1.2.840.10008.1.2.4.202",  # High-Throughput JPEG 2000 with RPCL Options (Lossless Only)
+        "1.2.840.10008.1.2.4.203",  # High-Throughput JPEG 2000 Image Compression
+    )
+)
+
+
+@dataclass(frozen=True)
+class EncapsulatedImage:
+    """A DICOM image with its attributes and one JPEG 2000 codestream per frame."""
+
+    dataset: Dataset
+    transfer_syntax: UID
+    frames: tuple[bytes, ...]
+
+
+def read_encapsulated_image(data: bytes, source: str = "<bytes>") -> EncapsulatedImage:
+    """Read a DICOM Part 10 object whose Pixel Data is encapsulated JPEG 2000 or HTJ2K.
+
+    ``source`` names the object in error messages (a path or URL).
+    """
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
+        raise DicomError(f"{source}: not a readable DICOM file ({exc})") from exc
+    meta = getattr(dataset, "file_meta", None)
+    transfer_syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if transfer_syntax is None:
+        raise DicomError(f"{source}: no Transfer Syntax UID in the file meta information")
+    if transfer_syntax not in JPEG2000_TRANSFER_SYNTAXES:
+        raise DicomError(
+            f"{source}: transfer syntax {transfer_syntax} ({transfer_syntax.name}) is not JPEG 2000 or HTJ2K"
+        )
+    if "PixelData" not in dataset:
+        raise DicomError(f"{source}: no Pixel Data (7FE0,0010)")
+    try:
+        number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise DicomError(f"{source}: Number of Frames (0028,0008) is not a number") from exc
+    try:
+        frames = tuple(generate_frames(dataset.PixelData, number_of_frames=number_of_frames))
+    except (ValueError, EOFError) as exc:
+        raise DicomError(f"{source}: encapsulated Pixel Data is malformed ({exc})") from exc
+    if len(frames) != number_of_frames:
+        raise DicomError(f"{source}: {len(frames)} frames in Pixel Data but Number of Frames is {number_of_frames}")
+    return EncapsulatedImage(dataset, transfer_syntax, frames)
+
+
+def check_codestream_against_attributes(header: MainHeader, dataset: Dataset) -> list[str]:
+    """List every disagreement between a codestream's SIZ and the Image Pixel Module (PS3.5 A.4.4 rules).
+
+    An empty list means they agree. Disagreements are reported, not raised: real archives hold
+    such files (pydicom's J2K_pixelrep_mismatch.dcm) and a viewer should still show them.
+    """
+    size = header.size
+    problems = []
+    expected = {
+        "Columns": size.width,
+        "Rows": size.height,
+        "SamplesPerPixel": len(size.components),
+        "BitsStored": size.components[0].precision,
+        "PixelRepresentation": int(size.components[0].signed),
+    }
+    for keyword, value in expected.items():
+        actual = dataset.get(keyword)
+        if actual is None:
+            problems.append(f"{keyword} is missing; the codestream says {value}")
+        elif int(actual) != value:
+            problems.append(f"{keyword} is {int(actual)} but the codestream says {value}")
+    return problems

@@ -1,0 +1,25 @@
+"""Typed errors: each says what was wrong and where, so a caller can report it without guessing."""
+
+
+class PyjpipError(Exception):
+    """Base of every error pyjpip raises on purpose."""
+
+
+class CodestreamError(PyjpipError):
+    """A JPEG 2000 codestream is malformed or not what was expected.
+
+    ``offset`` is the byte position in the codestream where the problem was found.
+    """
+
+    def __init__(self, message: str, offset: int | None = None):
+        self.offset = offset
+        where = f" at byte {offset}" if offset is not None else ""
+        super().__init__(f"{message}{where}")
+
+
+class DicomError(PyjpipError):
+    """A DICOM object cannot be used as asked (not DICOM, wrong transfer syntax, missing attribute)."""
+
+
+class TransportError(PyjpipError):
+    """A request did not get a usable answer (network failure or an HTTP error status)."""

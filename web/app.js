@@ -1,0 +1,109 @@
+// The first page: Python (Pyodide) reads a DICOM object, a worker decodes its JPEG 2000 codestream,
+// and the canvas shows it windowed from the DICOM attributes.
+//
+// URL parameters: dicom=<url of a DICOM object> (default: the first demo image),
+// reduce=<resolution levels to discard>|auto (default auto: the coarsest level that still fills the
+// viewport), packages=bundle|wheels (how pyjpip and pydicom are installed into Pyodide).
+import { startPython } from "./python.js";
+import { Decoder } from "./decoder.js";
+import { paintGreyscale } from "./paint.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+function setState(state) {
+  document.body.dataset.state = state;
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+function showError(error) {
+  setState("error");
+  const text = error && error.message ? error.message : String(error);
+  $("message").textContent = text;
+  $("message").hidden = false;
+  status(`Error: ${text.split("\n").filter(Boolean).pop()}`);
+  console.error(error);
+}
+
+/** The coarsest resolution whose size still covers the viewport in device pixels. */
+function fitReduction(width, height, levels) {
+  const box = $("viewport").getBoundingClientRect();
+  const scale = window.devicePixelRatio || 1;
+  let reduce = 0;
+  while (reduce < levels
+         && Math.ceil(width / 2 ** (reduce + 1)) >= box.width * scale
+         && Math.ceil(height / 2 ** (reduce + 1)) >= box.height * scale) {
+    reduce++;
+  }
+  return reduce;
+}
+
+async function show(python, decoder, url, reduceChoice) {
+  setState("loading");
+  $("message").hidden = true;
+  status(`Reading ${url}…`);
+  const description = await python.browser.open_dicom(new URL(url, location.href).href);
+  performance.mark("image-described");
+  const cs = description.codestream;
+  const reduce = reduceChoice === "auto" || reduceChoice == null
+    ? fitReduction(cs.width, cs.height, cs.decomposition_levels)
+    : Math.min(Math.max(0, parseInt(reduceChoice, 10) || 0), cs.decomposition_levels);
+  fillReduceChoice(cs, reduceChoice);
+  const decoded = await decoder.decode(description.codestream_bytes, { reduce });
+  performance.mark("image-decoded", { detail: { milliseconds: decoded.milliseconds, reduce } });
+  const window = paintGreyscale($("image"), decoded, description.greyscale);
+  if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
+  const a = description.attributes;
+  $("image-info").textContent = `${a.Modality} ${a.SeriesDescription}`.trim();
+  document.body.dataset.reduce = String(reduce);
+  status([
+    `${cs.width}×${cs.height} ${cs.precision}-bit${cs.signed ? " signed" : ""}`,
+    `shown at 1/${2 ** reduce} (${decoded.width}×${decoded.height})`,
+    `${cs.decomposition_levels} levels, ${cs.layers} layers, ${cs.progression_order}`,
+    `${description.codestream_bytes.byteLength.toLocaleString("en")} bytes`,
+    `decode ${decoded.milliseconds.toFixed(0)} ms`,
+    `W/L ${+window.width.toFixed(1)}/${+window.center.toFixed(1)}`,
+    ...description.mismatches.map((m) => `warning: ${m}`),
+  ].join(" · "));
+  setState("painted");
+}
+
+function fillReduceChoice(cs, reduceChoice) {
+  const select = $("reduce-choice");
+  const options = [["auto", "fit"]];
+  for (let r = 0; r <= cs.decomposition_levels; r++) {
+    options.push([String(r), `1/${2 ** r} (${Math.ceil(cs.width / 2 ** r)}×${Math.ceil(cs.height / 2 ** r)})`]);
+  }
+  select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
+  select.value = reduceChoice ?? "auto";
+  select.disabled = false;
+}
+
+async function main() {
+  const decoder = new Decoder();
+  const python = startPython({ packages: params.get("packages") || "bundle" });
+  const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
+  const url = params.get("dicom") || (demos[0] && `data/${demos[0].file}`);
+  const imageChoice = $("image-choice");
+  imageChoice.replaceChildren(...demos.map((d) => new Option(d.title, `data/${d.file}`)));
+  if (!demos.some((d) => `data/${d.file}` === url)) imageChoice.prepend(new Option(url, url));
+  imageChoice.value = url;
+  if (!url) throw new Error("No image: give ?dicom=<url of a DICOM file>");
+  const ready = await python;
+  imageChoice.disabled = false;
+  const rerun = () => {
+    const next = new URLSearchParams(location.search);
+    next.set("dicom", imageChoice.value);
+    next.set("reduce", $("reduce-choice").value);
+    history.replaceState(null, "", `?${next}`);
+    show(ready, decoder, imageChoice.value, $("reduce-choice").value).catch(showError);
+  };
+  imageChoice.onchange = () => { $("reduce-choice").value = "auto"; rerun(); };
+  $("reduce-choice").onchange = rerun;
+  await show(ready, decoder, url, params.get("reduce") ?? "auto");
+}
+
+main().catch(showError);
