@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyjpip.codestream.markers import read_main_header
 from pyjpip.dicom.pixel_data import check_codestream_against_attributes, read_encapsulated_image
+from pyjpip.errors import DicomError
 from pyjpip.layout.greyscale import GreyscalePipeline
 
 
@@ -15,7 +16,7 @@ def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1) -> dict
     """Everything needed to decode and paint ``frame`` (counted from 1, as DICOM does)."""
     image = read_encapsulated_image(data, source)
     if not 1 <= frame <= len(image.frames):
-        raise IndexError(f"{source}: frame {frame} does not exist (the object has {len(image.frames)})")
+        raise DicomError(f"{source}: frame {frame} does not exist (the object has {len(image.frames)})")
     codestream = image.frames[frame - 1]
     header = read_main_header(codestream)
     dataset = image.dataset

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         return _dicom(args)
-    except (PyjpipError, OSError, IndexError) as exc:
+    except (PyjpipError, OSError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -132,7 +132,7 @@ class CodingStyle:
     code_block_height: int
     code_block_style: int
     reversible: bool  # 5-3 reversible wavelet (True) or 9-7 irreversible
-    precinct_sizes: tuple[tuple[int, int], ...] | None  # (PPx, PPy) per resolution, None = maximal
+    precinct_sizes: tuple[tuple[int, int], ...] | None  # (width, height) per resolution level, lowest first; None = maximal
     uses_sop: bool
     uses_eph: bool
 
@@ -171,6 +171,9 @@ def read_main_header(data: bytes | memoryview) -> MainHeader:
             break
         if marker >> 8 != 0xFF or marker < 0xFF30:
             raise CodestreamError(f"expected a marker, found 0x{marker:04X}", position)
+        if marker <= 0xFF3F:  # reserved markers with no marker segment (Table A.1): skip
+            position += 2
+            continue
         if position + 4 > len(view):
             raise CodestreamError(f"marker segment 0x{marker:04X} is cut short", position)
         length = _u16(view, position + 2)

@@ -1,0 +1,32 @@
+"""Fixtures shared by every test, including the unit tests that also run under Pyodide (no numpy here)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = ROOT.parent / "shared" / "data" / "j2k-conformance"
+
+
+@pytest.fixture(scope="session")
+def demo_data() -> Path:
+    """static/data, made by `python3 build.py build` (tools/demo_data.py)."""
+    path = ROOT / "static" / "data"
+    if not (path / "index.json").exists():
+        pytest.fail(f"{path} has no demo data: run `python3 build.py build` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_files(demo_data) -> list[Path]:
+    return [demo_data / entry["file"] for entry in json.loads((demo_data / "index.json").read_text())]
+
+
+@pytest.fixture(scope="session")
+def conformance_files() -> list[Path]:
+    """ISO/IEC 15444-4 conformance codestreams from ../shared (real files from other encoders)."""
+    files = sorted(CONFORMANCE.glob("*.j2k"))
+    if not files:
+        pytest.fail(f"no conformance codestreams in {CONFORMANCE}")
+    return files

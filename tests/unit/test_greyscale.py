@@ -1,0 +1,61 @@
+"""Display parameters chosen from the attributes (PS3.3 C.11.1, C.11.2)."""
+
+import pytest
+from pydicom.dataset import Dataset
+
+from pyjpip.errors import DicomError
+from pyjpip.layout.greyscale import GreyscalePipeline
+
+
+def dataset(**attributes) -> Dataset:
+    ds = Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsStored = 12
+    ds.PixelRepresentation = 0
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_first_of_several_windows_is_used_with_rescale():
+    pipeline = GreyscalePipeline.from_dataset(dataset(
+        WindowCenter=[40, 400], WindowWidth=[400, 2000], RescaleSlope="1", RescaleIntercept="-1024"))
+    assert (pipeline.window_center, pipeline.window_width) == (40.0, 400.0)
+    assert (pipeline.rescale_slope, pipeline.rescale_intercept) == (1.0, -1024.0)
+    assert pipeline.voi_lut_function == "LINEAR" and not pipeline.invert
+
+
+def test_monochrome1_inverts_and_defaults_apply():
+    pipeline = GreyscalePipeline.from_dataset(dataset(PhotometricInterpretation="MONOCHROME1"))
+    assert pipeline.invert
+    assert (pipeline.rescale_slope, pipeline.rescale_intercept) == (1.0, 0.0)
+    assert pipeline.window_center is None and pipeline.window_width is None
+
+
+@pytest.mark.parametrize("function, width, kept", [
+    ("LINEAR", 1, True), ("LINEAR", 0.5, False), ("LINEAR_EXACT", 0.5, True),
+    ("LINEAR_EXACT", 0, False), ("SIGMOID", 10, True),
+])
+def test_window_width_limits_depend_on_the_function(function, width, kept):
+    pipeline = GreyscalePipeline.from_dataset(dataset(WindowCenter=100, WindowWidth=width, VOILUTFunction=function))
+    assert (pipeline.window_width is not None) is kept
+    assert pipeline.voi_lut_function == function
+
+
+def test_signed_data_is_flagged():
+    assert GreyscalePipeline.from_dataset(dataset(PixelRepresentation=1)).signed
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"PhotometricInterpretation": "RGB"}, "RGB is not grey-scale"),
+    ({"VOILUTFunction": "GAMMA"}, "'GAMMA' is not one of"),
+])
+def test_unusable_attributes_are_refused(attributes, message):
+    with pytest.raises(DicomError, match=message):
+        GreyscalePipeline.from_dataset(dataset(**attributes))
+
+
+def test_pipeline_is_plain_data_for_javascript():
+    values = GreyscalePipeline.from_dataset(dataset(WindowCenter=1, WindowWidth=2)).to_dict()
+    assert values == {"bits_stored": 12, "signed": False, "rescale_slope": 1.0, "rescale_intercept": 0.0,
+                      "window_center": 1.0, "window_width": 2.0, "voi_lut_function": "LINEAR", "invert": False}
