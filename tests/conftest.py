@@ -5,14 +5,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFORMANCE = ROOT.parent / "shared" / "data" / "j2k-conformance"
+from paths import CONFORMANCE, STATIC
 
 
 @pytest.fixture(scope="session")
 def demo_data() -> Path:
     """static/data, made by `python3 build.py build` (tools/demo_data.py)."""
-    path = ROOT / "static" / "data"
+    path = STATIC / "data"
     if not (path / "index.json").exists():
         pytest.fail(f"{path} has no demo data: run `python3 build.py build` first")
     return path

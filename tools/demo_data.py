@@ -106,10 +106,6 @@ def make(output_dir: str) -> list[dict]:
     os.makedirs(output_dir, exist_ok=True)
     entries = []
 
-    source = get_testdata_file("MR_small_jp2klossless.dcm")
-    shutil.copyfile(source, os.path.join(output_dir, "mr_small_jp2k.dcm"))
-    entries.append({"file": "mr_small_jp2k.dcm", "title": "MR 64x64, signed 16-bit (pydicom test file)"})
-
     ct = ct_phantom(2048)
     write_dicom(os.path.join(output_dir, "ct_phantom_2048.dcm"), encode(ct, 16, False, JPIP_FRIENDLY_OPTIONS),
                 "ct", {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "Modality": "CT", "Rows": 2048,
@@ -126,6 +122,10 @@ def make(output_dir: str) -> list[dict]:
                        "PhotometricInterpretation": "MONOCHROME1",
                        "SeriesDescription": "CR chest phantom, MONOCHROME1, no window"})
     entries.append({"file": "cr_mono1_1024.dcm", "title": "CR 1024x1024, 12-bit MONOCHROME1, no window"})
+
+    source = get_testdata_file("MR_small_jp2klossless.dcm")
+    shutil.copyfile(source, os.path.join(output_dir, "mr_small_jp2k.dcm"))
+    entries.append({"file": "mr_small_jp2k.dcm", "title": "MR 64x64, signed 16-bit (pydicom test file)"})
 
     with open(os.path.join(output_dir, "index.json"), "w") as f:
         json.dump(entries, f, indent=2)

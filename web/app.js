@@ -2,8 +2,8 @@
 // and the canvas shows it windowed from the DICOM attributes.
 //
 // URL parameters: dicom=<url of a DICOM object> (default: the first demo image),
-// reduce=<resolution levels to discard>|auto (default auto: the coarsest level that still fills the
-// viewport), packages=bundle|wheels (how pyjpip and pydicom are installed into Pyodide).
+// reduce=<resolution levels to discard>|auto (default auto: the coarsest level that still gives a
+// pixel per screen pixel when the image is fitted to the viewport), packages=bundle|wheels (how pyjpip and pydicom are installed into Pyodide).
 import { startPython } from "./python.js";
 import { Decoder } from "./decoder.js";
 import { paintGreyscale } from "./paint.js";
@@ -28,16 +28,12 @@ function showError(error) {
   console.error(error);
 }
 
-/** The coarsest resolution whose size still covers the viewport in device pixels. */
+/** The coarsest resolution that still has at least one image pixel per device pixel when fitted. */
 function fitReduction(width, height, levels) {
   const box = $("viewport").getBoundingClientRect();
-  const scale = window.devicePixelRatio || 1;
+  const scale = Math.min(box.width / width, box.height / height) * (window.devicePixelRatio || 1);
   let reduce = 0;
-  while (reduce < levels
-         && Math.ceil(width / 2 ** (reduce + 1)) >= box.width * scale
-         && Math.ceil(height / 2 ** (reduce + 1)) >= box.height * scale) {
-    reduce++;
-  }
+  while (reduce < levels && 2 ** -(reduce + 1) >= scale) reduce++;
   return reduce;
 }
 

@@ -1,0 +1,73 @@
+"""Headless Debian Chromium driven by pytest-playwright, against the built site on a local server."""
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+
+from paths import ROOT
+from pyjpip.transport.static_server import make_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Keep Chromium from calling home: this machine has no network, and the tests forbid it anyway.
+CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic", "--disable-gpu"]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.cpython_only)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    # pytest-playwright cannot take an executable path; Playwright's own browser download is not possible here.
+    return {**browser_type_launch_args, "executable_path": CHROMIUM,
+            "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS]}
+
+
+@pytest.fixture(scope="session")
+def site():
+    """The dev server over static/ on a free local port; yields its base URL."""
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class PageWatch:
+    """What a page did that a test must know: requests, blocked requests, console errors."""
+
+    origin: str
+    requests: list = field(default_factory=list)
+    blocked: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+@pytest.fixture
+def watched_page(page, site):
+    """A page that may only talk to the local server: anything else is blocked and fails the test."""
+    origin = urlsplit(site)
+    watch = PageWatch(origin=f"{origin.scheme}://{origin.netloc}")
+
+    def guard(route):
+        url = route.request.url
+        watch.requests.append(url)
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob") or f"{parts.scheme}://{parts.netloc}" == watch.origin:
+            route.continue_()
+        else:
+            watch.blocked.append(url)
+            route.abort("blockedbyclient")
+
+    page.context.route("**/*", guard)
+    page.on("console", lambda message: message.type == "error" and watch.errors.append(message.text))
+    page.on("pageerror", lambda error: watch.errors.append(f"uncaught: {error}"))
+    page.watch = watch
+    yield page
+    assert watch.blocked == [], f"requests left the machine: {watch.blocked}"

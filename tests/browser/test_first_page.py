@@ -1,0 +1,112 @@
+"""The whole chain in headless Chromium: Pyodide reads DICOM, a worker decodes with OpenJPEG (WebAssembly),
+the canvas shows the windowed image. Pixels are checked against opj_decompress plus numpy windowing."""
+
+import base64
+
+import numpy as np
+import pydicom
+import pytest
+
+from paths import ROOT
+from reference import first_codestream, opj_decode, windowed
+
+DATA = ROOT / "static" / "data"
+BOOT_TIMEOUT_MS = 120_000
+
+READ_CANVAS = """() => {
+  const canvas = document.getElementById("image");
+  const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const grey = new Uint8Array(rgba.length / 4);
+  let coloured = 0, translucent = 0;
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j++) {
+    grey[j] = rgba[i];
+    if (rgba[i] !== rgba[i + 1] || rgba[i] !== rgba[i + 2]) coloured++;
+    if (rgba[i + 3] !== 255) translucent++;
+  }
+  let text = "";
+  for (let i = 0; i < grey.length; i += 0x8000) text += String.fromCharCode(...grey.subarray(i, i + 0x8000));
+  return { width: canvas.width, height: canvas.height, coloured, translucent, grey: btoa(text) };
+}"""
+
+
+def wait_painted(page, reduce: int | None = None):
+    condition = "document.body.dataset.state === 'painted' || document.body.dataset.state === 'error'"
+    if reduce is not None:
+        condition = f"({condition}) && (document.body.dataset.state === 'error' || document.body.dataset.reduce === '{reduce}')"
+    page.wait_for_function(condition, timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+
+
+def canvas_pixels(page) -> np.ndarray:
+    canvas = page.evaluate(READ_CANVAS)
+    assert canvas["coloured"] == 0 and canvas["translucent"] == 0
+    grey = np.frombuffer(base64.b64decode(canvas["grey"]), np.uint8)
+    return grey.reshape(canvas["height"], canvas["width"])
+
+
+def assert_matches_reference(page, name: str, reduce: int):
+    path = DATA / name
+    expected = windowed(opj_decode(first_codestream(path), reduce), pydicom.dcmread(path))
+    actual = canvas_pixels(page)
+    assert actual.shape == expected.shape
+    difference = np.abs(actual.astype(int) - expected.astype(int))
+    assert difference.max() <= 1, f"{name} at reduce {reduce}: {np.count_nonzero(difference > 1)} pixels differ by >1"
+    assert np.ptp(expected) > 100, "the reference should not be flat, or the comparison proves little"
+
+
+@pytest.mark.parametrize("name, reductions", [
+    ("ct_phantom_2048.dcm", [0, 2]),  # 16-bit, rescale, first of two windows
+    ("cr_mono1_1024.dcm", [0, 3]),  # 12-bit MONOCHROME1 without a window: min/max, inverted
+    ("mr_small_jp2k.dcm", [0, 1]),  # signed 16-bit
+])
+def test_canvas_equals_reference_at_full_and_reduced_resolution(watched_page, site, name, reductions):
+    page = watched_page
+    page.goto(f"{site}?dicom=data/{name}&reduce={reductions[0]}")
+    wait_painted(page, reductions[0])
+    assert_matches_reference(page, name, reductions[0])
+    for reduce in reductions[1:]:
+        page.select_option("#reduce-choice", str(reduce))
+        wait_painted(page, reduce)
+        assert_matches_reference(page, name, reduce)
+    assert page.watch.errors == []
+    requested = {url.removeprefix(site) for url in page.watch.requests}
+    assert {"pyodide/pyodide.asm.wasm", "wheels/python-packages.zip", f"data/{name}",
+            "openjpeg/openjpegwasm_decode.wasm"} <= requested, "the request guard must see the worker's requests too"
+    assert all(url.startswith(site) for url in page.watch.requests)
+
+
+def test_default_page_fits_the_first_demo_image(watched_page, site):
+    page = watched_page
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(site)
+    wait_painted(page)
+    # The viewport is about 1280x650: a 2048² image fits at scale ~0.32, so 1/2 resolution is the coarsest
+    # that still gives a pixel per screen pixel.
+    assert page.evaluate("document.body.dataset.reduce") == "1"
+    assert_matches_reference(page, "ct_phantom_2048.dcm", 1)
+    assert "1/2 (1024×1024)" in page.locator("#status").text_content()
+    assert page.watch.errors == []
+
+
+def test_plain_wheels_install_the_same_packages(watched_page, site):
+    page = watched_page
+    page.goto(f"{site}?packages=wheels&dicom=data/mr_small_jp2k.dcm&reduce=0")
+    wait_painted(page, 0)
+    assert_matches_reference(page, "mr_small_jp2k.dcm", 0)
+    requested = {url.removeprefix(site) for url in page.watch.requests}
+    assert "wheels/python-packages.zip" not in requested
+    assert any(url.startswith("wheels/pydicom-") and url.endswith(".whl") for url in requested)
+    assert page.watch.errors == []
+
+
+@pytest.mark.parametrize("target, message", [
+    ("data/missing.dcm", "HTTP 404"),
+    ("index.html", "not a readable DICOM file"),
+])
+def test_faults_are_shown_in_the_viewport(watched_page, site, target, message):
+    page = watched_page
+    page.goto(f"{site}?dicom={target}")
+    page.wait_for_function("document.body.dataset.state === 'error'", timeout=BOOT_TIMEOUT_MS)
+    assert page.locator("#message").is_visible()
+    assert message in page.locator("#message").text_content()
+    assert message in page.locator("#status").text_content()
