@@ -230,9 +230,11 @@ def main() -> int:
     serve = commands.add_parser("serve", help="build if needed and serve static/")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    test = commands.add_parser("test", help="build if needed and run every test (extra arguments go to pytest)")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
+    commands.add_parser("test", help="build if needed and run every test (extra arguments go to pytest)")
+    args, extra = parser.parse_known_args()
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra
     if sys.version_info < (3, 11):
         sys.exit("[build] Python 3.11 or newer is needed")
     try:
