@@ -53,8 +53,12 @@ def venv_python() -> Path:
 # --- system packages -------------------------------------------------------------------------
 
 def ensure_system_packages(wanted: dict[str, str]) -> None:
-    """Install missing Debian packages when root on Debian; otherwise say exactly what is needed and stop."""
-    missing = sorted({package for command, package in wanted.items() if not shutil.which(command)})
+    """Make sure each command exists, installing its Debian package when it does not."""
+    install_debian_packages(sorted({package for command, package in wanted.items() if not shutil.which(command)}))
+
+
+def install_debian_packages(missing: list[str]) -> None:
+    """Install when root on Debian; otherwise say exactly what is needed and stop."""
     if not missing:
         return
     can_install = os.geteuid() == 0 and shutil.which("apt-get") and Path("/etc/debian_version").exists()
@@ -64,7 +68,7 @@ def ensure_system_packages(wanted: dict[str, str]) -> None:
     say(f"installing Debian packages: {' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run("apt-get", "update", "-qq", env=env)
-    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+    run("apt-get", "install", "-y", "-qq", *missing, env=env)
 
 
 # --- Python and npm dependencies --------------------------------------------------------------
@@ -88,7 +92,7 @@ def ensure_venv() -> None:
         try:
             venv.create(VENV, with_pip=True)
         except (subprocess.CalledProcessError, OSError):
-            ensure_system_packages({"__no_such_command__": "python3-venv"})
+            install_debian_packages(["python3-venv"])  # Debian splits ensurepip out of python3
             shutil.rmtree(VENV, ignore_errors=True)
             venv.create(VENV, with_pip=True)
     say("installing Python packages (requirements-dev.txt)")

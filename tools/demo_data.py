@@ -41,21 +41,22 @@ def ct_phantom(size: int) -> np.ndarray:
                                (0.15, 0.2, 0.04, 0.04, 75), (-0.18, 0.15, 0.03, 0.05, -80),
                                (0.0, 0.3, 0.02, 0.02, 300)]:
         image[((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0] = hu
-    image += 40.0 * np.sin(12 * np.pi * x) * (head <= 0.85)  # fine structure to zoom into
+    bars = (np.abs(x + 0.12) < 0.08) & (np.abs(y - 0.3) < 0.05)  # line pairs, finer to the right: zoom into them
+    image += 60.0 * np.sign(np.sin(2 * np.pi * (x + 0.2) ** 2 * 3000.0)) * bars
     image[((x - 0.2) ** 2 + (y + 0.25) ** 2) <= 0.01 ** 2] = 60000.0  # metal: uses the top bits
     image += rng.normal(0.0, 6.0, image.shape)
     return np.clip(np.rint(image + 1024.0), 0, 65535).astype(np.uint16)  # stored = HU + 1024
 
 
 def chest_radiograph(size: int) -> np.ndarray:
-    """A 12-bit radiograph-like image (lungs dark in MONOCHROME2 terms, bones bright)."""
+    """A 12-bit radiograph-like image stored as MONOCHROME1: bone low values (shown bright), lungs high (dark)."""
     rng = np.random.default_rng(7)
     y, x = np.mgrid[0:size, 0:size].astype(np.float64) / size - 0.5
     image = 2600.0 - 1400.0 * np.exp(-(((np.abs(x) - 0.2) / 0.14) ** 2 + (y / 0.3) ** 2))
     image += 500.0 * (np.abs(np.sin(30 * y)) < 0.15) * (np.abs(x) < 0.35)  # ribs
     image += 300.0 * np.exp(-(x / 0.05) ** 2)  # spine
     image += rng.normal(0.0, 20.0, image.shape)
-    return np.clip(np.rint(image), 0, 4095).astype(np.uint16)
+    return (4095 - np.clip(np.rint(image), 0, 4095)).astype(np.uint16)
 
 
 def encode(pixels: np.ndarray, bits_stored: int, signed: bool, options: list[str]) -> bytes:
