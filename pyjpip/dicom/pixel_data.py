@@ -7,6 +7,8 @@ browser's WebAssembly decoder, so this module never touches pixel values (and ne
 from __future__ import annotations
 
 import io
+import logging
+import warnings
 from dataclasses import dataclass
 
 import pydicom
@@ -17,6 +19,8 @@ from pydicom.uid import UID
 
 from pyjpip.codestream.markers import MainHeader
 from pyjpip.errors import DicomError
+
+log = logging.getLogger(__name__)
 
 #: JPEG 2000 (PS3.5 A.4.4) and HTJ2K (A.4.11) encapsulated transfer syntaxes.
 JPEG2000_TRANSFER_SYNTAXES = frozenset(
@@ -46,9 +50,17 @@ def read_encapsulated_image(data: bytes, source: str = "<bytes>") -> Encapsulate
     ``source`` names the object in error messages (a path or URL).
     """
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError as exc:
         raise DicomError(f"{source}: not a readable DICOM file ({exc})") from exc
+    except Exception as exc:  # pydicom reports truncation as struct.error, EOFError, ValueError, ...
+        raise DicomError(f"{source}: DICOM file is damaged or cut short ({type(exc).__name__}: {exc})") from exc
+    for warning in caught:
+        if "End of file reached" in str(warning.message):
+            raise DicomError(f"{source}: DICOM file is cut short ({warning.message})")
+        log.warning("%s: %s", source, warning.message)
     meta = getattr(dataset, "file_meta", None)
     transfer_syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     if transfer_syntax is None:
@@ -65,8 +77,8 @@ def read_encapsulated_image(data: bytes, source: str = "<bytes>") -> Encapsulate
         raise DicomError(f"{source}: Number of Frames (0028,0008) is not a number") from exc
     try:
         frames = tuple(generate_frames(dataset.PixelData, number_of_frames=number_of_frames))
-    except (ValueError, EOFError) as exc:
-        raise DicomError(f"{source}: encapsulated Pixel Data is malformed ({exc})") from exc
+    except Exception as exc:  # pydicom raises ValueError, EOFError or struct.error on bad items
+        raise DicomError(f"{source}: encapsulated Pixel Data is malformed ({type(exc).__name__}: {exc})") from exc
     if len(frames) != number_of_frames:
         raise DicomError(f"{source}: {len(frames)} frames in Pixel Data but Number of Frames is {number_of_frames}")
     return EncapsulatedImage(dataset, transfer_syntax, frames)

@@ -16,11 +16,6 @@ CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update"
                  "--no-first-run", "--disable-quic", "--disable-gpu"]
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        item.add_marker(pytest.mark.cpython_only)
-
-
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     # pytest-playwright cannot take an executable path; Playwright's own browser download is not possible here.

@@ -13,6 +13,8 @@ from reference import first_codestream, opj_decode, windowed
 DATA = ROOT / "static" / "data"
 BOOT_TIMEOUT_MS = 120_000
 
+pytestmark = pytest.mark.cpython_only
+
 READ_CANVAS = """() => {
   const canvas = document.getElementById("image");
   const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;

@@ -47,10 +47,17 @@ def test_not_dicom_is_refused_with_its_name():
         read_encapsulated_image(b"<html>nope</html>" * 20, "page.html")
 
 
-def test_truncated_file_is_refused(demo_data):
+def test_every_truncation_is_refused_or_read_whole(demo_data):
+    """A file cut anywhere is a DicomError, never another exception or a silently shorter codestream."""
     data = (demo_data / "mr_small_jp2k.dcm").read_bytes()
-    with pytest.raises(DicomError):
-        read_encapsulated_image(data[:1500], "cut.dcm")
+    whole = read_encapsulated_image(data).frames
+    for cut in range(0, len(data), 7):
+        try:
+            frames = read_encapsulated_image(data[:cut], "cut.dcm").frames
+        except DicomError as error:
+            assert str(error).startswith("cut.dcm: ")
+        else:
+            assert frames == whole, f"cut at {cut} gave a different codestream"
 
 
 def test_other_transfer_syntax_is_named_in_the_error(demo_data):
