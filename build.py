@@ -154,11 +154,17 @@ def step(stamps: dict, name: str, inputs: list[Path], outputs: list[Path], actio
 
 
 def copy_web() -> None:
-    for source in WEB.rglob("*"):
-        if source.is_file():
-            target = STATIC / source.relative_to(WEB)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    """Copy web/ into static/, removing what an earlier build copied from files since deleted."""
+    listing = STATIC / ".web-files"
+    current = sorted(str(p.relative_to(WEB)) for p in WEB.rglob("*") if p.is_file())
+    previous = listing.read_text().split("\n") if listing.exists() else []
+    for stale in set(previous) - set(current) - {""}:
+        (STATIC / stale).unlink(missing_ok=True)
+    for name in current:
+        target = STATIC / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(WEB / name, target)
+    listing.write_text("\n".join(current))
 
 
 def copy_files(source_dir: Path, names: tuple[str, ...], target_dir: Path) -> None:
