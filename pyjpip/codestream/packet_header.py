@@ -1,0 +1,267 @@
+"""Packet headers (ISO/IEC 15444-1 B.10): how long each packet is, without decoding any coefficient.
+
+A packet header says, for every code-block of one precinct, whether it contributes to this layer,
+how many coding passes it adds and how many bytes they take. Reading it needs state that lives
+for the whole precinct across layers: two tag trees per subband (inclusion, zero bit-planes,
+B.10.2) and, per code-block, Lblock (B.10.7.1) and the codeword segment in progress.
+"""
+
+from __future__ import annotations
+
+from pyjpip.codestream.geometry import PrecinctBand
+from pyjpip.codestream.markers import (
+    CODE_BLOCK_BYPASS,
+    CODE_BLOCK_HIGH_THROUGHPUT,
+    CODE_BLOCK_TERMINATE_EACH_PASS,
+)
+from pyjpip.errors import CodestreamError
+
+
+class PacketHeaderError(CodestreamError):
+    """A packet header cannot be read: it runs past the available bytes or is inconsistent."""
+
+
+class BitReader:
+    """Reads header bits MSB first, skipping the stuffed bit after every 0xFF byte (B.10.1)."""
+
+    __slots__ = ("data", "position", "end", "byte", "bits_left", "previous")
+
+    def __init__(self, data, position: int, end: int):
+        self.data = data
+        self.position = position
+        self.end = end
+        self.byte = 0
+        self.bits_left = 0
+        self.previous = 0
+
+    def bit(self) -> int:
+        if self.bits_left == 0:
+            self._next_byte()
+        self.bits_left -= 1
+        return (self.byte >> self.bits_left) & 1
+
+    def bits(self, count: int) -> int:
+        value = 0
+        for _ in range(count):
+            if self.bits_left == 0:
+                self._next_byte()
+            self.bits_left -= 1
+            value = (value << 1) | ((self.byte >> self.bits_left) & 1)
+        return value
+
+    def _next_byte(self) -> None:
+        if self.position >= self.end:
+            raise PacketHeaderError("packet header runs past the end of its data", self.position)
+        self.bits_left = 7 if self.previous == 0xFF else 8
+        self.byte = self.previous = self.data[self.position]
+        self.position += 1
+
+    def align(self) -> int:
+        """End the header on a byte boundary; a final 0xFF is followed by one more byte (B.10.1)."""
+        if self.previous == 0xFF and self.bits_left < 8:
+            self._next_byte()
+        self.bits_left = 0
+        return self.position
+
+
+class TagTree:
+    """A tag tree (B.10.2) over a grid of code-blocks, decoded incrementally against thresholds."""
+
+    __slots__ = ("parents", "values", "lows", "leaves")
+
+    def __init__(self, width: int, height: int):
+        parents: list[int] = []
+        levels = []
+        w, h = width, height
+        start = 0
+        while True:
+            levels.append((start, w, h))
+            start += w * h
+            if w * h <= 1:
+                break
+            w, h = (w + 1) // 2, (h + 1) // 2
+        for index, (level_start, w, h) in enumerate(levels):
+            if index + 1 < len(levels):
+                parent_start, parent_w, _ = levels[index + 1]
+                for y in range(h):
+                    for x in range(w):
+                        parents.append(parent_start + (y >> 1) * parent_w + (x >> 1))
+            else:
+                parents.extend([-1] * (w * h))
+        self.parents = parents
+        self.values = [1 << 30] * len(parents)
+        self.lows = [0] * len(parents)
+        self.leaves = width * height
+
+    def decode(self, reader: BitReader, leaf: int, threshold: int) -> bool:
+        """Learn whether the leaf's value is below ``threshold``, reading only the bits needed."""
+        path = []
+        node = leaf
+        while node >= 0:
+            path.append(node)
+            node = self.parents[node]
+        values, lows = self.values, self.lows
+        low = 0
+        for node in reversed(path):
+            if low > lows[node]:
+                lows[node] = low
+            else:
+                low = lows[node]
+            while low < threshold and low < values[node]:
+                if reader.bit():
+                    values[node] = low
+                else:
+                    low += 1
+            lows[node] = low
+        return values[leaf] < threshold
+
+    def value(self, reader: BitReader, leaf: int) -> int:
+        """Decode the leaf's value completely (zero bit-planes, B.10.5)."""
+        threshold = 1
+        while not self.decode(reader, leaf, threshold):
+            threshold += 1
+            if threshold > 80:
+                raise PacketHeaderError("zero bit-plane tag tree value is absurdly large", reader.position)
+        return self.values[leaf]
+
+
+class CodeBlockState:
+    """What packet headers so far have said about one code-block."""
+
+    __slots__ = ("included", "lblock", "passes", "segment_passes", "segment_limit", "cleanup_seen")
+
+    def __init__(self):
+        self.included = False
+        self.cleanup_seen = False  # HTJ2K: a non-empty HT cleanup pass has been signalled
+        self.lblock = 3
+        self.passes = 0  # coding passes received so far
+        self.segment_passes = 0  # passes in the codeword segment in progress
+        self.segment_limit = 0  # most passes that segment may hold (0: no segment yet)
+
+
+class PrecinctState:
+    """Per-precinct state carried from one layer's packet header to the next."""
+
+    __slots__ = ("bands", "style", "layers_read")
+
+    def __init__(self, bands: tuple[PrecinctBand, ...], code_block_style: int):
+        self.bands = [(TagTree(b.blocks_wide, b.blocks_high), TagTree(b.blocks_wide, b.blocks_high),
+                       [CodeBlockState() for _ in range(b.block_count)]) for b in bands if b.block_count]
+        self.style = code_block_style
+        self.layers_read = 0
+
+
+def read_packet_header(reader: BitReader, state: PrecinctState) -> int:
+    """Read one packet header (B.10.3–B.10.7) and return the length of the packet body in bytes.
+
+    The reader is left aligned after the header (an EPH marker, if used, is the caller's).
+    """
+    layer = state.layers_read
+    state.layers_read += 1
+    if not reader.bit():  # zero-length packet (B.10.3)
+        reader.align()
+        return 0
+    body = 0
+    style = state.style
+    for inclusion, zero_planes, blocks in state.bands:
+        for index, block in enumerate(blocks):
+            if block.included:
+                if not reader.bit():
+                    continue
+            else:
+                if not inclusion.decode(reader, index, layer + 1):
+                    continue
+                zero_planes.value(reader, index)
+                block.included = True
+            passes = _pass_count(reader)
+            while reader.bit():  # Lblock increments (B.10.7.1)
+                block.lblock += 1
+            body += _segment_lengths(reader, block, passes, style)
+    reader.align()
+    return body
+
+
+def _pass_count(reader: BitReader) -> int:
+    """Number of new coding passes, Table B.4."""
+    if not reader.bit():
+        return 1
+    if not reader.bit():
+        return 2
+    value = reader.bits(2)
+    if value != 3:
+        return 3 + value
+    value = reader.bits(5)
+    if value != 31:
+        return 6 + value
+    return 37 + reader.bits(7)
+
+
+def _segment_limit(block: CodeBlockState, style: int) -> int:
+    """How many passes the next codeword segment may hold (B.10.7.2 with Table D.9)."""
+    if style & CODE_BLOCK_TERMINATE_EACH_PASS:
+        return 1
+    if style & CODE_BLOCK_BYPASS:
+        if block.segment_limit == 0:
+            return 10
+        return 2 if block.segment_limit in (1, 10) else 1
+    return 1 << 30
+
+
+def _segment_lengths(reader: BitReader, block: CodeBlockState, passes: int, style: int) -> int:
+    """Read the length of every codeword segment the new passes touch (B.10.7.2); return their sum."""
+    if style & CODE_BLOCK_HIGH_THROUGHPUT:
+        return _high_throughput_segment_lengths(reader, block, passes)
+    total = 0
+    block.passes += passes
+    while passes > 0:
+        if block.segment_limit == 0 or block.segment_passes >= block.segment_limit:
+            block.segment_limit = _segment_limit(block, style)
+            block.segment_passes = 0
+        take = min(block.segment_limit - block.segment_passes, passes)
+        total += reader.bits(block.lblock + take.bit_length() - 1)
+        block.segment_passes += take
+        passes -= take
+    return total
+
+
+def _high_throughput_segment_lengths(reader: BitReader, block: CodeBlockState, passes: int) -> int:
+    """Segment lengths of an HTJ2K code-block (15444-15), passes counted with placeholders.
+
+    HT passes come in sets of three (cleanup, significance propagation, magnitude refinement).
+    Until the first non-empty cleanup, a layer's leading passes are placeholders that travel in
+    one segment with that cleanup; afterwards segments alternate: a cleanup alone, then up to two
+    refinement passes. Each length takes Lblock + floor(log2(passes in the segment)) bits.
+    """
+    before = block.passes
+    block.passes += passes
+    lblock = block.lblock
+    if not block.cleanup_seen:
+        refinements = (before + passes - 1) % 3  # passes after the last possible cleanup
+        leading = passes - refinements  # placeholders plus that cleanup, in one segment
+        if leading < 1:
+            if reader.bits(lblock + passes.bit_length() - 1):
+                raise PacketHeaderError("HT code-block has bytes but no cleanup pass", reader.position)
+            return 0
+        total = reader.bits(lblock + leading.bit_length() - 1)
+        if total == 0:  # the whole contribution is placeholders
+            if reader.bits(passes.bit_length() - leading.bit_length()):
+                raise PacketHeaderError("HT placeholder passes with a non-zero length", reader.position)
+            return 0
+        block.cleanup_seen = True
+        remaining, next_segment = refinements, 2
+    else:
+        phase = before % 3
+        if phase == 0:  # a cleanup pass starts the contribution
+            segment, next_segment = 1, 2
+        elif phase == 1:  # significance propagation, possibly with magnitude refinement
+            segment, next_segment = (2 if passes > 1 else 1), 1
+        else:  # magnitude refinement alone
+            segment, next_segment = 1, 1
+        total = reader.bits(lblock + segment - 1)
+        remaining = passes - segment
+    while remaining > 0:
+        segment = next_segment if remaining > 1 else 1
+        total += reader.bits(lblock + segment - 1)
+        remaining -= segment
+        next_segment = 3 - next_segment
+    return total

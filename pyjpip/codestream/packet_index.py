@@ -1,0 +1,253 @@
+"""Where every packet of every precinct lies (ISO/IEC 15444-1 B.9–B.12, A.7.2–A.7.5).
+
+Packets are located from PLT marker segments when every tile-part has them, and otherwise by
+reading packet headers in progression order. Packed headers (PPM, PPT) are taken back out of
+the headers and put in front of their bodies, as a precinct data-bin needs them.
+
+A packet is kept as a tuple of pieces: ``(offset, length)`` ranges of the codestream buffer, or
+``bytes`` for header bytes that came from PPM/PPT. Bodies are never copied.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pyjpip.codestream.geometry import Tile, make_tile
+from pyjpip.codestream.markers import (
+    ComponentCodingStyle,
+    HeaderSegments,
+    MainHeader,
+    Marker,
+    ProgressionChange,
+    u32,
+)
+from pyjpip.codestream.packet_header import BitReader, PacketHeaderError, PrecinctState, read_packet_header
+from pyjpip.codestream.progression import packet_order
+from pyjpip.codestream.tile_parts import Codestream, TilePart
+from pyjpip.errors import CodestreamError
+
+log = logging.getLogger(__name__)
+
+Piece = "tuple[int, int] | bytes"
+PrecinctKey = tuple[int, int, int]  # component, resolution, precinct index within the resolution
+
+
+@dataclass
+class TileIndex:
+    """A tile's layout, its header segments and the packets of each of its precincts (in layer order)."""
+
+    tile: Tile
+    header_ranges: list[tuple[int, int]]  # tile-part header segments kept in the tile-header data-bin
+    precincts: dict[PrecinctKey, list[tuple]] = field(default_factory=dict)
+    used_packet_lengths: bool = False  # True when PLT gave the lengths
+
+
+@dataclass
+class CodestreamIndex:
+    """Everything a JPIP server needs to serve a codestream as data-bins."""
+
+    codestream: Codestream
+    tiles: list[TileIndex]
+
+    @property
+    def size(self):
+        return self.codestream.main.size
+
+
+def tile_styles(main: MainHeader, first: HeaderSegments | None) -> tuple:
+    """The coding style in force for a tile, given its first tile-part header (or None):
+    tile COC > tile COD > main COC > main COD (A.6.1, A.6.2)."""
+    coding = first.coding_style if first and first.coding_style else main.coding_style
+    styles: list[ComponentCodingStyle] = []
+    for c in range(len(main.size.components)):
+        if first and c in first.component_styles:
+            styles.append(first.component_styles[c])
+        elif first and first.coding_style:
+            styles.append(first.coding_style.component)
+        else:
+            styles.append(main.component_style(c))
+    return coding, styles
+
+
+def _progression_changes(codestream: Codestream, tile_parts: list[TilePart]) -> list[ProgressionChange]:
+    changes = [change for part in tile_parts for change in part.header.progression_changes]
+    return changes or list(codestream.main.header.progression_changes)
+
+
+def _joined(codestream: Codestream, numbered_segments) -> bytes:
+    """The parameters of PPM/PPT/PLT segments after their index byte, joined in index order."""
+    data = codestream.data
+    ordered = sorted(numbered_segments, key=lambda item: item[0])
+    return b"".join(bytes(data[segment.offset + 5 : segment.end]) for _, segment in ordered)
+
+
+def _packed_headers_by_tile_part(codestream: Codestream) -> dict[int, bytes] | None:
+    """PPM (A.7.4): Nppm/Ippm pairs, one per tile-part in codestream order, keyed by SOT offset."""
+    main_packed = codestream.main.header.packed_headers
+    if not main_packed:
+        return None
+    stream = _joined(codestream, main_packed)
+    result, position = {}, 0
+    for part in codestream.tile_parts:
+        if position + 4 > len(stream):
+            raise CodestreamError(f"PPM runs out of packed headers before tile-part at {part.offset}",
+                                  main_packed[0][1].offset)
+        length = u32(stream, position)
+        if position + 4 + length > len(stream):
+            raise CodestreamError(f"PPM Nppm={length} runs past the packed headers", main_packed[0][1].offset)
+        result[part.offset] = stream[position + 4 : position + 4 + length]
+        position += 4 + length
+    return result
+
+
+def _packet_lengths(codestream: Codestream, tile_parts: list[TilePart]) -> list[int] | None:
+    """Every packet length from PLT (A.7.3), in codestream order, or None if some tile-part has none."""
+    if not tile_parts or not all(part.header.packet_lengths for part in tile_parts):
+        return None
+    lengths = []
+    for part in tile_parts:
+        value = 0
+        for byte in _joined(codestream, part.header.packet_lengths):
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                lengths.append(value)
+                value = 0
+        if value:
+            raise CodestreamError("PLT ends inside a packet length", part.header.packet_lengths[-1][1].offset)
+    return lengths
+
+
+def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) -> CodestreamIndex:
+    """Locate every packet of every precinct of every tile."""
+    packed = _packed_headers_by_tile_part(codestream)
+    tiles = []
+    for t in range(codestream.size.tile_count):
+        parts = codestream.tiles.get(t, [])
+        coding, styles = tile_styles(codestream.main, parts[0].header if parts else None)
+        tile = make_tile(codestream.size, t, coding, styles)
+        header_ranges = [(s.offset, s.end) for part in parts for s in part.header.segments
+                         if s.marker not in (Marker.PPT, Marker.PLT)]
+        index = TileIndex(tile, header_ranges)
+        if parts:
+            changes = _progression_changes(codestream, parts)
+            if packed is None and not any(part.header.packed_headers for part in parts):
+                lengths = _packet_lengths(codestream, parts) if use_packet_lengths else None
+                if lengths is not None and _index_from_lengths(index, parts, changes, lengths):
+                    index.used_packet_lengths = True
+                else:
+                    index.precincts.clear()
+                    _index_from_headers(codestream, index, parts, changes)
+            else:
+                chunks = [packed[part.offset] if packed is not None else _joined(codestream, part.header.packed_headers)
+                          for part in parts]
+                _index_packed(codestream, index, parts, changes, chunks)
+        tiles.append(index)
+    return CodestreamIndex(codestream, tiles)
+
+
+def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, lengths: list[int]) -> bool:
+    """Lay packets out from PLT lengths; False (and a log line) when they do not fit the tile-parts."""
+    part_number, position = 0, parts[0].body_start
+    order = list(packet_order(index.tile, changes))
+    if len(order) != len(lengths):
+        log.warning("tile %d: PLT lists %d packets but the tile has %d; reading packet headers instead",
+                    index.tile.index, len(lengths), len(order))
+        return False
+    for packet, length in zip(order, lengths):
+        while position >= parts[part_number].end and part_number + 1 < len(parts):
+            part_number += 1
+            position = parts[part_number].body_start
+        end = position + length
+        if end > parts[part_number].end:
+            log.warning("tile %d: PLT lengths run past tile-part %d; reading packet headers instead",
+                        index.tile.index, part_number)
+            return False
+        index.precincts.setdefault((packet.component, packet.resolution, packet.precinct), []).append(
+            (position, length))
+        position = end
+    return True
+
+
+def _state(index: TileIndex, states: dict, key: PrecinctKey) -> PrecinctState:
+    state = states.get(key)
+    if state is None:
+        component, resolution, precinct = key
+        tile_component = index.tile.components[component]
+        state = PrecinctState(tile_component.resolutions[resolution].precinct_bands(precinct),
+                              tile_component.style.code_block_style)
+        states[key] = state
+    return state
+
+
+def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes) -> None:
+    data = codestream.data
+    coding = index.tile.coding_style
+    states: dict[PrecinctKey, PrecinctState] = {}
+    part_number, position = 0, parts[0].body_start
+    for packet in packet_order(index.tile, changes):
+        while position >= parts[part_number].end:
+            if part_number + 1 >= len(parts):
+                raise CodestreamError(f"tile {index.tile.index}: the tile-parts end before packet {packet}", position)
+            part_number += 1
+            position = parts[part_number].body_start
+        end_of_part = parts[part_number].end
+        start = position
+        if coding.uses_sop and data[position] == 0xFF and position + 1 < end_of_part and data[position + 1] == 0x91:
+            position += 6
+        key = (packet.component, packet.resolution, packet.precinct)
+        reader = BitReader(data, position, end_of_part)
+        try:
+            body = read_packet_header(reader, _state(index, states, key))
+        except PacketHeaderError as error:
+            raise PacketHeaderError(f"tile {index.tile.index} packet {tuple(packet)}: {error}", error.offset) from None
+        position = reader.position
+        if coding.uses_eph:
+            if position + 2 > end_of_part or data[position] != 0xFF or data[position + 1] != 0x92:
+                raise CodestreamError(f"tile {index.tile.index} packet {tuple(packet)}: EPH marker missing", position)
+            position += 2
+        position += body
+        if position > end_of_part:
+            raise CodestreamError(f"tile {index.tile.index} packet {tuple(packet)}: body of {body} bytes runs past "
+                                  f"the tile-part", start)
+        index.precincts.setdefault(key, []).append((start, position - start))
+
+
+def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes,
+                  chunks: list[bytes]) -> None:
+    """Packets whose headers are packed in PPM or PPT (A.7.4, A.7.5)."""
+    data = codestream.data
+    coding = index.tile.coding_style
+    states: dict[PrecinctKey, PrecinctState] = {}
+    part_number, position, header_position = 0, parts[0].body_start, 0
+    for packet in packet_order(index.tile, changes):
+        while header_position >= len(chunks[part_number]):
+            if part_number + 1 >= len(parts):
+                raise CodestreamError(f"tile {index.tile.index}: packed headers end before packet {packet}",
+                                      parts[-1].offset)
+            part_number += 1
+            position, header_position = parts[part_number].body_start, 0
+        chunk, end_of_part = chunks[part_number], parts[part_number].end
+        pieces = []
+        if coding.uses_sop and position + 1 < end_of_part and data[position] == 0xFF and data[position + 1] == 0x91:
+            pieces.append((position, 6))
+            position += 6
+        key = (packet.component, packet.resolution, packet.precinct)
+        reader = BitReader(chunk, header_position, len(chunk))
+        try:
+            body = read_packet_header(reader, _state(index, states, key))
+        except PacketHeaderError as error:
+            raise PacketHeaderError(f"tile {index.tile.index} packet {tuple(packet)} (packed header): {error}",
+                                    parts[part_number].offset) from None
+        header_end = reader.position
+        if coding.uses_eph and chunk[header_end : header_end + 2] == b"\xff\x92":
+            header_end += 2
+        pieces.append(bytes(chunk[header_position:header_end]))
+        header_position = header_end
+        if position + body > end_of_part:
+            raise CodestreamError(f"tile {index.tile.index} packet {tuple(packet)}: body of {body} bytes runs past "
+                                  f"the tile-part", position)
+        if body:
+            pieces.append((position, body))
+        position += body
+        index.precincts.setdefault(key, []).append(tuple(pieces) if len(pieces) > 1 else pieces[0])

@@ -1,0 +1,168 @@
+"""A decodable codestream from whatever data-bins a client holds (15444-9 Annex A; 15444-1 A.4, B.10, B.12).
+
+Every tile becomes one tile-part in RPCL order, where each precinct's packets are contiguous; each
+precinct contributes the packets its bin holds completely, then an empty packet for every packet
+it lacks. Segments describing the original layout (POC, PPM, PPT, PLT, PLM, TLM) are dropped,
+SOP segments are dropped with the SOP flag, and Psot is set to the real length.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pyjpip.codestream.geometry import Tile, make_tile
+from pyjpip.codestream.markers import (
+    HeaderSegments,
+    MainHeader,
+    Marker,
+    ProgressionOrder,
+    read_header_segments,
+    read_main_header,
+)
+from pyjpip.codestream.packet_header import BitReader, PacketHeaderError, PrecinctState, read_packet_header
+from pyjpip.codestream.packet_index import tile_styles
+from pyjpip.codestream.progression import packet_order
+from pyjpip.errors import CodestreamError
+
+_DROPPED = {Marker.POC, Marker.PPM, Marker.PPT, Marker.PLT, Marker.PLM, Marker.TLM}
+_WAVELET_MARGIN = {True: 2, False: 4}  # synthesis filter half-length: 5-3 reversible, 9-7 irreversible
+
+
+@dataclass
+class Rebuilt:
+    """A rebuilt codestream and what it holds."""
+
+    codestream: bytes
+    reduce: int  # resolution levels the decoder should discard
+    packets_total: int = 0
+    packets_present: int = 0  # packets taken whole from the bins (the rest are empty packets)
+    layers_complete: int = 0  # layers every wanted precinct holds completely
+    missing_tiles: list[int] = field(default_factory=list)
+
+
+def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], precincts: dict[int, bytes],
+                       reduce: int = 0, layers: int | None = None,
+                       region: tuple[int, int, int, int] | None = None) -> Rebuilt:
+    """Assemble a codestream from data-bins.
+
+    ``tile_headers`` maps tile index to tile-header bin bytes (complete bins only: a tile without
+    its header is written with empty packets). ``precincts`` maps in-class ids to bin bytes, which
+    may be prefixes. ``reduce`` and ``layers`` limit what is written; ``region`` (x0, y0, x1, y1 on
+    the reference grid) limits it to precincts that affect that area.
+    """
+    main_view = memoryview(bytes(main_header) + b"\xff\x90")
+    main = read_main_header(main_view)
+    size = main.size
+    tiles, components = size.tile_count, len(size.components)
+    out = bytearray(b"\xff\x4f")
+    for segment in main.header.segments:
+        if segment.marker not in _DROPPED:
+            out += _patched(main_view, segment)
+    result = Rebuilt(b"", reduce)
+    complete_layers = None
+    for t in range(tiles):
+        header_bytes = tile_headers.get(t)
+        tile_header = None
+        if header_bytes is not None:
+            view = memoryview(bytes(header_bytes) + b"\xff\x93")
+            tile_header = HeaderSegments()
+            read_header_segments(view, 0, len(view), Marker.SOD, components, tile_header, main=False)
+        else:
+            result.missing_tiles.append(t)
+        coding, styles = tile_styles(main, tile_header)
+        tile = make_tile(size, t, coding, styles)
+        start = len(out)
+        out += struct.pack(">HHHIBB", Marker.SOT, 10, t, 0, 0, 1)
+        if tile_header is not None:
+            for segment in tile_header.segments:
+                if segment.marker not in _DROPPED:
+                    out += _patched(view, segment)
+        out += b"\xff\x93"
+        wanted_layers = coding.layers if layers is None else max(0, min(layers, coding.layers))
+        empty = b"\x00\xff\x92" if coding.uses_eph else b"\x00"
+        written: dict[tuple[int, int, int], list[bytes]] = {}
+        for packet in packet_order(tile, None, ProgressionOrder.RPCL):
+            key = (packet.component, packet.resolution, packet.precinct)
+            packets = written.get(key)
+            if packets is None:
+                packets = written[key] = _usable_packets(tile, key, tile_header is not None, precincts,
+                                                         tiles, components, reduce, wanted_layers, region)
+                if _wanted(tile, key, reduce, region):
+                    complete_layers = len(packets) if complete_layers is None else min(complete_layers, len(packets))
+            result.packets_total += 1
+            if packet.layer < len(packets):
+                out += packets[packet.layer]
+                result.packets_present += 1
+            else:
+                out += empty
+        struct.pack_into(">I", out, start + 6, len(out) - start)
+    out += b"\xff\xd9"
+    result.codestream = bytes(out)
+    result.layers_complete = complete_layers or 0
+    return result
+
+
+def _patched(view: memoryview, segment) -> bytes:
+    """A header segment as written: COD gets RPCL order and no SOP flag."""
+    data = bytearray(view[segment.offset : segment.end])
+    if segment.marker == Marker.COD:
+        data[4] &= ~0x02  # Scod: no SOP segments (they are dropped while copying packets)
+        data[5] = ProgressionOrder.RPCL
+    return bytes(data)
+
+
+def _wanted(tile: Tile, key, reduce: int, region) -> bool:
+    """Whether a precinct matters for the requested resolution and region."""
+    component, resolution, precinct = key
+    tc = tile.components[component]
+    if resolution > tc.decomposition_levels - reduce:
+        return False
+    if region is None:
+        return True
+    res = tc.resolutions[resolution]
+    scale = 1 << (tc.decomposition_levels - resolution)
+    margin = _WAVELET_MARGIN[tc.style.reversible] * (tc.decomposition_levels - resolution + 1) + 1
+    x0, y0, x1, y1 = region
+    rx0 = -(-x0 // tc.x_subsampling) // scale - margin
+    ry0 = -(-y0 // tc.y_subsampling) // scale - margin
+    rx1 = -(-(-(-x1 // tc.x_subsampling)) // scale) + margin
+    ry1 = -(-(-(-y1 // tc.y_subsampling)) // scale) + margin
+    px0, py0, px1, py1 = res.precinct_extent(precinct)
+    return px0 < rx1 and rx0 < px1 and py0 < ry1 and ry0 < py1
+
+
+def _usable_packets(tile: Tile, key, have_header: bool, precincts: dict[int, bytes], tiles: int, components: int,
+                    reduce: int, layers: int, region) -> list[bytes]:
+    """The complete packets of a precinct's bin, SOP segments removed, up to ``layers``."""
+    if not have_header or layers == 0 or not _wanted(tile, key, reduce, region):
+        return []
+    component, resolution, precinct = key
+    tc = tile.components[component]
+    sequence = tc.precinct_offsets[resolution] + precinct
+    identifier = tile.index + (component + sequence * components) * tiles
+    data = precincts.get(identifier)
+    if not data:
+        return []
+    state = PrecinctState(tc.resolutions[resolution].precinct_bands(precinct), tc.style.code_block_style)
+    uses_eph = tile.coding_style.uses_eph
+    packets, position = [], 0
+    while len(packets) < layers and position < len(data):
+        if data[position : position + 2] == b"\xff\x91":
+            position += 6
+        start = position
+        try:
+            reader = BitReader(data, position, len(data))
+            body = read_packet_header(reader, state)
+        except (PacketHeaderError, CodestreamError):
+            break
+        position = reader.position
+        if uses_eph:
+            if data[position : position + 2] != b"\xff\x92":
+                break
+            position += 2
+        position += body
+        if position > len(data):
+            break
+        packets.append(bytes(data[start:position]))
+    return packets
