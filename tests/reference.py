@@ -55,3 +55,55 @@ def windowed(stored: np.ndarray, ds) -> np.ndarray:
     if ds.PhotometricInterpretation == "MONOCHROME1":
         y = 255 - y
     return y.astype(np.uint8)
+
+
+def opj_encode(planes: list[np.ndarray], bits: int, options: list[str], signed: bool = False,
+               subsampling: list[tuple[int, int]] | None = None) -> bytes:
+    """Encode component planes with opj_compress (raw little-endian input) and return the codestream."""
+    opj_compress = shutil.which("opj_compress")
+    assert opj_compress, "opj_compress (Debian libopenjp2-tools) is needed"
+    height, width = planes[0].shape
+    dtype = ("<i" if signed else "<u") + ("2" if bits > 8 else "1")
+    form = f"{width},{height},{len(planes)},{bits},{'s' if signed else 'u'}"
+    if subsampling:
+        form += "@" + ":".join(f"{dx}x{dy}" for dx, dy in subsampling)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "in.rawl"
+        raw.write_bytes(b"".join(plane.astype(dtype).tobytes() for plane in planes))
+        out = Path(tmp) / "out.j2k"
+        result = subprocess.run([opj_compress, "-i", str(raw), "-o", str(out), "-F", form, *options],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"opj_compress {options}: {result.stdout[-500:]} {result.stderr[-500:]}"
+        return out.read_bytes()
+
+
+def opj_decode_all(codestream: bytes, reduce: int = 0, layers: int | None = None) -> list[bytes]:
+    """Every component's samples as opj_decompress writes them (PGX), for exact comparison."""
+    opj_decompress = shutil.which("opj_decompress")
+    assert opj_decompress, "opj_decompress (Debian libopenjp2-tools) is needed"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.j2k"
+        source.write_bytes(codestream)
+        command = [opj_decompress, "-i", str(source), "-o", str(Path(tmp) / "out.pgx"), "-r", str(reduce)]
+        if layers:
+            command += ["-l", str(layers)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, f"opj_decompress failed: {result.stdout[-600:]} {result.stderr[-600:]}"
+        outputs = sorted(Path(tmp).glob("out*.pgx"), key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
+        assert outputs, "opj_decompress wrote nothing"
+        return [p.read_bytes() for p in outputs]
+
+
+def smooth_image(height: int, width: int, bits: int, seed: int, signed: bool = False) -> np.ndarray:
+    """A test image with edges, gradients and noise that uses the whole sample range."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    image = np.sin(x / (7 + seed % 5)) * np.cos(y / 11) + (x + y) / (width + height)
+    image[(x - width / 3) ** 2 + (y - height / 2) ** 2 < (min(height, width) / 5) ** 2] += 1.5
+    image += rng.normal(0, 0.05, image.shape)
+    image = (image - image.min()) / (image.max() - image.min())
+    top = (1 << bits) - 1
+    values = np.rint(image * top).astype(np.int64)
+    if signed:
+        values -= 1 << (bits - 1)
+    return values

@@ -1,0 +1,133 @@
+"""The codestream engine against OpenJPEG: split into data-bins, rebuild, decode, compare sample for sample.
+
+opj_compress makes codestreams with every coding option the engine must follow; opj_decompress is the
+independent decoder. The conformance codestreams from ../shared come from other encoders.
+"""
+
+import random
+
+import numpy as np
+import pytest
+
+from pyjpip.codestream.databins import DataBins
+from pyjpip.codestream.markers import read_main_header
+from pyjpip.codestream.packet_index import index_codestream
+from pyjpip.codestream.rebuild import rebuild_codestream
+from pyjpip.codestream.tile_parts import read_codestream
+from reference import opj_decode_all, opj_encode, smooth_image
+
+pytestmark = pytest.mark.cpython_only
+
+
+def split(data: bytes, use_packet_lengths: bool = True):
+    codestream = read_codestream(data)
+    bins = DataBins(index_codestream(codestream, use_packet_lengths))
+    main = bins.main_header().read(codestream.data)
+    tile_headers = {t: bins.tile_header(t).read(codestream.data) for t in range(bins.tiles)}
+    precincts = {b.identifier: b.read(codestream.data) for b in bins.precincts()}
+    return main, tile_headers, precincts
+
+
+def levels_and_layers(data: bytes) -> tuple[int, int]:
+    header = read_main_header(data)
+    levels = min(header.component_style(c).decomposition_levels for c in range(len(header.size.components)))
+    return levels, header.coding_style.layers
+
+
+def assert_rebuilds_exactly(data: bytes, name: str):
+    main, tile_headers, precincts = split(data)
+    whole = rebuild_codestream(main, tile_headers, precincts)
+    assert whole.packets_present == whole.packets_total
+    assert opj_decode_all(whole.codestream) == opj_decode_all(data), f"{name}: full rebuild differs"
+    levels, layers = levels_and_layers(data)
+    for reduce in sorted({1 if levels else 0, levels}):
+        for layer_count in sorted({1, layers}):
+            rebuilt = rebuild_codestream(main, tile_headers, precincts, reduce=reduce, layers=layer_count)
+            assert opj_decode_all(rebuilt.codestream, reduce) == opj_decode_all(data, reduce, layer_count), \
+                f"{name}: reduce {reduce} with {layer_count} layers differs from opj_decompress -r -l"
+
+
+def test_conformance_codestreams_rebuild_exactly(conformance_files):
+    for path in conformance_files:
+        assert_rebuilds_exactly(path.read_bytes(), path.name)
+
+
+# (name, components, bits, signed, subsampling, opj_compress options)
+GENERATED = [
+    ("lrcp-defaults", 1, 8, False, None, []),
+    ("rlcp-6-layers-precincts", 1, 8, False, None, ["-p", "RLCP", "-r", "40,20,10,5,2,1", "-c", "[64,64],[32,32]"]),
+    ("rpcl-plt-tlm-sop-eph", 1, 12, False, None,
+     ["-p", "RPCL", "-r", "20,5,1", "-c", "[128,128],[64,64]", "-PLT", "-TLM", "-SOP", "-EPH"]),
+    ("pcrl-tiles-with-offsets", 1, 8, False, None, ["-p", "PCRL", "-t", "64,48", "-T", "5,3", "-d", "13,9", "-r", "8,1"]),
+    ("cprl-3-components-subsampled", 3, 8, False, [(1, 1), (2, 2), (2, 1)], ["-p", "CPRL", "-r", "10,1", "-PLT"]),
+    ("tile-parts-by-resolution", 1, 16, False, None, ["-p", "RPCL", "-TP", "R", "-r", "10,3,1", "-PLT", "-t", "128,128"]),
+    ("no-decomposition", 1, 8, False, None, ["-n", "1", "-r", "4,1"]),
+    ("seven-levels", 1, 12, False, None, ["-n", "8", "-p", "RPCL", "-PLT"]),
+    ("small-code-blocks", 1, 8, False, None, ["-b", "16,16", "-c", "[32,32]", "-r", "9,3,1"]),
+    ("rectangular-code-blocks", 1, 8, False, None, ["-b", "64,16", "-p", "LRCP", "-r", "5,1"]),
+    ("irreversible-lossy", 1, 12, False, None, ["-I", "-r", "50,20,8"]),
+    ("bypass", 1, 12, False, None, ["-M", "1", "-r", "30,10,3,1", "-PLT"]),
+    ("terminate-each-pass", 1, 12, False, None, ["-M", "4", "-r", "30,10,3,1", "-PLT"]),
+    ("all-mode-switches", 1, 16, True, None, ["-M", "63", "-r", "20,4,1", "-SOP", "-EPH", "-PLT"]),
+    ("four-components-ten-layers", 4, 8, False, None,
+     ["-r", "100,80,60,40,30,20,10,5,2,1", "-p", "LRCP", "-c", "[64,64]", "-PLT"]),
+    ("three-components-colour-transform", 3, 8, False, None, ["-mct", "1", "-p", "RPCL", "-r", "12,1"]),
+    ("progression-changes", 1, 8, False, None,
+     ["-r", "20,5,1", "-POC", "T0=0,0,1,3,1,RPCL/T0=0,0,3,6,1,LRCP"]),
+    ("tiles-plt-sop", 1, 8, False, None, ["-t", "100,80", "-PLT", "-SOP", "-p", "LRCP", "-r", "30,10,1"]),
+]
+
+
+def generated(name, components, bits, signed, subsampling, options) -> bytes:
+    seed = sum(map(ord, name))
+    planes = []
+    for c in range(components):
+        dx, dy = subsampling[c] if subsampling else (1, 1)
+        planes.append(smooth_image(-(-193 // dy), -(-257 // dx), bits, seed + c, signed))
+    return opj_encode(planes, bits, options, signed, subsampling)
+
+
+@pytest.mark.parametrize("case", GENERATED, ids=[case[0] for case in GENERATED])
+def test_generated_codestreams_rebuild_exactly(case):
+    data = generated(*case)
+    assert_rebuilds_exactly(data, case[0])
+
+
+@pytest.mark.parametrize("case", [c for c in GENERATED if "-PLT" in c[5]], ids=lambda c: c[0])
+def test_packet_header_lengths_equal_plt(case):
+    data = generated(*case)
+    codestream = read_codestream(data)
+    from_lengths = index_codestream(codestream, use_packet_lengths=True)
+    from_headers = index_codestream(codestream, use_packet_lengths=False)
+    assert all(tile.used_packet_lengths for tile in from_lengths.tiles)
+    assert not any(tile.used_packet_lengths for tile in from_headers.tiles)
+    for a, b in zip(from_lengths.tiles, from_headers.tiles):
+        assert a.precincts == b.precincts
+
+
+def test_high_throughput_codestreams_rebuild_exactly():
+    import imagecodecs  # OpenJPH inside: an HTJ2K encoder independent of OpenJPEG
+    image = smooth_image(300, 260, 12, 5).astype(np.uint16)
+    cases = {"reversible": {"reversible": True}, "tiled": {"tile": (128, 128), "reversible": True},
+             "irreversible": {"level": 40}, "three-levels": {"resolutions": 4, "reversible": True}}
+    for name, options in cases.items():
+        data = imagecodecs.htj2k_encode(image, **options)
+        assert read_main_header(data).high_throughput
+        assert_rebuilds_exactly(data, f"HTJ2K {name}")
+
+
+@pytest.mark.parametrize("case", [GENERATED[2], GENERATED[5], GENERATED[13], GENERATED[14]], ids=lambda c: c[0])
+def test_random_prefixes_of_random_bins_always_decode(case):
+    data = generated(*case)
+    main, tile_headers, precincts = split(data)
+    rng = random.Random(case[0])
+    for _ in range(12):
+        chosen = {}
+        for identifier, content in precincts.items():
+            if rng.random() < 0.6:
+                chosen[identifier] = content[: rng.randint(0, len(content))] if rng.random() < 0.7 else content
+        headers = {t: h for t, h in tile_headers.items() if rng.random() < 0.9}
+        rebuilt = rebuild_codestream(main, headers, chosen)
+        opj_decode_all(rebuilt.codestream)  # must decode without error
+        again = index_codestream(read_codestream(rebuilt.codestream))  # and index again, exactly
+        assert sum(len(p) for t in again.tiles for p in t.precincts.values()) == rebuilt.packets_total
