@@ -27,12 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     dicom.add_argument("--frame", type=int, default=1, help="frame number, counted from 1")
     dicom.add_argument("--json", action="store_true", help="print JSON")
 
+    info = commands.add_parser("info", help="describe a JPEG 2000 file: geometry, coding, data-bins")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument("--cache", metavar="DIR", help="keep packet indexes in DIR (opening again is fast)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "info":
+            return _info(args)
         return _dicom(args)
     except (PyjpipError, OSError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
@@ -73,4 +80,14 @@ def _dicom(args) -> int:
               f"{', inverted (MONOCHROME1)' if grey['invert'] else ''}")
         for problem in description["mismatches"]:
             print(f"  warning: {problem}")
+    return 0
+
+
+def _info(args) -> int:
+    from pyjpip.codestream.describe import describe_source, format_description
+    from pyjpip.codestream.source import JPEG2000Source
+
+    source = JPEG2000Source.open(args.file, cache_dir=args.cache)
+    description = describe_source(source)
+    print(json.dumps(description, indent=2) if args.json else format_description(description))
     return 0

@@ -1,5 +1,7 @@
 """Typed errors: each says what was wrong and where, so a caller can report it without guessing."""
 
+from __future__ import annotations
+
 
 class PyjpipError(Exception):
     """Base of every error pyjpip raises on purpose."""
@@ -12,9 +14,14 @@ class CodestreamError(PyjpipError):
     """
 
     def __init__(self, message: str, offset: int | None = None):
+        self.reason = message
         self.offset = offset
         where = f" at byte {offset}" if offset is not None else ""
         super().__init__(f"{message}{where}")
+
+    def within(self, context: str, shift: int = 0) -> CodestreamError:
+        """The same error seen from an enclosing object: ``context`` prefixed, offset moved by ``shift``."""
+        return type(self)(f"{context}: {self.reason}", None if self.offset is None else self.offset + shift)
 
 
 class DicomError(PyjpipError):

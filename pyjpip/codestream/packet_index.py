@@ -200,7 +200,7 @@ def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[Ti
         try:
             body = read_packet_header(reader, _state(index, states, key))
         except PacketHeaderError as error:
-            raise PacketHeaderError(f"tile {index.tile.index} packet {tuple(packet)}: {error}", error.offset) from None
+            raise error.within(f"tile {index.tile.index} packet {tuple(packet)}") from None
         position = reader.position
         if coding.uses_eph:
             if position + 2 > end_of_part or data[position] != 0xFF or data[position + 1] != 0x92:
@@ -237,7 +237,7 @@ def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart
         try:
             body = read_packet_header(reader, _state(index, states, key))
         except PacketHeaderError as error:
-            raise PacketHeaderError(f"tile {index.tile.index} packet {tuple(packet)} (packed header): {error}",
+            raise PacketHeaderError(f"tile {index.tile.index} packet {tuple(packet)} (packed header): {error.reason}",
                                     parts[part_number].offset) from None
         header_end = reader.position
         if coding.uses_eph and chunk[header_end : header_end + 2] == b"\xff\x92":

@@ -1,0 +1,119 @@
+"""JP2-family files (ISO/IEC 15444-1 Annex I, 15444-2 Annex M for JPX, 15444-15 Annex D for JPH).
+
+A file is a sequence of boxes; its codestreams are the contiguous codestream boxes ('jp2c'),
+numbered from 0 in file order, as JPIP numbers them. A raw codestream (.j2k/.j2c/.jhc) is a
+file with one codestream and no boxes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pyjpip.errors import CodestreamError
+
+SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+RAW_CODESTREAM_START = b"\xff\x4f\xff\x51"
+#: Boxes that hold other boxes (Annex I, 15444-2 Table M.1); walked to find every box, not codestreams.
+SUPERBOXES = {b"jp2h", b"res ", b"uinf", b"jpch", b"jplh", b"cgrp", b"asoc", b"ftbl", b"comp", b"drep", b"dtbl"}
+_MAXIMUM_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box located in the file: its type, where its header starts and where its contents lie."""
+
+    box_type: bytes
+    offset: int
+    header_length: int  # 8, or 16 with XLBox
+    end: int
+
+    @property
+    def contents(self) -> tuple[int, int]:
+        return self.offset + self.header_length, self.end
+
+    @property
+    def length(self) -> int:
+        return self.end - self.offset
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """Where a file's top-level boxes and codestreams are. ``boxes`` is empty for a raw codestream."""
+
+    boxes: tuple[Box, ...]
+    codestreams: tuple[tuple[int, int], ...]  # (start, end) of each codestream, in JPIP numbering
+
+    @property
+    def raw(self) -> bool:
+        return not self.boxes
+
+
+def read_boxes(data, start: int, end: int, depth: int = 0) -> list[Box]:
+    """The boxes between ``start`` and ``end``; every length is checked against its container."""
+    if depth > _MAXIMUM_DEPTH:
+        raise CodestreamError(f"boxes nested more than {_MAXIMUM_DEPTH} deep", start)
+    boxes = []
+    position = start
+    while position < end:
+        if position + 8 > end:
+            raise CodestreamError(f"box header cut short ({end - position} bytes left)", position)
+        length, box_type = struct.unpack_from(">I4s", data, position)
+        header = 8
+        if length == 1:
+            if position + 16 > end:
+                raise CodestreamError("box with XLBox cut short", position)
+            length = struct.unpack_from(">Q", data, position + 8)[0]
+            header = 16
+        elif length == 0:
+            length = end - position  # the box runs to the end of its container
+        if length < header:
+            raise CodestreamError(f"box '{box_type.decode('latin-1')}' has length {length}, shorter than its header",
+                                  position)
+        if position + length > end:
+            raise CodestreamError(f"box '{box_type.decode('latin-1')}' of {length} bytes runs past the end of its "
+                                  f"container ({end - position} bytes left)", position)
+        boxes.append(Box(bytes(box_type), position, header, position + length))
+        position += length
+    return boxes
+
+
+def read_file_layout(data) -> FileLayout:
+    """Find the codestreams of a raw codestream or a JP2/JPX/JPH file."""
+    view = memoryview(data)
+    head = bytes(view[:12])
+    if head[:4] == RAW_CODESTREAM_START:
+        return FileLayout((), ((0, len(view)),))
+    if head != SIGNATURE:
+        raise CodestreamError("neither a JPEG 2000 codestream (SOC, SIZ) nor a JP2-family file (signature box)", 0)
+    boxes = read_boxes(view, 0, len(view))
+    if len(boxes) < 2 or boxes[1].box_type != b"ftyp":
+        raise CodestreamError("JP2-family file without a File Type box right after the signature", 12)
+    for box in boxes:  # check superboxes too, so a malformed nested box is reported, not met later
+        if box.box_type in SUPERBOXES:
+            _check_nested(view, box, 1)
+        if box.box_type == b"ftbl":
+            raise CodestreamError("fragmented codestreams (fragment table box) are not supported", box.offset)
+    codestreams = tuple(box.contents for box in boxes if box.box_type == b"jp2c")
+    if not codestreams:
+        raise CodestreamError("JP2-family file has no contiguous codestream box", 0)
+    return FileLayout(tuple(boxes), codestreams)
+
+
+def _check_nested(view, box: Box, depth: int) -> None:
+    start, end = box.contents
+    for inner in read_boxes(view, start, end, depth):
+        if inner.box_type in SUPERBOXES:
+            _check_nested(view, inner, depth + 1)
+
+
+def placeholder_box(original: Box, codestream: int, data) -> bytes:
+    """A placeholder box standing for a codestream box in metadata-bin 0 (15444-9 A.3.6.3).
+
+    Flags = 4: the box's contents are codestream ``codestream`` (CSID), to be fetched as its own
+    data-bins. OrigBH carries the original box header so a client can rebuild the file.
+    """
+    original_header = bytes(data[original.offset : original.offset + original.header_length])
+    body = struct.pack(">IQ", 4, 0) + original_header + struct.pack(">Q", 0) + original_header[:8][:4] * 0
+    body += struct.pack(">Q", codestream)
+    return struct.pack(">I4s", 8 + len(body), b"phld") + body

@@ -1,0 +1,84 @@
+"""A JPEG 2000 file opened for serving: its codestreams, indexed on first use, and metadata-bin 0.
+
+Files are memory-mapped, so data-bins are ranges of the map and a file of any size costs only
+the pages actually sent.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+from pyjpip.codestream.databins import DataBin, DataBinClass, DataBins
+from pyjpip.codestream.file_format import FileLayout, placeholder_box, read_file_layout
+from pyjpip.codestream.index_cache import load_or_build
+from pyjpip.codestream.packet_index import CodestreamIndex
+from pyjpip.codestream.tile_parts import Codestream, read_codestream
+from pyjpip.errors import CodestreamError
+
+
+class JPEG2000Source:
+    """One file (raw codestream or JP2/JPX/JPH): codestream ``n`` in JPIP numbering, from 0."""
+
+    def __init__(self, data, name: str = "<bytes>", path: str | None = None, cache_dir: str | None = None):
+        self.data = memoryview(data)
+        self.name = name
+        self.path = path
+        self.cache_dir = cache_dir
+        try:
+            self.layout: FileLayout = read_file_layout(self.data)
+        except CodestreamError as error:
+            raise error.within(name) from None
+        self._codestreams: dict[int, Codestream] = {}
+        self._indexes: dict[int, CodestreamIndex] = {}
+
+    @classmethod
+    def open(cls, path: str, cache_dir: str | None = None) -> JPEG2000Source:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise CodestreamError(f"{path}: empty file", 0)
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return cls(mapped, name=path, path=path, cache_dir=cache_dir)
+
+    @property
+    def codestream_count(self) -> int:
+        return len(self.layout.codestreams)
+
+    def codestream(self, number: int = 0) -> Codestream:
+        if not 0 <= number < self.codestream_count:
+            raise CodestreamError(f"{self.name}: codestream {number} does not exist "
+                                  f"(the file has {self.codestream_count})")
+        if number not in self._codestreams:
+            start, end = self.layout.codestreams[number]
+            try:
+                self._codestreams[number] = read_codestream(self.data[start:end])
+            except CodestreamError as error:
+                raise error.within(f"{self.name}: codestream {number}", start) from None
+        return self._codestreams[number]
+
+    def index(self, number: int = 0) -> CodestreamIndex:
+        if number not in self._indexes:
+            codestream = self.codestream(number)
+            try:
+                self._indexes[number] = load_or_build(codestream, self.path, number, self.cache_dir)
+            except CodestreamError as error:
+                raise error.within(f"{self.name}: codestream {number}", self.layout.codestreams[number][0]) from None
+        return self._indexes[number]
+
+    def databins(self, number: int = 0) -> DataBins:
+        return DataBins(self.index(number))
+
+    def metadata_bin(self) -> DataBin:
+        """Metadata-bin 0 (15444-9 A.3.6): the top-level boxes, each codestream box as a placeholder.
+        A raw codestream has an empty one, which is nonetheless complete."""
+        pieces, length, number = [], 0, 0
+        for box in self.layout.boxes:
+            if box.box_type == b"jp2c":
+                piece = placeholder_box(box, number, self.data)
+                number += 1
+                pieces.append(piece)
+                length += len(piece)
+            else:
+                pieces.append((box.offset, box.length))
+                length += box.length
+        return DataBin(DataBinClass.METADATA, 0, tuple(pieces), length)
