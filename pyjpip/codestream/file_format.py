@@ -110,10 +110,12 @@ def _check_nested(view, box: Box, depth: int) -> None:
 def placeholder_box(original: Box, codestream: int, data) -> bytes:
     """A placeholder box standing for a codestream box in metadata-bin 0 (15444-9 A.3.6.3).
 
-    Flags = 4: the box's contents are codestream ``codestream`` (CSID), to be fetched as its own
-    data-bins. OrigBH carries the original box header so a client can rebuild the file.
+    Flags = 4: the box's contents are codestream CSID, fetched as that codestream's data-bins.
+    Fields: Flags, OrigID (0: the original contents are not a metadata-bin), OrigBH (the original
+    box header), EquivID and EquivBH (present because bit 4 is set; zero: no equivalent box),
+    CSID. This is the form Kakadu and esajpip write and their clients read: 52 bytes, or 60 for a
+    box with XLBox.
     """
     original_header = bytes(data[original.offset : original.offset + original.header_length])
-    body = struct.pack(">IQ", 4, 0) + original_header + struct.pack(">Q", 0) + original_header[:8][:4] * 0
-    body += struct.pack(">Q", codestream)
+    body = struct.pack(">IQ", 4, 0) + original_header + struct.pack(">QQQ", 0, 0, codestream)
     return struct.pack(">I4s", 8 + len(body), b"phld") + body

@@ -17,6 +17,10 @@ from pyjpip.codestream.markers import (
 from pyjpip.errors import CodestreamError
 
 
+#: Guard against absurd headers (a 2^15 precinct of 4x4 code-blocks has 2^26): real files stay far below.
+MAXIMUM_CODE_BLOCKS_PER_PRECINCT = 1 << 20
+
+
 class PacketHeaderError(CodestreamError):
     """A packet header cannot be read: it runs past the available bytes or is inconsistent."""
 
@@ -145,6 +149,10 @@ class PrecinctState:
     __slots__ = ("bands", "style", "layers_read")
 
     def __init__(self, bands: tuple[PrecinctBand, ...], code_block_style: int):
+        blocks = sum(b.block_count for b in bands)
+        if blocks > MAXIMUM_CODE_BLOCKS_PER_PRECINCT:
+            raise CodestreamError(f"a precinct with {blocks} code-blocks is beyond what pyjpip supports "
+                                  f"({MAXIMUM_CODE_BLOCKS_PER_PRECINCT})")
         self.bands = [(TagTree(b.blocks_wide, b.blocks_high), TagTree(b.blocks_wide, b.blocks_high),
                        [CodeBlockState() for _ in range(b.block_count)]) for b in bands if b.block_count]
         self.style = code_block_style

@@ -121,6 +121,10 @@ def _packet_lengths(codestream: Codestream, tile_parts: list[TilePart]) -> list[
 def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) -> CodestreamIndex:
     """Locate every packet of every precinct of every tile."""
     packed = _packed_headers_by_tile_part(codestream)
+    size = codestream.size
+    if size.tile_count * len(size.components) > 8 * len(codestream.data) + 65536:
+        raise CodestreamError(f"{size.tile_count} tiles of {len(size.components)} components cannot be described "
+                              f"by {len(codestream.data)} bytes", 0)
     tiles = []
     for t in range(codestream.size.tile_count):
         parts = codestream.tiles.get(t, [])
@@ -130,6 +134,7 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
                          if s.marker not in (Marker.PPT, Marker.PLT)]
         index = TileIndex(tile, header_ranges)
         if parts:
+            _check_packet_count(tile, parts, packed is not None or any(p.header.packed_headers for p in parts))
             changes = _progression_changes(codestream, parts)
             if packed is None and not any(part.header.packed_headers for part in parts):
                 lengths = _packet_lengths(codestream, parts) if use_packet_lengths else None
@@ -144,6 +149,17 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
                 _index_packed(codestream, index, parts, changes, chunks)
         tiles.append(index)
     return CodestreamIndex(codestream, tiles)
+
+
+def _check_packet_count(tile: Tile, parts: list[TilePart], packed: bool) -> None:
+    """Every packet takes at least one byte of the tile-parts (unless headers are packed): a header
+    that claims more packets than bytes is corrupt, and must not make us enumerate them all."""
+    packets = tile.coding_style.layers * sum(res.precinct_count for tc in tile.components for res in tc.resolutions)
+    available = sum(part.end - part.body_start for part in parts)
+    if not packed and packets > available:
+        raise CodestreamError(f"tile {tile.index} would have {packets} packets in {available} bytes", parts[0].offset)
+    if packed and packets > 1 << 24:
+        raise CodestreamError(f"tile {tile.index} would have {packets} packets", parts[0].offset)
 
 
 def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, lengths: list[int]) -> bool:
