@@ -107,3 +107,17 @@ def smooth_image(height: int, width: int, bits: int, seed: int, signed: bool = F
     if signed:
         values -= 1 << (bits - 1)
     return values
+
+
+def opj_decode_region(codestream: bytes, region: tuple[int, int, int, int], reduce: int = 0) -> list[bytes]:
+    """opj_decompress -d: only the samples of a region of the reference grid."""
+    opj_decompress = shutil.which("opj_decompress")
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.j2k"
+        source.write_bytes(codestream)
+        command = [opj_decompress, "-i", str(source), "-o", str(Path(tmp) / "out.pgx"), "-r", str(reduce),
+                   "-d", ",".join(map(str, region))]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, f"opj_decompress failed: {result.stdout[-600:]} {result.stderr[-600:]}"
+        outputs = sorted(Path(tmp).glob("out*.pgx"), key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
+        return [p.read_bytes() for p in outputs]

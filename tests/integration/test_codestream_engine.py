@@ -14,7 +14,7 @@ from pyjpip.codestream.markers import read_main_header
 from pyjpip.codestream.packet_index import index_codestream
 from pyjpip.codestream.rebuild import rebuild_codestream
 from pyjpip.codestream.tile_parts import read_codestream
-from reference import opj_decode_all, opj_encode, smooth_image
+from reference import opj_decode_all, opj_decode_region, opj_encode, smooth_image
 
 pytestmark = pytest.mark.cpython_only
 
@@ -131,3 +131,19 @@ def test_random_prefixes_of_random_bins_always_decode(case):
         opj_decode_all(rebuilt.codestream)  # must decode without error
         again = index_codestream(read_codestream(rebuilt.codestream))  # and index again, exactly
         assert sum(len(p) for t in again.tiles for p in t.precincts.values()) == rebuilt.packets_total
+
+
+@pytest.mark.parametrize("case", [GENERATED[1], GENERATED[3], GENERATED[8], GENERATED[10]], ids=lambda c: c[0])
+def test_region_rebuild_decodes_the_region_exactly_with_fewer_bytes(case):
+    data = generated(*case)
+    main, tile_headers, precincts = split(data)
+    size = read_main_header(data).size
+    levels, _ = levels_and_layers(data)
+    for region in [(size.x_offset + 40, size.y_offset + 30, size.x_offset + 120, size.y_offset + 90),
+                   (size.x_size - 50, size.y_size - 40, size.x_size, size.y_size)]:
+        for reduce in sorted({0, min(1, levels)}):
+            rebuilt = rebuild_codestream(main, tile_headers, precincts, reduce=reduce, region=region)
+            assert opj_decode_region(rebuilt.codestream, region, reduce) == opj_decode_region(data, region, reduce), \
+                f"{case[0]}: region {region} at reduce {reduce} differs"
+            if "-c" in case[5] or "-t" in case[5]:  # several precincts or tiles: the region needs fewer
+                assert rebuilt.packets_present < rebuilt.packets_total
