@@ -71,42 +71,34 @@ class BitReader:
 class TagTree:
     """A tag tree (B.10.2) over a grid of code-blocks, decoded incrementally against thresholds."""
 
-    __slots__ = ("parents", "values", "lows", "leaves")
+    __slots__ = ("paths", "values", "lows")
 
     def __init__(self, width: int, height: int):
+        # Node numbering: the leaves first, then each coarser level; parents[i] is i's parent.
         parents: list[int] = []
-        levels = []
-        w, h = width, height
-        start = 0
-        while True:
-            levels.append((start, w, h))
-            start += w * h
-            if w * h <= 1:
-                break
-            w, h = (w + 1) // 2, (h + 1) // 2
-        for index, (level_start, w, h) in enumerate(levels):
-            if index + 1 < len(levels):
-                parent_start, parent_w, _ = levels[index + 1]
-                for y in range(h):
-                    for x in range(w):
-                        parents.append(parent_start + (y >> 1) * parent_w + (x >> 1))
-            else:
-                parents.extend([-1] * (w * h))
-        self.parents = parents
+        start, w, h = 0, width, height
+        while w * h > 1:
+            parent_start, parent_w = start + w * h, (w + 1) // 2
+            parents.extend(parent_start + (y >> 1) * parent_w + (x >> 1) for y in range(h) for x in range(w))
+            start, w, h = parent_start, parent_w, (h + 1) // 2
+        parents.append(-1)  # the root
+        paths = []
+        for leaf in range(width * height):  # root first, leaf last
+            path, node = [], leaf
+            while node >= 0:
+                path.append(node)
+                node = parents[node]
+            path.reverse()
+            paths.append(path)
+        self.paths = paths
         self.values = [1 << 30] * len(parents)
         self.lows = [0] * len(parents)
-        self.leaves = width * height
 
     def decode(self, reader: BitReader, leaf: int, threshold: int) -> bool:
         """Learn whether the leaf's value is below ``threshold``, reading only the bits needed."""
-        path = []
-        node = leaf
-        while node >= 0:
-            path.append(node)
-            node = self.parents[node]
         values, lows = self.values, self.lows
         low = 0
-        for node in reversed(path):
+        for node in self.paths[leaf]:
             if low > lows[node]:
                 lows[node] = low
             else:
