@@ -84,8 +84,7 @@ class DataBins:
         packets = tile_index.precincts.get((component, resolution, precinct), [])
         pieces, ends, length = [], [], 0
         for packet in packets:
-            parts = packet if isinstance(packet, tuple) and packet and not isinstance(packet[0], int) else (packet,)
-            for piece in parts:
+            for piece in packet:
                 pieces.append(piece)
                 length += len(piece) if isinstance(piece, bytes) else piece[1]
             ends.append(length)

@@ -20,7 +20,7 @@ from pyjpip.codestream.tile_parts import Codestream
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 
 
 def cache_path(cache_dir: str, source_path: str, codestream: int) -> str:

@@ -29,7 +29,6 @@ from pyjpip.errors import CodestreamError
 
 log = logging.getLogger(__name__)
 
-Piece = "tuple[int, int] | bytes"
 PrecinctKey = tuple[int, int, int]  # component, resolution, precinct index within the resolution
 
 
@@ -39,7 +38,7 @@ class TileIndex:
 
     tile: Tile
     header_ranges: list[tuple[int, int]]  # tile-part header segments kept in the tile-header data-bin
-    precincts: dict[PrecinctKey, list[tuple]] = field(default_factory=dict)
+    precincts: dict[PrecinctKey, list[tuple]] = field(default_factory=dict)  # packets, each a tuple of pieces
     used_packet_lengths: bool = False  # True when PLT gave the lengths
 
 
@@ -165,22 +164,27 @@ def _check_packet_count(tile: Tile, parts: list[TilePart], packed: bool) -> None
 def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, lengths: list[int]) -> bool:
     """Lay packets out from PLT lengths; False (and a log line) when they do not fit the tile-parts."""
     part_number, position = 0, parts[0].body_start
-    order = list(packet_order(index.tile, changes))
+    order = packet_order(index.tile, changes)
     if len(order) != len(lengths):
         log.warning("tile %d: PLT lists %d packets but the tile has %d; reading packet headers instead",
                     index.tile.index, len(lengths), len(order))
         return False
-    for packet, length in zip(order, lengths):
-        while position >= parts[part_number].end and part_number + 1 < len(parts):
+    precincts = index.precincts
+    end_of_part = parts[0].end
+    for (_, resolution, component, precinct), length in zip(order, lengths):
+        while position >= end_of_part and part_number + 1 < len(parts):
             part_number += 1
-            position = parts[part_number].body_start
+            position, end_of_part = parts[part_number].body_start, parts[part_number].end
         end = position + length
-        if end > parts[part_number].end:
+        if end > end_of_part:
             log.warning("tile %d: PLT lengths run past tile-part %d; reading packet headers instead",
                         index.tile.index, part_number)
             return False
-        index.precincts.setdefault((packet.component, packet.resolution, packet.precinct), []).append(
-            (position, length))
+        key = (component, resolution, precinct)
+        packets = precincts.get(key)
+        if packets is None:
+            packets = precincts[key] = []
+        packets.append(((position, length),))
         position = end
     return True
 
@@ -202,6 +206,7 @@ def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[Ti
     states: dict[PrecinctKey, PrecinctState] = {}
     part_number, position = 0, parts[0].body_start
     for packet in packet_order(index.tile, changes):
+        _, resolution, component, precinct = packet
         while position >= parts[part_number].end:
             if part_number + 1 >= len(parts):
                 raise CodestreamError(f"tile {index.tile.index}: the tile-parts end before packet {packet}", position)
@@ -211,22 +216,22 @@ def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[Ti
         start = position
         if coding.uses_sop and data[position] == 0xFF and position + 1 < end_of_part and data[position + 1] == 0x91:
             position += 6
-        key = (packet.component, packet.resolution, packet.precinct)
+        key = (component, resolution, precinct)
         reader = BitReader(data, position, end_of_part)
         try:
             body = read_packet_header(reader, _state(index, states, key))
         except PacketHeaderError as error:
-            raise error.within(f"tile {index.tile.index} packet {tuple(packet)}") from None
+            raise error.within(f"tile {index.tile.index} packet {packet}") from None
         position = reader.position
         if coding.uses_eph:
             if position + 2 > end_of_part or data[position] != 0xFF or data[position + 1] != 0x92:
-                raise CodestreamError(f"tile {index.tile.index} packet {tuple(packet)}: EPH marker missing", position)
+                raise CodestreamError(f"tile {index.tile.index} packet {packet}: EPH marker missing", position)
             position += 2
         position += body
         if position > end_of_part:
-            raise CodestreamError(f"tile {index.tile.index} packet {tuple(packet)}: body of {body} bytes runs past "
+            raise CodestreamError(f"tile {index.tile.index} packet {packet}: body of {body} bytes runs past "
                                   f"the tile-part", start)
-        index.precincts.setdefault(key, []).append((start, position - start))
+        index.precincts.setdefault(key, []).append(((start, position - start),))
 
 
 def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes,
@@ -237,6 +242,7 @@ def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart
     states: dict[PrecinctKey, PrecinctState] = {}
     part_number, position, header_position = 0, parts[0].body_start, 0
     for packet in packet_order(index.tile, changes):
+        _, resolution, component, precinct = packet
         while header_position >= len(chunks[part_number]):
             if part_number + 1 >= len(parts):
                 raise CodestreamError(f"tile {index.tile.index}: packed headers end before packet {packet}",
@@ -248,12 +254,12 @@ def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart
         if coding.uses_sop and position + 1 < end_of_part and data[position] == 0xFF and data[position + 1] == 0x91:
             pieces.append((position, 6))
             position += 6
-        key = (packet.component, packet.resolution, packet.precinct)
+        key = (component, resolution, precinct)
         reader = BitReader(chunk, header_position, len(chunk))
         try:
             body = read_packet_header(reader, _state(index, states, key))
         except PacketHeaderError as error:
-            raise PacketHeaderError(f"tile {index.tile.index} packet {tuple(packet)} (packed header): {error.reason}",
+            raise PacketHeaderError(f"tile {index.tile.index} packet {packet} (packed header): {error.reason}",
                                     parts[part_number].offset) from None
         header_end = reader.position
         if coding.uses_eph and chunk[header_end : header_end + 2] == b"\xff\x92":
@@ -261,9 +267,9 @@ def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart
         pieces.append(bytes(chunk[header_position:header_end]))
         header_position = header_end
         if position + body > end_of_part:
-            raise CodestreamError(f"tile {index.tile.index} packet {tuple(packet)}: body of {body} bytes runs past "
+            raise CodestreamError(f"tile {index.tile.index} packet {packet}: body of {body} bytes runs past "
                                   f"the tile-part", position)
         if body:
             pieces.append((position, body))
         position += body
-        index.precincts.setdefault(key, []).append(tuple(pieces) if len(pieces) > 1 else pieces[0])
+        index.precincts.setdefault(key, []).append(tuple(pieces))

@@ -8,19 +8,10 @@ those points gives exactly the standard's loops, for any subsampling and precinc
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from pyjpip.codestream.geometry import Tile
 from pyjpip.codestream.markers import ProgressionChange, ProgressionOrder
-
-
-class Packet(NamedTuple):
-    """One packet's identity: layer, resolution, component, precinct (index within its resolution)."""
-
-    layer: int
-    resolution: int
-    component: int
-    precinct: int
 
 
 class _Precinct(NamedTuple):
@@ -58,18 +49,32 @@ def _precincts(tile: Tile) -> list[_Precinct]:
     return result
 
 
-_ORDER_KEYS = {
-    ProgressionOrder.LRCP: lambda p, l: (l, p.resolution, p.component, p.precinct),
-    ProgressionOrder.RLCP: lambda p, l: (p.resolution, l, p.component, p.precinct),
-    ProgressionOrder.RPCL: lambda p, l: (p.resolution, p.y, p.x, p.component, l),
-    ProgressionOrder.PCRL: lambda p, l: (p.y, p.x, p.component, p.resolution, l),
-    ProgressionOrder.CPRL: lambda p, l: (p.component, p.y, p.x, p.resolution, l),
-}
+def _ordered(precincts: list[_Precinct], layers: range, order: ProgressionOrder) -> list[tuple[int, int, int, int]]:
+    """Packets (layer, resolution, component, precinct) of ``precincts`` sorted into ``order``."""
+    if order == ProgressionOrder.LRCP:
+        items = [(l, p.resolution, p.component, p.precinct) for p in precincts for l in layers]
+        items.sort()
+        return items
+    if order == ProgressionOrder.RLCP:
+        items = [(p.resolution, l, p.component, p.precinct) for p in precincts for l in layers]
+        items.sort()
+        return [(l, r, c, k) for r, l, c, k in items]
+    if order == ProgressionOrder.RPCL:
+        items = [(p.resolution, p.y, p.x, p.component, l, p.precinct) for p in precincts for l in layers]
+        items.sort()
+        return [(l, r, c, k) for r, _, _, c, l, k in items]
+    if order == ProgressionOrder.PCRL:
+        items = [(p.y, p.x, p.component, p.resolution, l, p.precinct) for p in precincts for l in layers]
+        items.sort()
+        return [(l, r, c, k) for _, _, c, r, l, k in items]
+    items = [(p.component, p.y, p.x, p.resolution, l, p.precinct) for p in precincts for l in layers]  # CPRL
+    items.sort()
+    return [(l, r, c, k) for c, _, _, r, l, k in items]
 
 
 def packet_order(tile: Tile, changes: list[ProgressionChange] | None = None,
-                 order: ProgressionOrder | None = None) -> Iterator[Packet]:
-    """Every packet of the tile in codestream order.
+                 order: ProgressionOrder | None = None) -> list[tuple[int, int, int, int]]:
+    """Every packet of the tile in codestream order, as (layer, resolution, component, precinct).
 
     ``changes`` are the POC progressions in force (tile-part POC over main POC); without them the
     tile's COD order (or ``order``, for a rebuild) runs over all layers, resolutions and components.
@@ -77,21 +82,15 @@ def packet_order(tile: Tile, changes: list[ProgressionChange] | None = None,
     layers = tile.coding_style.layers
     precincts = _precincts(tile)
     if not changes:
-        key = _ORDER_KEYS[order if order is not None else tile.coding_style.progression_order]
-        sequence = sorted(((key(p, l), p, l) for p in precincts for l in range(layers)), key=lambda item: item[0])
-        for _, p, l in sequence:
-            yield Packet(l, p.resolution, p.component, p.precinct)
-        return
+        return _ordered(precincts, range(layers), order if order is not None else tile.coding_style.progression_order)
     next_layer: dict[tuple[int, int, int], int] = {}
+    result = []
     for change in changes:
-        key = _ORDER_KEYS[change.order]
         chosen = [p for p in precincts
                   if change.resolution_start <= p.resolution < change.resolution_end
                   and change.component_start <= p.component < change.component_end]
-        layer_end = min(change.layer_end, layers)
-        sequence = sorted(((key(p, l), p, l) for p in chosen for l in range(layer_end)), key=lambda item: item[0])
-        for _, p, l in sequence:
-            identity = (p.component, p.resolution, p.precinct)
-            if next_layer.get(identity, 0) == l:
-                next_layer[identity] = l + 1
-                yield Packet(l, p.resolution, p.component, p.precinct)
+        for l, r, c, k in _ordered(chosen, range(min(change.layer_end, layers)), change.order):
+            if next_layer.get((c, r, k), 0) == l:
+                next_layer[(c, r, k)] = l + 1
+                result.append((l, r, c, k))
+    return result

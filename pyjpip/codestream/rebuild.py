@@ -82,8 +82,8 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
         wanted_layers = coding.layers if layers is None else max(0, min(layers, coding.layers))
         empty = b"\x00\xff\x92" if coding.uses_eph else b"\x00"
         written: dict[tuple[int, int, int], list[bytes]] = {}
-        for packet in packet_order(tile, None, ProgressionOrder.RPCL):
-            key = (packet.component, packet.resolution, packet.precinct)
+        for layer, resolution, component, precinct in packet_order(tile, None, ProgressionOrder.RPCL):
+            key = (component, resolution, precinct)
             packets = written.get(key)
             if packets is None:
                 packets = written[key] = _usable_packets(tile, key, tile_header is not None, precincts,
@@ -91,8 +91,8 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
                 if _wanted(tile, key, reduce, region):
                     complete_layers = len(packets) if complete_layers is None else min(complete_layers, len(packets))
             result.packets_total += 1
-            if packet.layer < len(packets):
-                out += packets[packet.layer]
+            if layer < len(packets):
+                out += packets[layer]
                 result.packets_present += 1
             else:
                 out += empty

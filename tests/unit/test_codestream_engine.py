@@ -145,7 +145,8 @@ def test_rebuild_from_headers_alone_has_only_empty_packets(conformance_files):
     rebuilt = rebuild_codestream(main, {}, {})
     assert rebuilt.packets_present == 0 and rebuilt.missing_tiles == list(range(bins.tiles))
     again = index_codestream(read_codestream(rebuilt.codestream))
-    lengths = [length for tile in again.tiles for packets in tile.precincts.values() for _, length in packets]
+    lengths = [length for tile in again.tiles for packets in tile.precincts.values()
+               for ((_, length),) in packets]
     assert len(lengths) == rebuilt.packets_total and set(lengths) == {1}
 
 
