@@ -45,7 +45,7 @@ def _describe_codestream(source: JPEG2000Source, number: int) -> dict:
     coding = main.coding_style
     return {
         "codestream": number,
-        "offset": source.layout.codestreams[number][0],
+        "fragments": [list(f) for f in source.layout.codestreams[number]],
         "bytes": len(codestream.data),
         "width": size.width,
         "height": size.height,

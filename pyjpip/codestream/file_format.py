@@ -1,7 +1,7 @@
 """JP2-family files (ISO/IEC 15444-1 Annex I, 15444-2 Annex M for JPX, 15444-15 Annex D for JPH).
 
-A file is a sequence of boxes; its codestreams are the contiguous codestream boxes ('jp2c'),
-numbered from 0 in file order, as JPIP numbers them. A raw codestream (.j2k/.j2c/.jhc) is a
+A file is a sequence of boxes; its codestreams are the contiguous codestream boxes ('jp2c') and
+fragment tables ('ftbl', JPX), numbered from 0 in file order, as JPIP numbers them. A raw codestream (.j2k/.j2c/.jhc) is a
 file with one codestream and no boxes.
 """
 
@@ -42,7 +42,7 @@ class FileLayout:
     """Where a file's top-level boxes and codestreams are. ``boxes`` is empty for a raw codestream."""
 
     boxes: tuple[Box, ...]
-    codestreams: tuple[tuple[int, int], ...]  # (start, end) of each codestream, in JPIP numbering
+    codestreams: tuple[tuple[tuple[int, int], ...], ...]  # each codestream's (start, end) fragments, in order
 
     @property
     def raw(self) -> bool:
@@ -83,21 +83,48 @@ def read_file_layout(data) -> FileLayout:
     view = memoryview(data)
     head = bytes(view[:12])
     if head[:4] == RAW_CODESTREAM_START:
-        return FileLayout((), ((0, len(view)),))
+        return FileLayout((), (((0, len(view)),),))
     if head != SIGNATURE:
         raise CodestreamError("neither a JPEG 2000 codestream (SOC, SIZ) nor a JP2-family file (signature box)", 0)
     boxes = read_boxes(view, 0, len(view))
     if len(boxes) < 2 or boxes[1].box_type != b"ftyp":
         raise CodestreamError("JP2-family file without a File Type box right after the signature", 12)
+    codestreams = []
     for box in boxes:  # check superboxes too, so a malformed nested box is reported, not met later
         if box.box_type in SUPERBOXES:
             _check_nested(view, box, 1)
-        if box.box_type == b"ftbl":
-            raise CodestreamError("fragmented codestreams (fragment table box) are not supported", box.offset)
-    codestreams = tuple(box.contents for box in boxes if box.box_type == b"jp2c")
+        if box.box_type == b"jp2c":
+            codestreams.append((box.contents,))
+        elif box.box_type == b"ftbl":
+            codestreams.append(_fragments(view, box))
     if not codestreams:
         raise CodestreamError("JP2-family file has no contiguous codestream box", 0)
-    return FileLayout(tuple(boxes), codestreams)
+    return FileLayout(tuple(boxes), tuple(codestreams))
+
+
+def _fragments(view, table: Box) -> tuple[tuple[int, int], ...]:
+    """A fragmented codestream (15444-2 M.11.3): the fragment list of a fragment table box."""
+    inner = read_boxes(view, *table.contents, depth=1)
+    lists = [b for b in inner if b.box_type == b"flst"]
+    if len(lists) != 1:
+        raise CodestreamError("fragment table box without exactly one fragment list box", table.offset)
+    start, end = lists[0].contents
+    if end - start < 2:
+        raise CodestreamError("fragment list box is too short", lists[0].offset)
+    count = struct.unpack_from(">H", view, start)[0]
+    if end - start != 2 + 14 * count or count == 0:
+        raise CodestreamError(f"fragment list box length does not match its {count} fragments", lists[0].offset)
+    fragments = []
+    for n in range(count):
+        offset, length, reference = struct.unpack_from(">QIH", view, start + 2 + 14 * n)
+        if reference != 0:
+            raise CodestreamError("codestream fragments in other files (data reference) are not supported",
+                                  lists[0].offset)
+        if offset + length > len(view):
+            raise CodestreamError(f"codestream fragment {n} ({offset}+{length}) lies past the end of the file",
+                                  lists[0].offset)
+        fragments.append((offset, offset + length))
+    return tuple(fragments)
 
 
 def _check_nested(view, box: Box, depth: int) -> None:

@@ -1,6 +1,6 @@
 """Where every packet of every precinct lies (ISO/IEC 15444-1 B.9–B.12, A.7.2–A.7.5).
 
-Packets are located from PLT marker segments when every tile-part has them, and otherwise by
+Packets are located from PLT (or PLM) marker segments when every tile-part has them, and otherwise by
 reading packet headers in progression order. Packed headers (PPM, PPT) are taken back out of
 the headers and put in front of their bodies, as a precinct data-bin needs them.
 
@@ -39,7 +39,7 @@ class TileIndex:
     tile: Tile
     header_ranges: list[tuple[int, int]]  # tile-part header segments kept in the tile-header data-bin
     precincts: dict[PrecinctKey, list[tuple]] = field(default_factory=dict)  # packets, each a tuple of pieces
-    used_packet_lengths: bool = False  # True when PLT gave the lengths
+    used_packet_lengths: bool = False  # True when PLT or PLM gave the lengths
 
 
 @dataclass
@@ -100,26 +100,63 @@ def _packed_headers_by_tile_part(codestream: Codestream) -> dict[int, bytes] | N
     return result
 
 
-def _packet_lengths(codestream: Codestream, tile_parts: list[TilePart]) -> list[int] | None:
-    """Every packet length from PLT (A.7.3), in codestream order, or None if some tile-part has none."""
-    if not tile_parts or not all(part.header.packet_lengths for part in tile_parts):
-        return None
+def _length_list(data: bytes) -> list[int] | None:
+    """Packet lengths coded 7 bits a byte, high bit set on all but the last byte (A.7.2, A.7.3)."""
+    lengths, value, pending = [], 0, False
+    for byte in data:
+        value = (value << 7) | (byte & 0x7F)
+        pending = bool(byte & 0x80)
+        if not pending:
+            lengths.append(value)
+            value = 0
+    return None if pending else lengths
+
+
+def _packet_lengths_by_tile_part(codestream: Codestream) -> dict[int, bytes]:
+    """PLM (A.7.2): Nplm/Iplm pairs, one per tile-part in codestream order, keyed by SOT offset.
+    Anything that does not add up is ignored (with a log line): packet headers then give the lengths."""
+    numbered = codestream.main.header.packet_lengths
+    if not numbered:
+        return {}
+    stream = _joined(codestream, numbered)
+    result, position = {}, 0
+    for part in codestream.tile_parts:
+        if position >= len(stream):
+            break
+        count = stream[position]
+        result[part.offset] = stream[position + 1 : position + 1 + count]
+        position += 1 + count
+    if position != len(stream) or len(result) != len(codestream.tile_parts):
+        log.warning("PLM does not describe the tile-parts one by one; reading packet headers instead")
+        return {}
+    return result
+
+
+def _packet_lengths(codestream: Codestream, tile_parts: list[TilePart], from_main: dict[int, bytes]
+                    ) -> list[int] | None:
+    """Every packet length of a tile from PLT (or PLM), in codestream order; None when some tile-part
+    has neither or they do not decode."""
     lengths = []
     for part in tile_parts:
-        value = 0
-        for byte in _joined(codestream, part.header.packet_lengths):
-            value = (value << 7) | (byte & 0x7F)
-            if not byte & 0x80:
-                lengths.append(value)
-                value = 0
-        if value:
-            raise CodestreamError("PLT ends inside a packet length", part.header.packet_lengths[-1][1].offset)
+        if part.header.packet_lengths:
+            data = _joined(codestream, part.header.packet_lengths)
+        elif part.offset in from_main:
+            data = from_main[part.offset]
+        else:
+            return None
+        decoded = _length_list(data)
+        if decoded is None:
+            log.warning("packet lengths of the tile-part at %d end inside a length; reading packet headers",
+                        part.offset)
+            return None
+        lengths.extend(decoded)
     return lengths
 
 
 def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) -> CodestreamIndex:
     """Locate every packet of every precinct of every tile."""
     packed = _packed_headers_by_tile_part(codestream)
+    from_main = _packet_lengths_by_tile_part(codestream) if use_packet_lengths else {}
     size = codestream.size
     if size.tile_count * len(size.components) > 8 * len(codestream.data) + 65536:
         raise CodestreamError(f"{size.tile_count} tiles of {len(size.components)} components cannot be described "
@@ -136,7 +173,7 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
             _check_packet_count(tile, parts, packed is not None or any(p.header.packed_headers for p in parts))
             changes = _progression_changes(codestream, parts)
             if packed is None and not any(part.header.packed_headers for part in parts):
-                lengths = _packet_lengths(codestream, parts) if use_packet_lengths else None
+                lengths = _packet_lengths(codestream, parts, from_main) if use_packet_lengths else None
                 if lengths is not None and _index_from_lengths(index, parts, changes, lengths):
                     index.used_packet_lengths = True
                 else:

@@ -49,9 +49,14 @@ class JPEG2000Source:
             raise CodestreamError(f"{self.name}: codestream {number} does not exist "
                                   f"(the file has {self.codestream_count})")
         if number not in self._codestreams:
-            start, end = self.layout.codestreams[number]
+            fragments = self.layout.codestreams[number]
+            if len(fragments) == 1:
+                (start, end), = fragments
+                data = self.data[start:end]  # a view of the file: no copy
+            else:  # a fragmented JPX codestream is joined once; offsets then count in the joined bytes
+                start, data = 0, b"".join(bytes(self.data[a:b]) for a, b in fragments)
             try:
-                self._codestreams[number] = read_codestream(self.data[start:end])
+                self._codestreams[number] = read_codestream(data)
             except CodestreamError as error:
                 raise error.within(f"{self.name}: codestream {number}", start) from None
         return self._codestreams[number]
@@ -62,7 +67,9 @@ class JPEG2000Source:
             try:
                 self._indexes[number] = load_or_build(codestream, self.path, number, self.cache_dir)
             except CodestreamError as error:
-                raise error.within(f"{self.name}: codestream {number}", self.layout.codestreams[number][0]) from None
+                fragments = self.layout.codestreams[number]
+                raise error.within(f"{self.name}: codestream {number}",
+                                   fragments[0][0] if len(fragments) == 1 else 0) from None
         return self._indexes[number]
 
     def databins(self, number: int = 0) -> DataBins:
@@ -73,7 +80,7 @@ class JPEG2000Source:
         A raw codestream has an empty one, which is nonetheless complete."""
         pieces, length, number = [], 0, 0
         for box in self.layout.boxes:
-            if box.box_type == b"jp2c":
+            if box.box_type in (b"jp2c", b"ftbl"):
                 piece = placeholder_box(box, number, self.data)
                 number += 1
                 pieces.append(piece)

@@ -147,3 +147,35 @@ def test_region_rebuild_decodes_the_region_exactly_with_fewer_bytes(case):
                 f"{case[0]}: region {region} at reduce {reduce} differs"
             if "-c" in case[5] or "-t" in case[5]:  # several precincts or tiles: the region needs fewer
                 assert rebuilt.packets_present < rebuilt.packets_total
+
+
+def plt_to_plm(data: bytes) -> bytes:
+    """The same codestream with its PLT segments moved into one PLM in the main header (A.7.2)."""
+    codestream = read_codestream(data)
+    pairs = b""
+    for part in codestream.tile_parts:
+        lengths = b"".join(bytes(codestream.data[s.offset + 5 : s.end]) for _, s in part.header.packet_lengths)
+        assert len(lengths) < 256
+        pairs += bytes([len(lengths)]) + lengths
+    plm = b"\xff\x57" + (3 + len(pairs)).to_bytes(2, "big") + b"\x00" + pairs
+    out = bytearray(data[: codestream.main.length]) + plm
+    for part in codestream.tile_parts:
+        header = b"".join(bytes(codestream.data[s.offset : s.end]) for s in part.header.segments
+                          if s.marker != 0xFF58)
+        body = bytes(codestream.data[part.body_start - 2 : part.end])  # SOD and the packets
+        sot = bytearray(codestream.data[part.offset : part.offset + 12])
+        sot[6:10] = (12 + len(header) + len(body)).to_bytes(4, "big")
+        out += sot + header + body
+    return bytes(out) + b"\xff\xd9"
+
+
+def test_packet_lengths_from_plm_equal_packet_headers():
+    case = next(c for c in GENERATED if c[0] == "tiles-plt-sop")
+    data = plt_to_plm(generated(*case))
+    codestream = read_codestream(data)
+    assert codestream.main.header.packet_lengths and not any(p.header.packet_lengths for p in codestream.tile_parts)
+    from_plm = index_codestream(codestream, use_packet_lengths=True)
+    from_headers = index_codestream(codestream, use_packet_lengths=False)
+    assert all(tile.used_packet_lengths for tile in from_plm.tiles)
+    assert [t.precincts for t in from_plm.tiles] == [t.precincts for t in from_headers.tiles]
+    assert opj_decode_all(data) == opj_decode_all(generated(*case))  # the conversion itself is sound

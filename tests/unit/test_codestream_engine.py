@@ -252,3 +252,29 @@ def test_absurd_sizes_are_refused_without_enumerating_them(conformance_files):
     struct.pack_into(">II", data, 22, 1, 1)
     with pytest.raises(CodestreamError, match="at most 65535"):
         read_codestream(bytes(data))
+
+
+def test_fragmented_jpx_codestream_is_joined_from_its_fragment_list(conformance_files):
+    codestream = next(p for p in conformance_files if p.name == "p0_01.j2k").read_bytes()
+    prefix = jp2_file(brand=b"jpx ")
+    split = len(codestream) // 3
+    table_length = 8 + 8 + 2 + 2 * 14
+    media_start = len(prefix) + table_length + 8  # fragments live in a media data box after the table
+    fragment_list = struct.pack(">H", 2) + struct.pack(">QIH", media_start + len(codestream) - split, split, 0) \
+        + struct.pack(">QIH", media_start, len(codestream) - split, 0)
+    # stored out of order on purpose: the list, not the file, gives the order
+    data = prefix + box(b"ftbl", box(b"flst", fragment_list)) + box(b"mdat", codestream[split:] + codestream[:split])
+    source = JPEG2000Source(data, "fragments.jpx")
+    assert source.codestream_count == 1
+    _, main, tile_headers, precincts = bins_of(codestream)
+    bins = source.databins(0)
+    assert {b.identifier: b.read(source.codestream(0).data) for b in bins.precincts()} == precincts
+    metadata = source.metadata_bin().read(source.data)
+    assert b"phld" in metadata and b"ftbl" in metadata  # the table's header, as OrigBH
+
+
+def test_fragment_in_another_file_is_refused():
+    fragment_list = struct.pack(">H", 1) + struct.pack(">QIH", 0, 10, 1)
+    data = jp2_file(brand=b"jpx ") + box(b"ftbl", box(b"flst", fragment_list))
+    with pytest.raises(CodestreamError, match="in other files"):
+        JPEG2000Source(data, "remote.jpx")
