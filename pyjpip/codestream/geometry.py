@@ -218,3 +218,26 @@ def _resolutions(x0: int, y0: int, x1: int, y1: int, style: ComponentCodingStyle
         resolutions.append(Resolution(r, ceil_div(x0, scale), ceil_div(y0, scale), ceil_div(x1, scale),
                                       ceil_div(y1, scale), ppx, ppy, xcb, ycb, bands))
     return tuple(resolutions)
+
+
+#: Half-length of the synthesis filters: 5-3 reversible, 9-7 irreversible (Annex F).
+_SYNTHESIS_MARGIN = {True: 2, False: 4}
+
+
+def precinct_affects_region(tc: TileComponent, resolution: int, precinct: int,
+                            region: tuple[int, int, int, int]) -> bool:
+    """Whether a precinct's coefficients reach any sample of ``region`` (reference grid, x0, y0, x1, y1).
+
+    The region is carried to the resolution's grid and widened by the synthesis filters' reach at
+    every level still to be synthesised above it, so that decoding the region is exact.
+    """
+    levels_above = tc.decomposition_levels - resolution
+    scale = 1 << levels_above
+    margin = _SYNTHESIS_MARGIN[tc.style.reversible] * (levels_above + 1) + 1
+    x0, y0, x1, y1 = region
+    rx0 = ceil_div(x0, tc.x_subsampling) // scale - margin
+    ry0 = ceil_div(y0, tc.y_subsampling) // scale - margin
+    rx1 = ceil_div(ceil_div(x1, tc.x_subsampling), scale) + margin
+    ry1 = ceil_div(ceil_div(y1, tc.y_subsampling), scale) + margin
+    px0, py0, px1, py1 = tc.resolutions[resolution].precinct_extent(precinct)
+    return px0 < rx1 and rx0 < px1 and py0 < ry1 and ry0 < py1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from pyjpip.codestream.geometry import Tile, make_tile
+from pyjpip.codestream.geometry import Tile, make_tile, precinct_affects_region
 from pyjpip.codestream.markers import (
     HeaderSegments,
     MainHeader,
@@ -26,7 +26,6 @@ from pyjpip.codestream.progression import packet_order
 from pyjpip.errors import CodestreamError
 
 _DROPPED = {Marker.POC, Marker.PPM, Marker.PPT, Marker.PLT, Marker.PLM, Marker.TLM}
-_WAVELET_MARGIN = {True: 2, False: 4}  # synthesis filter half-length: 5-3 reversible, 9-7 irreversible
 
 
 @dataclass
@@ -116,20 +115,9 @@ def _wanted(tile: Tile, key, reduce: int, region) -> bool:
     """Whether a precinct matters for the requested resolution and region."""
     component, resolution, precinct = key
     tc = tile.components[component]
-    if resolution > tc.decomposition_levels - reduce:
+    if resolution > max(0, tc.decomposition_levels - reduce):  # a component with fewer levels keeps its lowest
         return False
-    if region is None:
-        return True
-    res = tc.resolutions[resolution]
-    scale = 1 << (tc.decomposition_levels - resolution)
-    margin = _WAVELET_MARGIN[tc.style.reversible] * (tc.decomposition_levels - resolution + 1) + 1
-    x0, y0, x1, y1 = region
-    rx0 = -(-x0 // tc.x_subsampling) // scale - margin
-    ry0 = -(-y0 // tc.y_subsampling) // scale - margin
-    rx1 = -(-(-(-x1 // tc.x_subsampling)) // scale) + margin
-    ry1 = -(-(-(-y1 // tc.y_subsampling)) // scale) + margin
-    px0, py0, px1, py1 = res.precinct_extent(precinct)
-    return px0 < rx1 and rx0 < px1 and py0 < ry1 and ry0 < py1
+    return region is None or precinct_affects_region(tc, resolution, precinct, region)
 
 
 def _usable_packets(tile: Tile, key, have_header: bool, precincts: dict[int, bytes], tiles: int, components: int,

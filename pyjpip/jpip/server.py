@@ -1,0 +1,408 @@
+"""The JPIP server core (ISO/IEC 15444-9 Annexes C, D): a request in, status, headers and body chunks out.
+
+No sockets and no threads: an adapter (the dev server, the WSGI app) hands in the method, the
+query and the time, and sends what comes back. Sessions (cnew/cid) keep a cache model updated
+with every byte that actually leaves: the body is a generator, and bytes it never yields are
+taken back out of the model. Stateless requests start from their model= statements.
+
+What a response carries, in order: metadata-bin 0, then per codestream the main header, the
+tile headers of the window's tiles, then precinct bytes layer by layer, lowest resolutions first,
+so that a response cut anywhere (by len, or by the client) is the best picture for its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from pyjpip.codestream.databins import DataBin, DataBinClass, DataBins
+from pyjpip.codestream.source import JPEG2000Source
+from pyjpip.errors import CodestreamError
+from pyjpip.jpip.cache_model import CacheModel
+from pyjpip.jpip.messages import EndOfResponseReason, MessageEncoder
+from pyjpip.jpip.request import JPIPRequest, RequestError, parse_query
+from pyjpip.jpip.view_window import resolve_window, window_precincts
+
+log = logging.getLogger(__name__)
+
+SERVED_SUFFIXES = (".jp2", ".jpx", ".jph", ".j2k", ".j2c", ".jhc", ".jpf")
+JPP_TYPES = {"jpp-stream", "image/jpp-stream"}
+CHUNK_BYTES = 1 << 16
+
+
+@dataclass
+class Response:
+    """What to send: ``length`` is the Content-Length, or None for a body produced as it goes (chunked)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: Iterator[bytes]
+    length: int | None
+
+
+def error_response(status: int, message: str) -> Response:
+    data = (message.rstrip() + "\n").encode()
+    return Response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache")],
+                    iter([data]), len(data))
+
+
+class TargetStore:
+    """Resolves target names to files under a root folder, and keeps the opened ones.
+
+    A target is a path relative to the root; '..', absolute paths, backslashes, NUL and
+    symbolic links that lead outside the root are refused, as is anything not a JPEG 2000 file.
+    """
+
+    def __init__(self, root: str, cache_dir: str | None = None, keep_open: int = 64):
+        self.root = os.path.realpath(root)
+        self.cache_dir = cache_dir
+        self.keep_open = keep_open
+        self.opened: OrderedDict[str, tuple[tuple, JPEG2000Source]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def resolve(self, target: str) -> str:
+        name = target.lstrip("/") if target.startswith("/") and not target.startswith("//") else target
+        if (not name or "\x00" in name or "\\" in name or name.startswith("/")
+                or any(part in ("..", "") for part in name.split("/"))):
+            raise RequestError(404, f"target {target[:200]!r} is not a file name under the server's root")
+        if not name.lower().endswith(SERVED_SUFFIXES):
+            raise RequestError(404, f"target {target[:200]!r} is not a JPEG 2000 file ({', '.join(SERVED_SUFFIXES)})")
+        path = os.path.realpath(os.path.join(self.root, name))
+        if os.path.commonpath([path, self.root]) != self.root:
+            raise RequestError(404, f"target {target[:200]!r} leads outside the server's root")
+        if not os.path.isfile(path):
+            raise RequestError(404, f"target {target[:200]!r} does not exist")
+        return path
+
+    def open(self, target: str) -> tuple[JPEG2000Source, str]:
+        """The source and its target id (changes when the file does)."""
+        path = self.resolve(target)
+        status = os.stat(path)
+        stamp = (status.st_size, status.st_mtime_ns, status.st_ino)
+        with self.lock:
+            kept = self.opened.get(path)
+            if kept and kept[0] == stamp:
+                self.opened.move_to_end(path)
+                return kept[1], _target_id(path, stamp)
+        try:
+            source = JPEG2000Source.open(path, cache_dir=self.cache_dir)
+        except CodestreamError as error:
+            raise RequestError(404, f"target {target[:200]!r} is not a readable JPEG 2000 file: "
+                                    f"{error.reason}") from None
+        with self.lock:
+            self.opened[path] = (stamp, source)
+            while len(self.opened) > self.keep_open:
+                self.opened.popitem(last=False)
+        return source, _target_id(path, stamp)
+
+
+def _target_id(path: str, stamp: tuple) -> str:
+    return hashlib.sha256(f"{path}\0{stamp}".encode()).hexdigest()[:24]
+
+
+@dataclass
+class Session:
+    """One JPIP session with its single channel: the target, its tid, and the client's cache model."""
+
+    cid: str
+    target: str
+    tid: str
+    model: CacheModel = field(default_factory=CacheModel)
+    last_used: float = 0.0
+    generation: int = 0  # bumped by every request: a running response sees it was superseded
+
+
+@dataclass
+class _Planned:
+    """One message to send: bytes [start, end) of a data-bin (its header is written when sent)."""
+
+    key: tuple[int, int, int]
+    databin: DataBin
+    source_data: object
+    start: int
+    end: int
+    header: bytes = b""
+
+
+class JPIPServer:
+    """Answers JPIP requests for the files under a root folder."""
+
+    def __init__(self, root: str, *, cache_dir: str | None = None, session_limit: int = 256,
+                 idle_timeout: float = 600.0, channel_path: str = "jpip"):
+        self.store = TargetStore(root, cache_dir)
+        self.sessions: dict[str, Session] = {}
+        self.session_limit = session_limit
+        self.idle_timeout = idle_timeout
+        self.channel_path = channel_path
+        self.lock = threading.Lock()
+
+    def handle(self, method: str, query: str | bytes, now: float, path_target: str | None = None) -> Response:
+        """Answer one request. ``query`` is the URL query for GET or the body for POST; ``path_target``
+        is the target named by the URL path, used when the query has no target field (C.2.2)."""
+        if method not in ("GET", "POST"):
+            return error_response(405, f"method {method} is not used by JPIP; send GET or POST")
+        try:
+            request = parse_query(query)
+            return self._serve(request, now, path_target)
+        except RequestError as error:
+            log.info("JPIP %d: %s", error.status, error)
+            return error_response(error.status, str(error))
+
+    def _expire(self, now: float) -> None:
+        with self.lock:
+            for cid in [cid for cid, s in self.sessions.items() if now - s.last_used > self.idle_timeout]:
+                log.info("session %s closed after %.0f s idle", cid, now - self.sessions[cid].last_used)
+                del self.sessions[cid]
+
+    def _serve(self, request: JPIPRequest, now: float, path_target: str | None) -> Response:
+        self._expire(now)
+        if request.type is not None and not any(t.split(";")[0].strip() in JPP_TYPES and ";" not in t
+                                                 for t in request.type):
+            raise RequestError(415, f"type={','.join(request.type)!r}: this server returns image/jpp-stream only")
+        headers: list[tuple[str, str]] = []
+        session = None
+        if request.cid is not None:
+            with self.lock:
+                session = self.sessions.get(request.cid)
+            if session is None:
+                raise RequestError(503, f"channel {request.cid!r} does not exist or has been closed")
+            session.last_used = now
+            session.generation += 1
+            if request.target and request.target != session.target:
+                raise RequestError(400, f"channel {request.cid!r} is bound to target {session.target!r}, "
+                                        f"not {request.target!r}")
+        target = session.target if session else (request.target or path_target)
+        if not target:
+            raise RequestError(400, "no target: give target=<file> (or a cid from JPIP-cnew)")
+        source, tid = self.store.open(target)
+        if session is not None and session.tid != tid:
+            session.model = CacheModel()  # the file changed under the session: nothing held is valid
+            session.tid = tid
+        if request.cnew is not None:
+            if "http" in request.cnew:
+                session = self._open_session(target, tid, now)
+                headers.append(("JPIP-cnew", f"cid={session.cid},path={self.channel_path},transport=http"))
+            else:
+                log.info("cnew=%s: no transport offered that this server has; answering statelessly",
+                         ",".join(request.cnew))
+        if request.qid is not None:
+            headers.append(("JPIP-qid", str(request.qid)))
+        if request.tid != tid:
+            headers.append(("JPIP-tid", tid))
+        if request.quality is not None:
+            headers.append(("JPIP-quality", "-1"))
+        codestreams = self._codestreams(request, source, headers)
+        model = session.model if session else CacheModel()
+        if request.model and (request.tid is None or request.tid in (tid, "0")):
+            model.apply(request.model, source, codestreams)  # a client with another tid holds nothing valid
+        plan, reason, window_headers = self._plan(request, source, codestreams, model)
+        headers.extend(window_headers)
+        closing = request.cclose is not None
+        if closing:
+            self._close(request)
+        return self._respond(headers, plan, reason, session if not closing else None, request)
+
+    def _open_session(self, target: str, tid: str, now: float) -> Session:
+        with self.lock:
+            if len(self.sessions) >= self.session_limit:
+                raise RequestError(503, f"the server holds its limit of {self.session_limit} sessions; "
+                                        "close one (cclose) or send stateless requests")
+            session = Session(secrets.token_hex(12), target, tid, last_used=now)
+            self.sessions[session.cid] = session
+        log.info("session %s opened for %s", session.cid, target)
+        return session
+
+    def _close(self, request: JPIPRequest) -> None:
+        with self.lock:
+            names = [request.cid] if "*" in request.cclose else list(request.cclose)
+            for cid in names:
+                if cid not in self.sessions:
+                    raise RequestError(503, f"cclose: channel {cid!r} does not exist")
+            for cid in names:
+                del self.sessions[cid]
+                log.info("session %s closed by the client", cid)
+
+    def _codestreams(self, request: JPIPRequest, source: JPEG2000Source, headers: list) -> list[int]:
+        count = source.codestream_count
+        if request.stream is None:
+            return [0]
+        chosen = sorted({n for r in request.stream for n in r.values(count)})
+        asked_beyond = any(r.first >= count or (r.last is not None and r.last >= count) for r in request.stream)
+        if not chosen:
+            raise RequestError(400, f"stream={request.fields.get('stream')!r} names no codestream of the target, "
+                                    f"which has {count} (numbered from 0)")
+        if asked_beyond:
+            headers.append(("JPIP-stream", ",".join(map(str, chosen))))
+        return chosen
+
+    def _plan(self, request: JPIPRequest, source: JPEG2000Source, codestreams: list[int], model: CacheModel):
+        """Every message the window needs that the model does not hold, in delivery order."""
+        plan: list[_Planned] = []
+        window_headers: list[tuple[str, str]] = []
+
+        def add(key, databin: DataBin, data, start: int, end: int) -> None:
+            plan.append(_Planned(key, databin, data, start, end))
+
+        def whole(key, databin: DataBin, data) -> None:
+            held = model.bytes_held(key)
+            if model.knows(key) and held >= databin.length:
+                return
+            add(key, databin, data, min(held, databin.length), databin.length)
+
+        metadata = source.metadata_bin()
+        whole((DataBinClass.METADATA, 0, 0), metadata, source.data)
+        image_done = True
+        for number in codestreams:
+            try:
+                bins = source.databins(number)
+                view = source.codestream(number).data
+            except CodestreamError as error:
+                raise RequestError(404, f"codestream {number} of the target cannot be read: {error.reason}") from None
+            whole((DataBinClass.MAIN_HEADER, number, 0), bins.main_header(), view)
+            if request.metadata_only:
+                continue
+            window = resolve_window(request, bins.index)
+            window_headers.extend(window.changed.items())
+            chosen = window_precincts(bins.index, window)
+            all_components = len(window.components) == len(bins.index.size.components)
+            layers_total = max(t.tile.coding_style.layers for t in bins.index.tiles)
+            image_done &= (not window.empty and window.discard == 0 and all_components
+                           and window.region == _image_box(bins) and window.layers == layers_total)
+            for tile in sorted({item[1] for item in chosen}):
+                whole((DataBinClass.TILE_HEADER, number, tile), bins.tile_header(tile), view)
+            precinct_bins = {}
+            for _, t, c, r, k in chosen:
+                precinct_bins[(t, c, r, k)] = bins.precinct(t, c, r, k)
+            for layer in range(window.layers):
+                for _, t, c, r, k in chosen:
+                    databin = precinct_bins[(t, c, r, k)]
+                    key = (DataBinClass.PRECINCT, number, databin.identifier)
+                    ends = databin.packet_ends
+                    if layer >= len(ends):
+                        if layer == 0 and not ends and not model.knows(key):
+                            add(key, databin, view, 0, 0)  # a precinct with no packets: empty and complete
+                        continue
+                    start = ends[layer - 1] if layer else 0
+                    held = model.bytes_held(key)
+                    if held >= ends[layer]:
+                        continue
+                    add(key, databin, view, max(start, held), ends[layer])
+        reason = EndOfResponseReason.IMAGE_DONE if image_done and not request.metadata_only \
+            else EndOfResponseReason.WINDOW_DONE
+        return plan, reason, window_headers
+
+    def _respond(self, headers: list, plan: list[_Planned], reason: int, session: Session | None,
+                 request: JPIPRequest) -> Response:
+        plan, cut = _write_headers(plan, request.len)
+        if cut:
+            reason = EndOfResponseReason.BYTE_LIMIT
+            if not plan and request.len:
+                headers.append(("JPIP-len", str(USABLE_LENGTH)))
+        eor = MessageEncoder.end_of_response(reason)
+        headers[:0] = [("Content-Type", "image/jpp-stream"), ("Cache-Control", "no-cache")]
+        if session is None:
+            length = sum(len(p.header) + p.end - p.start for p in plan) + len(eor)
+            return Response(200, headers, _body(plan, eor), length)
+        return Response(200, headers, _session_body(plan, eor, session, session.generation, request.wait), None)
+
+
+def _image_box(bins: DataBins) -> tuple[int, int, int, int]:
+    size = bins.index.size
+    return (size.x_offset, size.y_offset, size.x_size, size.y_size)
+
+
+#: The least len that lets a response make progress: a message header and a few bytes.
+USABLE_LENGTH = 64
+
+
+def _write_headers(plan: list[_Planned], budget: int | None) -> tuple[list[_Planned], bool]:
+    """Give each message its header, in order; with a byte budget (len), keep what fits, headers
+    included, and cut the message that does not fit at the exact byte. Returns (messages, cut)."""
+    encoder = MessageEncoder()
+    kept, used = [], 0
+    for item in plan:
+        state = (encoder.bin_class, encoder.codestream)
+        header = encoder.header(*item.key, item.start, item.end - item.start, item.end >= item.databin.length)
+        size = len(header) + item.end - item.start
+        if budget is None or used + size <= budget:
+            item.header = header
+            kept.append(item)
+            used += size
+            continue
+        room = budget - used
+        body = room - len(header)  # a shorter length field can only shorten the header
+        while body > 0:
+            encoder.bin_class, encoder.codestream = state
+            header = encoder.header(*item.key, item.start, body, False)
+            if len(header) + body <= room:
+                kept.append(_Planned(item.key, item.databin, item.source_data, item.start, item.start + body, header))
+                break
+            body -= 1
+        return kept, True
+    return kept, False
+
+
+def _body(plan: list[_Planned], eor: bytes) -> Iterator[bytes]:
+    chunk = bytearray()
+    for item in plan:
+        chunk += item.header
+        if item.end > item.start:
+            chunk += _read(item, item.start, item.end)
+        if len(chunk) >= CHUNK_BYTES:
+            yield bytes(chunk)
+            chunk.clear()
+    chunk += eor
+    yield bytes(chunk)
+
+
+def _session_body(plan: list[_Planned], eor: bytes, session: Session, generation: int,
+                  wait: bool) -> Iterator[bytes]:
+    """Stream a session's response, adding to the model what has gone out. A newer request on the
+    channel (wait=no) stops it with EOR 3; if the adapter stops asking (the client left), the bytes
+    of the chunk it could not deliver are taken back out of the model."""
+    unconfirmed: list[_Planned] = []
+    chunk = bytearray()
+    try:
+        for item in plan:
+            if not wait and session.generation != generation:
+                eor = MessageEncoder.end_of_response(EndOfResponseReason.WINDOW_CHANGE)
+                break
+            chunk += item.header
+            if item.end > item.start:
+                chunk += _read(item, item.start, item.end)
+            session.model.add(item.key, item.end)
+            unconfirmed.append(item)
+            if len(chunk) >= CHUNK_BYTES:
+                data = bytes(chunk)
+                chunk.clear()
+                yield data
+                unconfirmed.clear()  # asked for more: the chunk went out
+        yield bytes(chunk) + eor
+        unconfirmed.clear()
+    finally:
+        for item in unconfirmed:
+            session.model.limit(item.key, item.start)
+
+
+def _read(item: _Planned, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a data-bin, gathered from its pieces."""
+    out = bytearray()
+    position = 0
+    for piece in item.databin.pieces:
+        size = len(piece) if isinstance(piece, bytes) else piece[1]
+        if position + size > start and position < end:
+            a, b = max(start - position, 0), min(end - position, size)
+            if isinstance(piece, bytes):
+                out += piece[a:b]
+            else:
+                out += item.source_data[piece[0] + a : piece[0] + b]
+        position += size
+        if position >= end:
+            break
+    return bytes(out)
