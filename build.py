@@ -221,7 +221,8 @@ def build() -> None:
 def command_serve(args) -> int:
     build()
     say(f"open http://{args.host}:{args.port}/ in a browser")
-    os.execv(venv_python(), [str(venv_python()), "-m", "pyjpip", "serve", "--static", str(STATIC),
+    os.execv(venv_python(), [str(venv_python()), "-m", "pyjpip", "serve", str(STATIC / "data"),
+                              "--static", str(STATIC), "--cache", str(CACHE / "index"),
                               "--host", args.host, "--port", str(args.port)])
 
 

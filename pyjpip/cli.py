@@ -17,8 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request and decision")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve the viewer site over HTTP")
-    serve.add_argument("--static", required=True, metavar="DIR", help="the built site (static/)")
+    serve = commands.add_parser("serve", help="answer JPIP requests for the files under ROOT, and serve a site")
+    serve.add_argument("root", nargs="?", help="folder of JPEG 2000 files, served at /jpip?target=<path in ROOT>")
+    serve.add_argument("--static", metavar="DIR", help="also serve this built site (static/) at /")
+    serve.add_argument("--cache", metavar="DIR", help="keep packet indexes in DIR")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 
@@ -41,17 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             return _info(args)
         return _dicom(args)
-    except (PyjpipError, OSError) as exc:
+    except (PyjpipError, OSError, ValueError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
         return 1
 
 
 def _serve(args) -> int:
-    from pyjpip.transport.static_server import make_server
+    from pyjpip.transport.http_server import make_server
 
-    server = make_server(args.static, args.host, args.port)
+    if args.root is None and args.static is None:
+        raise FileNotFoundError("nothing to serve: give a ROOT folder of JPEG 2000 files, --static DIR, or both")
+    server = make_server(args.static, args.host, args.port, jpip_root=args.root, cache_dir=args.cache)
     host, port = server.server_address[:2]
-    print(f"pyjpip serving {args.static} at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
+    what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
+    print(f"pyjpip serving {what} at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

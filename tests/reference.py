@@ -109,7 +109,8 @@ def smooth_image(height: int, width: int, bits: int, seed: int, signed: bool = F
     return values
 
 
-def opj_decode_region(codestream: bytes, region: tuple[int, int, int, int], reduce: int = 0) -> list[bytes]:
+def opj_decode_region(codestream: bytes, region: tuple[int, int, int, int], reduce: int = 0,
+                      layers: int | None = None) -> list[bytes]:
     """opj_decompress -d: only the samples of a region of the reference grid."""
     opj_decompress = shutil.which("opj_decompress")
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +118,39 @@ def opj_decode_region(codestream: bytes, region: tuple[int, int, int, int], redu
         source.write_bytes(codestream)
         command = [opj_decompress, "-i", str(source), "-o", str(Path(tmp) / "out.pgx"), "-r", str(reduce),
                    "-d", ",".join(map(str, region))]
+        if layers:
+            command += ["-l", str(layers)]
         result = subprocess.run(command, capture_output=True, text=True)
         assert result.returncode == 0, f"opj_decompress failed: {result.stdout[-600:]} {result.stderr[-600:]}"
         outputs = sorted(Path(tmp).glob("out*.pgx"), key=lambda p: int(p.stem.rsplit("_", 1)[-1]))
         return [p.read_bytes() for p in outputs]
+
+
+def pgx_array(data: bytes) -> np.ndarray:
+    header, body = data.split(b"\n", 1)
+    _, order, sign, depth, width, height = header.split()
+    dtype = (">" if order == b"ML" else "<") + ("i" if sign == b"-" else "u") + ("2" if int(depth) > 8 else "1")
+    return np.frombuffer(body, dtype).reshape(int(height), int(width))
+
+
+def cropped_reference(codestream: bytes, region: tuple[int, int, int, int], reduce: int = 0,
+                      layers: int | None = None) -> list[np.ndarray]:
+    """The original decoded whole (opj_decompress -r -l), each component cut to the region's samples:
+    component c at reduction r spans ceil(ceil(X / XRsiz) / 2^r) on each axis (15444-1 B.2, B.5).
+    OpenJPEG 2.5.0's own -d decoding fails on some PPM files and returns blank tiles for tiled HTJ2K,
+    so window comparisons decode whole images and cut them here."""
+    from pyjpip.codestream.markers import read_main_header
+
+    size = read_main_header(codestream).size
+    planes = [pgx_array(p) for p in opj_decode_all(codestream, reduce, layers)]
+    scale = 1 << reduce
+    out = []
+    for plane, component in zip(planes, size.components):
+        def span(a, b, offset, sub):
+            first = -(-(-(-a // sub)) // scale) - (-(-(-(-offset // sub)) // scale))
+            last = -(-(-(-b // sub)) // scale) - (-(-(-(-offset // sub)) // scale))
+            return first, last
+        x0, x1 = span(region[0], region[2], size.x_offset, component.x_subsampling)
+        y0, y1 = span(region[1], region[3], size.y_offset, component.y_subsampling)
+        out.append(plane[y0:y1, x0:x1])
+    return out

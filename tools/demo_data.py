@@ -108,13 +108,17 @@ def make(output_dir: str) -> list[dict]:
     entries = []
 
     ct = ct_phantom(2048)
-    write_dicom(os.path.join(output_dir, "ct_phantom_2048.dcm"), encode(ct, 16, False, JPIP_FRIENDLY_OPTIONS),
+    ct_codestream = encode(ct, 16, False, JPIP_FRIENDLY_OPTIONS)
+    with open(os.path.join(output_dir, "ct_phantom_2048.j2k"), "wb") as f:  # the same pixels, for JPIP
+        f.write(ct_codestream)
+    write_dicom(os.path.join(output_dir, "ct_phantom_2048.dcm"), ct_codestream,
                 "ct", {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "Modality": "CT", "Rows": 2048,
                        "Columns": 2048, "BitsAllocated": 16, "BitsStored": 16, "PixelRepresentation": 0,
                        "PhotometricInterpretation": "MONOCHROME2", "RescaleSlope": 1,
                        "RescaleIntercept": -1024, "RescaleType": "HU", "WindowCenter": [40, 400],
                        "WindowWidth": [400, 2000], "SeriesDescription": "CT head phantom 2048"})
-    entries.append({"file": "ct_phantom_2048.dcm", "title": "CT 2048x2048, 16-bit, brain window"})
+    entries.append({"file": "ct_phantom_2048.dcm", "title": "CT 2048x2048, 16-bit, brain window",
+                    "jpip_target": "ct_phantom_2048.j2k"})
 
     cr = chest_radiograph(1024)
     write_dicom(os.path.join(output_dir, "cr_mono1_1024.dcm"), encode(cr, 12, False, JPIP_FRIENDLY_OPTIONS),

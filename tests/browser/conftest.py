@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from paths import ROOT
-from pyjpip.transport.static_server import make_server
+from pyjpip.transport.http_server import make_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Keep Chromium from calling home: this machine has no network, and the tests forbid it anyway.

@@ -1,0 +1,168 @@
+"""The pyjpip web server: JPIP at /jpip and, when given, the built site (static/) everywhere else.
+
+Standard library only (http.server), threaded, HTTP/1.1 with keep-alive. JPIP requests go to the
+sans-IO core (pyjpip.jpip.server) and its body chunks go out as they come: with Content-Length
+when the core knows the length, chunked otherwise. CORS lets a page on another origin use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from pyjpip.jpip.server import JPIPServer, Response, error_response
+
+log = logging.getLogger(__name__)
+
+#: Types the browser insists on (module scripts, streaming WebAssembly compilation) or that
+#: Python's mimetypes may not know on a bare machine.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".zip": "application/zip",
+    ".whl": "application/zip",
+    ".dcm": "application/dicom",
+    ".j2k": "image/j2c",
+    ".j2c": "image/j2c",
+    ".jp2": "image/jp2",
+    ".map": "application/json",
+}
+JPIP_PATH = "/jpip"
+EXPOSED_HEADERS = ("JPIP-cnew, JPIP-tid, JPIP-qid, JPIP-fsiz, JPIP-roff, JPIP-rsiz, JPIP-comps, JPIP-layers, "
+                   "JPIP-stream, JPIP-len, JPIP-quality")
+CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", EXPOSED_HEADERS)]
+MAXIMUM_POST_BYTES = 1 << 20
+
+
+class RequestHandler(SimpleHTTPRequestHandler):
+    """Files from the static folder (no listings, revalidated), JPIP at /jpip."""
+
+    server_version = "pyjpip"
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self, *args, jpip: JPIPServer | None, static_root: str | None, **kwargs):
+        self.jpip = jpip
+        self.static_root = static_root
+        super().__init__(*args, directory=static_root or os.devnull, **kwargs)
+
+    # --- JPIP ---------------------------------------------------------------------------------
+
+    def _is_jpip(self) -> bool:
+        path = urlsplit(self.path).path
+        return path == JPIP_PATH or path.startswith(JPIP_PATH + "/")
+
+    def do_GET(self):
+        if self._is_jpip():
+            self._jpip("GET", urlsplit(self.path).query)
+        elif self.static_root:
+            super().do_GET()
+        else:
+            self._send(error_response(404, "this server has no static site; JPIP is at /jpip"))
+
+    def do_HEAD(self):
+        if self._is_jpip() or not self.static_root:
+            self._send(error_response(405, "HEAD is not answered for JPIP; send GET or POST"), body=False)
+        else:
+            super().do_HEAD()
+
+    def do_POST(self):
+        if not self._is_jpip():
+            self._send(error_response(405, "POST is only for JPIP requests at /jpip"))
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit() or int(length) > MAXIMUM_POST_BYTES:
+            self._send(error_response(411 if length is None else 413,
+                                      f"a JPIP POST needs a Content-Length of at most {MAXIMUM_POST_BYTES} bytes"))
+            return
+        self._jpip("POST", self.rfile.read(int(length)))
+
+    def do_OPTIONS(self):
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", "Content-Type")
+        self.send_header("Access-Control-Max-Age", "86400")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _jpip(self, method: str, query) -> None:
+        if self.jpip is None:
+            self._send(error_response(404, "this server was started without a JPIP root"))
+            return
+        path = urlsplit(self.path).path
+        path_target = unquote(path[len(JPIP_PATH) + 1 :]) if path.startswith(JPIP_PATH + "/") else None
+        self._send(self.jpip.handle(method, query, time.monotonic(), path_target))
+
+    def _send(self, response: Response, body: bool = True) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers + CORS_HEADERS:
+            self.send_header(name, value)
+        chunked = response.length is None
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(response.length))
+        self.end_headers()
+        if not body:
+            response.body.close() if hasattr(response.body, "close") else None
+            return
+        try:
+            for chunk in response.body:
+                if not chunk:
+                    continue
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                else:
+                    self.wfile.write(chunk)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            log.info("client left during a response: %s", exc)
+            self.close_connection = True
+        finally:
+            close = getattr(response.body, "close", None)
+            if close:
+                close()  # a session body takes back what it could not deliver
+
+    # --- static files -------------------------------------------------------------------------
+
+    def guess_type(self, path):
+        return CONTENT_TYPES.get(os.path.splitext(path)[1].lower()) or super().guess_type(path)
+
+    def list_directory(self, path):
+        self.send_error(404, "No directory listings")
+        return None
+
+    def end_headers(self):
+        if not self._is_jpip():
+            self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
+    def log_message(self, format, *args):
+        log.info("%s %s", self.address_string(), format % args)
+
+
+def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+                jpip_root: str | None = None, cache_dir: str | None = None) -> ThreadingHTTPServer:
+    """A bound, not yet running server; call ``serve_forever`` (the caller owns the thread)."""
+    if static_root is not None and not os.path.isfile(os.path.join(static_root, "index.html")):
+        raise FileNotFoundError(f"{static_root} has no index.html; run `python3 build.py build` first")
+    if jpip_root is not None and not os.path.isdir(jpip_root):
+        raise FileNotFoundError(f"JPIP root {jpip_root} is not a folder")
+    if static_root is None and jpip_root is None:
+        raise ValueError("nothing to serve: give a JPIP root, a static folder or both")
+    jpip = JPIPServer(jpip_root, cache_dir=cache_dir) if jpip_root else None
+    handler = partial(RequestHandler, jpip=jpip, static_root=os.path.abspath(static_root) if static_root else None)
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
