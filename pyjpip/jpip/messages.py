@@ -178,14 +178,14 @@ class JPPStreamParser:
         if presence == 3:
             codestream = fields.pop(0)
         offset, length = fields
+        if bin_class in (3, 7) or bin_class > 8:
+            raise JPPStreamError(f"message of unknown data-bin class {bin_class}", self.consumed)
         aux = None
         if bin_class & 1:
             parsed = decode_vbas(data, position)
             if parsed is None:
                 return False
             aux, position = parsed
-        if bin_class in (3, 7) or bin_class > 8:
-            raise JPPStreamError(f"message of unknown data-bin class {bin_class}", self.consumed)
         self.bin_class, self.codestream = bin_class, codestream
         self._take(position)
         self.pending = {"bin_class": bin_class, "codestream": codestream, "identifier": identifier,
