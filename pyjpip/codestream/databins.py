@@ -7,6 +7,7 @@ a server can serve a file of any size; ``read`` joins the pieces when bytes are 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterator
@@ -62,6 +63,7 @@ class DataBins:
         self.data = index.codestream.data
         self.tiles = index.size.tile_count
         self.components = len(index.size.components)
+        self._precincts: dict[tuple[int, int, int, int], DataBin] = {}
 
     def main_header(self) -> DataBin:
         """SOC up to the first SOT (A.3.5)."""
@@ -78,6 +80,13 @@ class DataBins:
 
     def precinct(self, tile: int, component: int, resolution: int, precinct: int) -> DataBin:
         """A precinct's packets in layer order (A.3.2.1)."""
+        key = (tile, component, resolution, precinct)
+        databin = self._precincts.get(key)
+        if databin is None:
+            databin = self._precincts[key] = self._make_precinct(*key)
+        return databin
+
+    def _make_precinct(self, tile: int, component: int, resolution: int, precinct: int) -> DataBin:
         tile_index = self.index.tiles[tile]
         tile_component = tile_index.tile.components[component]
         sequence = tile_component.precinct_offsets[resolution] + precinct
@@ -95,12 +104,13 @@ class DataBins:
         tile, component, sequence = precinct_from_identifier(identifier, self.tiles, self.components)
         if tile >= self.tiles:
             raise KeyError(f"precinct data-bin {identifier} does not exist")
-        offsets = self.index.tiles[tile].tile.components[component].precinct_offsets
         tile_component = self.index.tiles[tile].tile.components[component]
         if sequence >= tile_component.precinct_total:
             raise KeyError(f"precinct data-bin {identifier} does not exist")
-        resolution = max(r for r, start in enumerate(offsets) if start <= sequence
-                         and tile_component.resolutions[r].precinct_count > sequence - start)
+        offsets = tile_component.precinct_offsets
+        resolution = bisect_right(offsets, sequence) - 1
+        while tile_component.resolutions[resolution].precinct_count == 0:  # skip empty levels sharing an offset
+            resolution -= 1
         return self.precinct(tile, component, resolution, sequence - offsets[resolution])
 
     def precincts(self) -> Iterator[DataBin]:

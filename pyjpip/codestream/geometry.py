@@ -65,31 +65,31 @@ class Resolution:
     code_block_height_exponent: int
     bands: tuple[Band, ...]
 
-    @property
+    @cached_property
     def empty(self) -> bool:
         return self.x1 <= self.x0 or self.y1 <= self.y0
 
-    @property
+    @cached_property
     def first_precinct_column(self) -> int:
         return self.x0 >> self.precinct_width_exponent
 
-    @property
+    @cached_property
     def first_precinct_row(self) -> int:
         return self.y0 >> self.precinct_height_exponent
 
-    @property
+    @cached_property
     def precincts_wide(self) -> int:
         if self.empty:
             return 0
         return ceil_div(self.x1, 1 << self.precinct_width_exponent) - self.first_precinct_column
 
-    @property
+    @cached_property
     def precincts_high(self) -> int:
         if self.empty:
             return 0
         return ceil_div(self.y1, 1 << self.precinct_height_exponent) - self.first_precinct_row
 
-    @property
+    @cached_property
     def precinct_count(self) -> int:
         return self.precincts_wide * self.precincts_high
 

@@ -31,6 +31,8 @@ class JPEG2000Source:
             raise error.within(name) from None
         self._codestreams: dict[int, Codestream] = {}
         self._indexes: dict[int, CodestreamIndex] = {}
+        self._databins: dict[int, DataBins] = {}
+        self._metadata: DataBin | None = None
 
     @classmethod
     def open(cls, path: str, cache_dir: str | None = None) -> JPEG2000Source:
@@ -73,11 +75,15 @@ class JPEG2000Source:
         return self._indexes[number]
 
     def databins(self, number: int = 0) -> DataBins:
-        return DataBins(self.index(number))
+        if number not in self._databins:
+            self._databins[number] = DataBins(self.index(number))
+        return self._databins[number]
 
     def metadata_bin(self) -> DataBin:
         """Metadata-bin 0 (15444-9 A.3.6): the top-level boxes, each codestream box as a placeholder.
         A raw codestream has an empty one, which is nonetheless complete."""
+        if self._metadata is not None:
+            return self._metadata
         pieces, length, number = [], 0, 0
         for box in self.layout.boxes:
             if box.box_type in (b"jp2c", b"ftbl"):
@@ -88,4 +94,5 @@ class JPEG2000Source:
             else:
                 pieces.append((box.offset, box.length))
                 length += box.length
-        return DataBin(DataBinClass.METADATA, 0, tuple(pieces), length)
+        self._metadata = DataBin(DataBinClass.METADATA, 0, tuple(pieces), length)
+        return self._metadata
