@@ -35,12 +35,14 @@ class JPEG2000Source:
         self._metadata: DataBin | None = None
 
     @classmethod
-    def open(cls, path: str, cache_dir: str | None = None) -> JPEG2000Source:
+    def open(cls, path: str, cache_dir: str | None = None, name: str | None = None) -> JPEG2000Source:
+        """Map a file. ``name`` is how errors call it (a server passes the target, not its path)."""
+        name = name or path
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
-                raise CodestreamError(f"{path}: empty file", 0)
+                raise CodestreamError(f"{name}: empty file", 0)
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return cls(mapped, name=path, path=path, cache_dir=cache_dir)
+        return cls(mapped, name=name, path=path, cache_dir=cache_dir)
 
     @property
     def codestream_count(self) -> int:

@@ -91,10 +91,9 @@ class TargetStore:
                 self.opened.move_to_end(path)
                 return kept[1], _target_id(path, stamp)
         try:
-            source = JPEG2000Source.open(path, cache_dir=self.cache_dir)
+            source = JPEG2000Source.open(path, cache_dir=self.cache_dir, name=target[:200])
         except CodestreamError as error:
-            raise RequestError(404, f"target {target[:200]!r} is not a readable JPEG 2000 file: "
-                                    f"{error.reason}") from None
+            raise RequestError(404, f"target is not a readable JPEG 2000 file: {error.reason}") from None
         with self.lock:
             self.opened[path] = (stamp, source)
             while len(self.opened) > self.keep_open:
@@ -263,7 +262,7 @@ class JPIPServer:
                 bins = source.databins(number)
                 view = source.codestream(number).data
             except CodestreamError as error:
-                raise RequestError(404, f"codestream {number} of the target cannot be read: {error.reason}") from None
+                raise RequestError(404, f"target is not a readable JPEG 2000 file: {error.reason}") from None
             whole((DataBinClass.MAIN_HEADER, number, 0), bins.main_header(), view)
             if request.metadata_only:
                 continue

@@ -56,7 +56,7 @@ class RequestHandler(SimpleHTTPRequestHandler):
     # --- JPIP ---------------------------------------------------------------------------------
 
     def _is_jpip(self) -> bool:
-        path = urlsplit(self.path).path
+        path = urlsplit(getattr(self, "path", "")).path  # unset when the request line itself was refused
         return path == JPIP_PATH or path.startswith(JPIP_PATH + "/")
 
     def do_GET(self):
@@ -79,6 +79,7 @@ class RequestHandler(SimpleHTTPRequestHandler):
             return
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit() or int(length) > MAXIMUM_POST_BYTES:
+            self.close_connection = True  # the body is not read: this connection cannot go on
             self._send(error_response(411 if length is None else 413,
                                       f"a JPIP POST needs a Content-Length of at most {MAXIMUM_POST_BYTES} bytes"))
             return

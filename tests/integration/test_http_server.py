@@ -1,0 +1,192 @@
+"""The web server over real sockets: JPIP at /jpip beside the static site, CORS, chunked sessions,
+POST, and a battery of hostile requests that must each get a clear 4xx/5xx and never a 500."""
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from pyjpip.codestream.rebuild import rebuild_codestream
+from pyjpip.transport.http_server import make_server
+from jpip_support import Receiver
+from paths import STATIC
+from reference import opj_decode_all
+
+pytestmark = pytest.mark.cpython_only
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, conformance_files):
+    folder = tmp_path_factory.mktemp("root")
+    outside = tmp_path_factory.mktemp("outside")
+    for name in ("p0_01.j2k", "p0_04.j2k"):
+        shutil.copy(next(p for p in conformance_files if p.name == name), folder / name)
+    (folder / "sub").mkdir()
+    shutil.copy(folder / "p0_01.j2k", folder / "sub" / "inner.j2c")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.j2k").write_bytes(b"\xff\x4f\xff\x51\x00\x05garbage")
+    shutil.copy(folder / "p0_01.j2k", outside / "secret.j2k")
+    os.symlink(outside / "secret.j2k", folder / "escape.j2k")
+    os.symlink(folder / "p0_01.j2k", folder / "alias.j2k")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def address(root):
+    server = make_server(str(STATIC), "127.0.0.1", 0, jpip_root=str(root))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[:2]
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(address, path, method="GET", body=None, headers=None):
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response, data
+
+
+def test_stateless_response_has_length_cors_and_parses(address):
+    response, body = fetch(address, "/jpip?target=p0_04.j2k&fsiz=160,120&type=jpp-stream")
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "image/jpp-stream"
+    assert int(response.getheader("Content-Length")) == len(body)
+    assert response.getheader("Access-Control-Allow-Origin") == "*"
+    assert "JPIP-tid" in response.getheader("Access-Control-Expose-Headers")
+    receiver = Receiver()
+    assert receiver.feed_body(body).reason == 2
+
+
+def test_session_is_chunked_and_follows_the_channel_path(address, root):
+    response, body = fetch(address, "/jpip?target=p0_04.j2k&fsiz=640,480&cnew=http&len=2000")
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    fields = dict(item.split("=", 1) for item in response.getheader("JPIP-cnew").split(","))
+    assert fields["transport"] == "http" and fields["path"] == "jpip"
+    receiver = Receiver()
+    reason = receiver.feed_body(body).reason
+    while reason == 4:
+        response, body = fetch(address, f"/{fields['path']}?cid={fields['cid']}&fsiz=640,480&len=50000")
+        reason = receiver.feed_body(body).reason
+    assert reason == 1 and receiver.duplicates == 0
+    rebuilt = rebuild_codestream(*receiver.codestream_bins())
+    assert opj_decode_all(rebuilt.codestream) == opj_decode_all((root / "p0_04.j2k").read_bytes())
+    response, _ = fetch(address, f"/jpip?cid={fields['cid']}&cclose={fields['cid']}")
+    assert response.status == 200
+
+
+def test_post_path_targets_and_preflight(address):
+    response, body = fetch(address, "/jpip", "POST", b"target=p0_01.j2k&fsiz=64,64",
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 200 and body.endswith(b"\x00\x02\x00")
+    response, body = fetch(address, "/jpip/sub/inner.j2c?fsiz=64,64")
+    assert response.status == 200 and body.endswith(b"\x00\x02\x00")
+    response, _ = fetch(address, "/jpip", "OPTIONS", headers={"Origin": "http://elsewhere.example",
+                                                                "Access-Control-Request-Method": "POST"})
+    assert response.status == 204 and "POST" in response.getheader("Access-Control-Allow-Methods")
+
+
+def test_the_static_site_is_served_by_the_same_server(address):
+    response, body = fetch(address, "/")
+    assert response.status == 200 and b"<canvas" in body
+
+
+HOSTILE = [
+    ("/jpip?target=../p0_01.j2k", 404, b"not a file name under the server's root"),
+    ("/jpip?target=%2e%2e%2fp0_01.j2k", 404, b"not a file name under the server's root"),
+    ("/jpip?target=sub/../p0_01.j2k", 404, b"not a file name"),
+    ("/jpip?target=/etc/passwd", 404, b"not a JPEG 2000 file"),
+    ("/jpip?target=//etc/x.j2k", 404, b"not a file name"),
+    ("/jpip?target=escape.j2k&fsiz=8,8", 404, b"leads outside the server's root"),
+    ("/jpip?target=sub%5c..%5cp0_01.j2k", 404, b"not a file name"),
+    ("/jpip?target=p0_01.j2k%00.txt", 404, b"not a"),
+    ("/jpip?target=missing.j2k", 404, b"does not exist"),
+    ("/jpip?target=notes.txt", 404, b"not a JPEG 2000 file"),
+    ("/jpip?target=broken.j2k&fsiz=8,8", 404, b"not a readable JPEG 2000 file"),
+    ("/jpip?fsiz=8,8", 400, b"no target"),
+    ("/jpip?target=p0_01.j2k&fsiz=99999999999,1", 400, b"fsiz"),
+    ("/jpip?target=p0_01.j2k&fsiz=8,8&fsiz=9,9", 400, b"more than once"),
+    ("/jpip?target=p0_01.j2k&" + "&".join(f"f{i}=1" for i in range(10000)), (400, 414), b""),
+    ("/jpip?cid=nosuchchannel&fsiz=8,8", 503, b"does not exist or has been closed"),
+    ("/jpip?target=p0_01.j2k&model=P%5B%5B%5B", 400, b"model"),
+    ("/jpip?target=p0_01.j2k&upload=x", 501, b"not supported"),
+    ("/jpip?target=p0_01.j2k&type=raw", 415, b"image/jpp-stream only"),
+    ("/jpip?target=p0_01.j2k&stream=3", 400, b"names no codestream"),
+    ("/jpip?target=p0_01.j2k&len=-1", 400, b"len"),
+]
+
+
+@pytest.mark.parametrize("path, status, words", HOSTILE, ids=[h[0][:50] for h in HOSTILE])
+def test_hostile_requests_get_clear_errors(address, path, status, words):
+    response, body = fetch(address, path)
+    assert response.status in (status if isinstance(status, tuple) else (status,)), body[:300]
+    assert words in body, body[:300]
+
+
+def test_absurd_but_valid_windows_are_served(address):
+    response, body = fetch(address, "/jpip?target=p0_01.j2k&fsiz=4294967295,4294967295,round-up&rsiz=1,1")
+    assert response.status == 200 and response.getheader("JPIP-fsiz") == "128,128"
+    response, body = fetch(address, "/jpip?target=alias.j2k&fsiz=8,8")  # a link that stays inside is fine
+    assert response.status == 200
+
+
+def test_a_huge_post_and_a_huge_url_are_refused_and_the_server_lives_on(address):
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n" + b"x" * 1000)
+        assert b" 413 " in raw.recv(200)
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"GET /jpip?target=" + b"a" * 100000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 414 " in raw.recv(200)
+    response, _ = fetch(address, "/jpip?target=p0_01.j2k&fsiz=8,8")
+    assert response.status == 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_wsgi_app_under_gunicorn_with_several_workers(root, tmp_path):
+    port = free_port()
+    log = tmp_path / "access.log"
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    process = subprocess.Popen([gunicorn, "-w", "3", "-b", f"127.0.0.1:{port}", "--access-logfile", str(log),
+                                "--access-logformat", "%(p)s %(s)s", "pyjpip.transport.wsgi:application"],
+                               env={**os.environ, "PYJPIP_ROOT": str(root)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        receiver, rounds = Receiver(), 0
+        reason = 4
+        while reason == 4:  # stateless: each request carries what the client holds
+            query = "target=p0_04.j2k&fsiz=640,480&len=4000"
+            if receiver.bins:
+                query += "&model=" + urllib.parse.quote(receiver.model())
+            response, body = fetch(("127.0.0.1", port), f"/jpip?{query}")
+            assert response.status == 200, body[:200]
+            reason = receiver.feed_body(body).reason
+            rounds += 1
+        assert rounds > 10 and receiver.duplicates == 0
+        rebuilt = rebuild_codestream(*receiver.codestream_bins())
+        assert opj_decode_all(rebuilt.codestream) == opj_decode_all((root / "p0_04.j2k").read_bytes())
+        time.sleep(0.5)
+        workers = {line.split()[0] for line in log.read_text().splitlines() if line.strip()}
+        assert len(workers) >= 2, f"all requests went to one worker: {workers}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
