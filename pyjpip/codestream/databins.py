@@ -94,8 +94,16 @@ class DataBins:
         pieces, ends, length = [], [], 0
         for packet in packets:
             for piece in packet:
-                pieces.append(piece)
-                length += len(piece) if isinstance(piece, bytes) else piece[1]
+                if isinstance(piece, bytes):
+                    pieces.append(piece)
+                    length += len(piece)
+                    continue
+                last = pieces[-1] if pieces else None
+                if last is not None and not isinstance(last, bytes) and last[0] + last[1] == piece[0]:
+                    pieces[-1] = (last[0], last[1] + piece[1])  # packets that follow each other in the file
+                else:
+                    pieces.append(piece)
+                length += piece[1]
             ends.append(length)
         identifier = precinct_identifier(tile, component, sequence, self.tiles, self.components)
         return DataBin(DataBinClass.PRECINCT, identifier, tuple(pieces), length, tuple(ends))

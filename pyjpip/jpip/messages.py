@@ -82,17 +82,22 @@ class MessageEncoder:
 
 def _bin_id(identifier: int, presence: int, complete: bool) -> bytes:
     """Bin-ID VBAS: first byte holds bb, c and the top 4 id bits; k bytes carry 7k - 3 id bits."""
+    flags = (presence << 5) | (0x10 if complete else 0)
+    if 0 <= identifier < 16:
+        return _SINGLE[flags | identifier]
     if identifier < 0:
         raise ValueError("in-class identifiers are not negative")
-    count = 1
-    while 7 * count - 3 < identifier.bit_length():
-        count += 1
-    groups = [(identifier >> (7 * i)) & 0x7F for i in range(count - 1)][::-1]
-    first = (presence << 5) | (0x10 if complete else 0) | (identifier >> (7 * (count - 1)))
-    out = [first | (0x80 if count > 1 else 0)]
-    for i, group in enumerate(groups):
-        out.append(group | (0x80 if i < len(groups) - 1 else 0))
+    count = (identifier.bit_length() + 9) // 7  # smallest k with 7k - 3 >= bits
+    out = bytearray(count)
+    value = identifier
+    for i in range(count - 1, 0, -1):
+        out[i] = (value & 0x7F) | (0x80 if i < count - 1 else 0)
+        value >>= 7
+    out[0] = 0x80 | flags | value
     return bytes(out)
+
+
+_SINGLE = [bytes([b]) for b in range(128)]
 
 
 class JPPStreamParser:

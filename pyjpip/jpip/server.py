@@ -133,8 +133,10 @@ class JPIPServer:
     """Answers JPIP requests for the files under a root folder."""
 
     def __init__(self, root: str, *, cache_dir: str | None = None, session_limit: int = 256,
-                 idle_timeout: float = 600.0, channel_path: str = "jpip"):
+                 idle_timeout: float = 600.0, channel_path: str = "jpip", response_cache_bytes: int = 64 << 20):
         self.store = TargetStore(root, cache_dir)
+        self.responses = ResponseCache(response_cache_bytes)
+        self.windows: OrderedDict = OrderedDict()  # (source, codestream, window) -> precincts it needs
         self.sessions: dict[str, Session] = {}
         self.session_limit = session_limit
         self.idle_timeout = idle_timeout
@@ -180,6 +182,15 @@ class JPIPServer:
         if not target:
             raise RequestError(400, "no target: give target=<file> (or a cid from JPIP-cnew)")
         source, tid = self.store.open(target)
+        cache_key = None
+        if session is None and request.cnew is None:  # a stateless answer depends only on the request
+            cache_key = (target, tid, tuple(sorted((k, v) for k, v in request.fields.items() if k != "qid")))
+            cached = self.responses.get(cache_key)
+            if cached is not None:
+                headers, body = cached
+                if request.qid is not None:
+                    headers = headers + [("JPIP-qid", str(request.qid))]
+                return Response(200, headers, iter([body]), len(body))
         if session is not None and session.tid != tid:
             session.model = CacheModel()  # the file changed under the session: nothing held is valid
             session.tid = tid
@@ -205,7 +216,12 @@ class JPIPServer:
         closing = request.cclose is not None
         if closing:
             self._close(request)
-        return self._respond(headers, plan, reason, session if not closing else None, request)
+        response = self._respond(headers, plan, reason, session if not closing else None, request)
+        if cache_key is not None and response.length is not None and response.length <= self.responses.largest:
+            body = b"".join(response.body)
+            self.responses.put(cache_key, [h for h in response.headers if h[0] != "JPIP-qid"], body)
+            response.body = iter([body])
+        return response
 
     def _open_session(self, target: str, tid: str, now: float) -> Session:
         with self.lock:
@@ -268,33 +284,46 @@ class JPIPServer:
                 continue
             window = resolve_window(request, bins.index)
             window_headers.extend(window.changed.items())
-            chosen = window_precincts(bins.index, window)
+            chosen = self._window_precincts(source, number, bins, window)
             all_components = len(window.components) == len(bins.index.size.components)
             layers_total = max(t.tile.coding_style.layers for t in bins.index.tiles)
             image_done &= (not window.empty and window.discard == 0 and all_components
                            and window.region == _image_box(bins) and window.layers == layers_total)
             for tile in sorted({item[1] for item in chosen}):
                 whole((DataBinClass.TILE_HEADER, number, tile), bins.tile_header(tile), view)
-            precinct_bins = {}
+            wanted = []  # (key, bin, packet ends, bytes held) of precincts still short of the window's layers
             for _, t, c, r, k in chosen:
-                precinct_bins[(t, c, r, k)] = bins.precinct(t, c, r, k)
+                databin = bins.precinct(t, c, r, k)
+                key = (DataBinClass.PRECINCT, number, databin.identifier)
+                ends = databin.packet_ends
+                if not ends:
+                    if not model.knows(key):
+                        add(key, databin, view, 0, 0)  # a precinct with no packets: empty and complete
+                    continue
+                held = model.bytes_held(key)
+                if held < ends[min(window.layers, len(ends)) - 1]:
+                    wanted.append((key, databin, ends, held))
             for layer in range(window.layers):
-                for _, t, c, r, k in chosen:
-                    databin = precinct_bins[(t, c, r, k)]
-                    key = (DataBinClass.PRECINCT, number, databin.identifier)
-                    ends = databin.packet_ends
-                    if layer >= len(ends):
-                        if layer == 0 and not ends and not model.knows(key):
-                            add(key, databin, view, 0, 0)  # a precinct with no packets: empty and complete
-                        continue
-                    start = ends[layer - 1] if layer else 0
-                    held = model.bytes_held(key)
-                    if held >= ends[layer]:
-                        continue
-                    add(key, databin, view, max(start, held), ends[layer])
+                for key, databin, ends, held in wanted:
+                    if layer < len(ends) and held < ends[layer]:
+                        add(key, databin, view, max(ends[layer - 1] if layer else 0, held), ends[layer])
         reason = EndOfResponseReason.IMAGE_DONE if image_done and not request.metadata_only \
             else EndOfResponseReason.WINDOW_DONE
         return plan, reason, window_headers
+
+    def _window_precincts(self, source, number: int, bins: DataBins, window) -> list:
+        key = (id(source), number, window.discard, window.region, window.components, window.empty)
+        with self.lock:
+            chosen = self.windows.get(key)
+            if chosen is not None:
+                self.windows.move_to_end(key)
+                return chosen
+        chosen = window_precincts(bins.index, window)
+        with self.lock:
+            self.windows[key] = chosen
+            while len(self.windows) > 256:
+                self.windows.popitem(last=False)
+        return chosen
 
     def _respond(self, headers: list, plan: list[_Planned], reason: int, session: Session | None,
                  request: JPIPRequest) -> Response:
@@ -309,6 +338,38 @@ class JPIPServer:
             length = sum(len(p.header) + p.end - p.start for p in plan) + len(eor)
             return Response(200, headers, _body(plan, eor), length)
         return Response(200, headers, _session_body(plan, eor, session, session.generation, request.wait), None)
+
+
+class ResponseCache:
+    """Bodies of stateless responses, least recently used out first, within a byte budget.
+
+    A stateless response is a function of the target's content (its tid) and the request's
+    fields, so a repeated request (a thumbnail strip, a popular view) costs a dictionary lookup.
+    """
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.largest = budget // 8  # 0 turns the cache off
+        self.used = 0
+        self.entries: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is not None:
+                self.entries.move_to_end(key)
+            return entry
+
+    def put(self, key, headers: list, body: bytes) -> None:
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = (headers, body)
+            self.used += len(body)
+            while self.used > self.budget:
+                _, (_, old) = self.entries.popitem(last=False)
+                self.used -= len(old)
 
 
 def _image_box(bins: DataBins) -> tuple[int, int, int, int]:
@@ -391,6 +452,10 @@ def _session_body(plan: list[_Planned], eor: bytes, session: Session, generation
 
 def _read(item: _Planned, start: int, end: int) -> bytes:
     """Bytes [start, end) of a data-bin, gathered from its pieces."""
+    pieces = item.databin.pieces
+    if len(pieces) == 1 and not isinstance(pieces[0], bytes):  # one range of the file: slice it
+        offset = pieces[0][0]
+        return item.source_data[offset + start : offset + end]
     out = bytearray()
     position = 0
     for piece in item.databin.pieces:

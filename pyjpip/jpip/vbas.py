@@ -19,7 +19,12 @@ class JPPStreamError(PyjpipError):
         super().__init__(f"{message}" + (f" at byte {offset} of the stream" if offset is not None else ""))
 
 
+_SMALL = [bytes([v]) for v in range(128)]
+
+
 def encode_vbas(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
     if value < 0:
         raise ValueError(f"VBAS cannot hold a negative value ({value})")
     groups = [value & 0x7F]

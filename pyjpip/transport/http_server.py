@@ -47,6 +47,7 @@ class RequestHandler(SimpleHTTPRequestHandler):
 
     server_version = "pyjpip"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: do not wait for ACKs
 
     def __init__(self, *args, jpip: JPIPServer | None, static_root: str | None, **kwargs):
         self.jpip = jpip
