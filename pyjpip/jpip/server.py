@@ -133,12 +133,14 @@ class JPIPServer:
     """Answers JPIP requests for the files under a root folder."""
 
     def __init__(self, root: str, *, cache_dir: str | None = None, session_limit: int = 256,
-                 idle_timeout: float = 600.0, channel_path: str = "jpip", response_cache_bytes: int = 64 << 20):
+                 idle_timeout: float = 600.0, channel_path: str = "jpip", response_cache_bytes: int = 64 << 20,
+                 session_model_limit: int = 1 << 20):
         self.store = TargetStore(root, cache_dir)
         self.responses = ResponseCache(response_cache_bytes)
         self.windows: OrderedDict = OrderedDict()  # (source, codestream, window) -> precincts it needs
         self.sessions: dict[str, Session] = {}
         self.session_limit = session_limit
+        self.session_model_limit = session_model_limit  # data-bins a session may track before it must end
         self.idle_timeout = idle_timeout
         self.channel_path = channel_path
         self.lock = threading.Lock()
@@ -216,6 +218,12 @@ class JPIPServer:
         closing = request.cclose is not None
         if closing:
             self._close(request)
+        if session is not None and not closing and len(session.model.held) + len(plan) > self.session_model_limit:
+            # Session resources exhausted (EOR 6): answer this request, then the session is over.
+            reason = EndOfResponseReason.SESSION_LIMIT
+            with self.lock:
+                self.sessions.pop(session.cid, None)
+            log.info("session %s ended: its cache model reached %d data-bins", session.cid, self.session_model_limit)
         response = self._respond(headers, plan, reason, session if not closing else None, request)
         if cache_key is not None and response.length is not None and response.length <= self.responses.largest:
             body = b"".join(response.body)
@@ -271,7 +279,18 @@ class JPIPServer:
             add(key, databin, data, min(held, databin.length), databin.length)
 
         metadata = source.metadata_bin()
-        whole((DataBinClass.METADATA, 0, 0), metadata, source.data)
+        key = (DataBinClass.METADATA, 0, 0)
+        if request.align and not (model.knows(key) and model.bytes_held(key) >= metadata.length):
+            position = 0  # align=yes: one message per top-level box (C.7.3's natural boundaries)
+            for piece in metadata.pieces:
+                size = len(piece) if isinstance(piece, bytes) else piece[1]
+                if position + size > model.bytes_held(key):
+                    add(key, metadata, source.data, max(position, model.bytes_held(key)), position + size)
+                position += size
+            if not metadata.pieces:
+                add(key, metadata, source.data, 0, 0)
+        else:
+            whole(key, metadata, source.data)
         image_done = True
         for number in codestreams:
             try:

@@ -113,7 +113,12 @@ def window_precincts(index: CodestreamIndex, window: ResolvedWindow) -> list[tup
         tile = tile_index.tile
         if tile.x1 <= x0 or x1 <= tile.x0 or tile.y1 <= y0 or y1 <= tile.y0:
             continue
-        for c in window.components:
+        components = window.components
+        if tile.coding_style.multiple_component_transform and set(components) & {0, 1, 2} \
+                and len(tile.components) >= 3:
+            # The inverse colour transform (Annex G) makes each of components 0-2 from all three.
+            components = tuple(sorted(set(components) | {0, 1, 2}))
+        for c in components:
             tc = tile.components[c]
             top = max(0, tc.decomposition_levels - window.discard)
             for res in tc.resolutions[: top + 1]:

@@ -207,3 +207,24 @@ def test_metadata_only_and_return_types(root):
     assert set(receiver.bins) == {(8, 0, 0), (6, 0, 0)} and (8, 0, 0) in receiver.complete
     assert request(server, "target=ct.j2k&type=jpt-stream")[0].status == 415
     assert request(server, "target=ct.j2k&type=jpt-stream,image/jpp-stream&fsiz=8,8")[0].status == 200
+
+
+def test_a_session_that_outgrows_its_resources_ends_with_eor_6(root):
+    server = JPIPServer(str(root), session_model_limit=5)
+    response, body = request(server, "target=p0_01.j2k&fsiz=16,16&cnew=http")
+    cid = cid_of(response)
+    assert body.endswith(b"\x00\x02\x00")
+    response, body = request(server, f"cid={cid}&fsiz=128,128")
+    assert body.endswith(b"\x00\x06\x00")  # served, then the session is over
+    assert request(server, f"cid={cid}&fsiz=128,128")[0].status == 503
+
+
+def test_align_splits_metadata_at_top_level_boxes(root):
+    codestream = (root / "p0_01.j2k").read_bytes()
+    (root / "one.jp2").write_bytes(SIGNATURE + box(b"ftyp", b"jp2 \0\0\0\0jp2 ") + box(b"jp2c", codestream))
+    server = JPIPServer(str(root))
+    from pyjpip.jpip.messages import JPPStreamParser
+    events = JPPStreamParser().feed(request(server, "target=one.jp2&align=yes&metareq=[*]!!")[1])
+    metadata = [e for e in events[:-1] if e.bin_class == 8]
+    assert [len(e.data) for e in metadata] == [12, 20, 52]  # signature, ftyp, placeholder
+    assert [e.complete for e in metadata] == [False, False, True]
