@@ -117,7 +117,7 @@ class Session:
     generation: int = 0  # bumped by every request: a running response sees it was superseded
 
 
-@dataclass
+@dataclass(slots=True)
 class _Planned:
     """One message to send: bytes [start, end) of a data-bin (its header is written when sent)."""
 
@@ -402,13 +402,24 @@ USABLE_LENGTH = 64
 
 def _write_headers(plan: list[_Planned], budget: int | None) -> tuple[list[_Planned], bool]:
     """Give each message its header, in order; with a byte budget (len), keep what fits, headers
-    included, and cut the message that does not fit at the exact byte. Returns (messages, cut)."""
+    included, and cut the message that does not fit at the exact byte. Returns (messages, cut).
+
+    A message of the same class and codestream as the one before inherits both, and its header
+    then depends only on the bin and the range: those are kept with the bins and reused."""
     encoder = MessageEncoder()
     kept, used = [], 0
     for item in plan:
+        key, start, end = item.key, item.start, item.end
         state = (encoder.bin_class, encoder.codestream)
-        header = encoder.header(*item.key, item.start, item.end - item.start, item.end >= item.databin.length)
-        size = len(header) + item.end - item.start
+        complete = end >= item.databin.length
+        if state == (key[0], key[1]):
+            cache = item.databin.headers
+            header = cache.get((start, end))
+            if header is None:
+                header = cache[(start, end)] = encoder.header(*key, start, end - start, complete)
+        else:
+            header = encoder.header(*key, start, end - start, complete)
+        size = len(header) + end - start
         if budget is None or used + size <= budget:
             item.header = header
             kept.append(item)
@@ -418,9 +429,9 @@ def _write_headers(plan: list[_Planned], budget: int | None) -> tuple[list[_Plan
         body = room - len(header)  # a shorter length field can only shorten the header
         while body > 0:
             encoder.bin_class, encoder.codestream = state
-            header = encoder.header(*item.key, item.start, body, False)
+            header = encoder.header(*key, start, body, False)
             if len(header) + body <= room:
-                kept.append(_Planned(item.key, item.databin, item.source_data, item.start, item.start + body, header))
+                kept.append(_Planned(key, item.databin, item.source_data, start, start + body, header))
                 break
             body -= 1
         return kept, True
@@ -428,16 +439,18 @@ def _write_headers(plan: list[_Planned], budget: int | None) -> tuple[list[_Plan
 
 
 def _body(plan: list[_Planned], eor: bytes) -> Iterator[bytes]:
-    chunk = bytearray()
+    parts, size = [], 0
     for item in plan:
-        chunk += item.header
+        parts.append(item.header)
         if item.end > item.start:
-            chunk += _read(item, item.start, item.end)
-        if len(chunk) >= CHUNK_BYTES:
-            yield bytes(chunk)
-            chunk.clear()
-    chunk += eor
-    yield bytes(chunk)
+            data = _read(item, item.start, item.end)
+            parts.append(data)
+            size += len(data)
+        if size >= CHUNK_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    parts.append(eor)
+    yield b"".join(parts)
 
 
 def _session_body(plan: list[_Planned], eor: bytes, session: Session, generation: int,
@@ -472,7 +485,7 @@ def _session_body(plan: list[_Planned], eor: bytes, session: Session, generation
 def _read(item: _Planned, start: int, end: int) -> bytes:
     """Bytes [start, end) of a data-bin, gathered from its pieces."""
     pieces = item.databin.pieces
-    if len(pieces) == 1 and not isinstance(pieces[0], bytes):  # one range of the file: slice it
+    if len(pieces) == 1 and not isinstance(pieces[0], bytes):  # one range of the file: a view, no copy yet
         offset = pieces[0][0]
         return item.source_data[offset + start : offset + end]
     out = bytearray()
