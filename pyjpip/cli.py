@@ -34,6 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--cache", metavar="DIR", help="keep packet indexes in DIR (opening again is fast)")
 
+    fetch = commands.add_parser("fetch", help="fetch a view window from a JPIP server")
+    fetch.add_argument("url", help="JPIP target URL, e.g. http://host/jpip?target=image.jp2")
+    fetch.add_argument("--fsiz", help="frame size W,H[,round-down|round-up|closest]")
+    fetch.add_argument("--roff", help="region offset X,Y in the frame")
+    fetch.add_argument("--rsiz", help="region size W,H in the frame")
+    fetch.add_argument("--layers", type=int)
+    fetch.add_argument("--comps", help="components, e.g. 0,2-3")
+    fetch.add_argument("--stream", type=int, help="codestream (DICOM frame n is stream n)")
+    fetch.add_argument("--len", type=int, dest="length", help="bytes per response (more requests)")
+    fetch.add_argument("--stateless", action="store_true", help="no session: send model= each time")
+    fetch.add_argument("-o", "--output", required=True, help="OUT.j2k (rebuilt codestream) or OUT.png")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
@@ -42,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "info":
             return _info(args)
+        if args.command == "fetch":
+            return _fetch(args)
         return _dicom(args)
-    except (PyjpipError, OSError, ValueError) as exc:
+    except (PyjpipError, OSError, ValueError, ImportError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
         return 1
 
@@ -95,4 +109,58 @@ def _info(args) -> int:
     source = JPEG2000Source.open(args.file, cache_dir=args.cache)
     description = describe_source(source)
     print(json.dumps(description, indent=2) if args.json else format_description(description))
+    return 0
+
+
+def _pair(text: str | None, name: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise PyjpipError(f"--{name} wants two whole numbers, X,Y (got {text!r})") from None
+    return x, y
+
+
+def _fetch(args) -> int:
+    import time
+
+    from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+    from pyjpip.transport.http_client import HTTPTransport
+
+    if not args.output.lower().endswith((".j2k", ".png")):
+        raise PyjpipError(f"-o {args.output}: the output must end in .j2k or .png")
+    fsiz, direction = None, "round-down"
+    if args.fsiz:
+        parts = args.fsiz.split(",")
+        fsiz = _pair(",".join(parts[:2]), "fsiz")
+        direction = parts[2] if len(parts) > 2 else direction
+    window = ViewWindow(fsiz=fsiz, round=direction, roff=_pair(args.roff, "roff"), rsiz=_pair(args.rsiz, "rsiz"),
+                        comps=args.comps, layers=args.layers, stream=args.stream)
+    client = JPIPClient(args.url, stateless=args.stateless, length_limit=args.length)
+    transport = HTTPTransport()
+    started = time.perf_counter()
+    try:
+        requests = fetch_window(client, window, transport)
+        closing = client.close_request()
+        if closing is not None:
+            try:
+                transport(closing, client)
+            except ConnectionError:
+                pass
+    finally:
+        transport.close()
+    view = client.rebuild(window)
+    if view is None:
+        raise PyjpipError(f"{args.url}: the server sent no main header")
+    if args.output.lower().endswith(".j2k"):
+        with open(args.output, "wb") as f:
+            f.write(view.codestream)
+    else:
+        from pyjpip.tools.png import write_view_png
+
+        write_view_png(view, args.output)
+    seconds = time.perf_counter() - started
+    print(f"{requests} request(s), {client.bytes_received:,} bytes received in {seconds:.2f} s; "
+          f"{args.output}: discard {view.reduce} level(s), {view.rebuilt.layers_complete} layer(s) complete")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -154,6 +155,19 @@ class RequestHandler(SimpleHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
+class Server(ThreadingHTTPServer):
+    """Threads per connection; a client that hangs up is a log line, not a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.info("%s: connection ended: %s", client_address[0], error)
+        else:
+            log.exception("%s: the request failed", client_address[0])
+
+
 def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: int = 8000,
                 jpip_root: str | None = None, cache_dir: str | None = None) -> ThreadingHTTPServer:
     """A bound, not yet running server; call ``serve_forever`` (the caller owns the thread)."""
@@ -165,6 +179,4 @@ def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: i
         raise ValueError("nothing to serve: give a JPIP root, a static folder or both")
     jpip = JPIPServer(jpip_root, cache_dir=cache_dir) if jpip_root else None
     handler = partial(RequestHandler, jpip=jpip, static_root=os.path.abspath(static_root) if static_root else None)
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return Server((host, port), handler)

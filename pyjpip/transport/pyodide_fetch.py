@@ -1,10 +1,14 @@
-"""HTTP for Python running under Pyodide, through the browser's (or Node's) fetch."""
+"""HTTP for Python running under Pyodide, through the browser's (or Node's) fetch.
+
+Bodies are read as a stream, so a JPIP client gets bytes while the response is still arriving.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from pyjpip.errors import TransportError
+from pyjpip.jpip.client import HTTPRequest, JPIPClient, JPIPClientError, ResponseSummary, ViewWindow, next_step
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +26,49 @@ async def fetch_bytes(url: str) -> bytes:
     body = await response.bytes()
     log.debug("GET %s: %d bytes", url, len(body))
     return body
+
+
+async def send(request: HTTPRequest, client: JPIPClient, on_bytes=None) -> ResponseSummary:
+    """Send one JPIP request with fetch and stream its body into the client; ``on_bytes(events)``
+    is called as each piece arrives (a viewer repaints from there)."""
+    from pyodide.http import pyfetch
+
+    options = {"method": request.method, "headers": request.headers}
+    if request.body is not None:
+        options["body"] = request.body.decode("latin-1")
+    try:
+        response = await pyfetch(request.url, **options)
+    except Exception as exc:
+        raise ConnectionError(f"{request.method} {request.url[:200]}: {exc}") from None
+    summary = client.receive_headers(response.status, dict(response.headers))
+    if response.status != 200:
+        summary.message = await response.string()
+        return summary
+    reader = response.js_response.body.getReader()
+    try:
+        while True:
+            chunk = await reader.read()
+            if chunk.done:
+                break
+            events = client.receive_body(chunk.value.to_bytes())
+            if on_bytes is not None and events:
+                on_bytes(events)
+    except Exception as exc:
+        client.connection_lost()
+        raise ConnectionError(f"the response to {request.url[:200]} broke off: {exc}") from None
+    return client.end_of_body()
+
+
+async def fetch_window(client: JPIPClient, window: ViewWindow, maximum_requests: int = 10000, on_bytes=None) -> int:
+    """pyjpip.jpip.client.fetch_window for Pyodide: ask until the window is complete."""
+    failures = 0
+    for count in range(1, maximum_requests + 1):
+        try:
+            summary = await send(client.next_request(window), client, on_bytes)
+        except ConnectionError as error:
+            log.info("connection failed (%s); asking again", error)
+            summary = None
+        finished, failures = next_step(client, summary, failures)
+        if finished:
+            return count
+    raise JPIPClientError(f"{client.url[:200]}: the window was not complete after {maximum_requests} requests")

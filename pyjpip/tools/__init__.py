@@ -1,0 +1,1 @@
+"""CPython-side helpers that need more than the core (numpy, a system OpenJPEG)."""
