@@ -61,3 +61,39 @@ def request(server: JPIPServer, query: str):
     if response.length is not None:
         assert response.length == len(body), "Content-Length must be exact"
     return response, body
+
+
+class InProcessTransport:
+    """A transport for pyjpip's client that calls a JPIPServer core directly, in small pieces,
+    and can misbehave: drop the connection after ``fail_after`` body bytes (once)."""
+
+    def __init__(self, server: JPIPServer, piece: int = 997, fail_after: int | None = None):
+        self.server = server
+        self.piece = piece
+        self.fail_after = fail_after
+        self.methods: list[str] = []
+
+    def __call__(self, http_request, client):
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(http_request.url)
+        self.methods.append(http_request.method)
+        query = http_request.body if http_request.method == "POST" else parts.query
+        path_target = unquote(parts.path[len("/jpip/"):]) if parts.path.startswith("/jpip/") else None
+        response = self.server.handle(http_request.method, query, time.monotonic(), path_target)
+        summary = client.receive_headers(response.status, dict(response.headers))
+        if response.status != 200:
+            summary.message = b"".join(response.body).decode()
+            return summary
+        sent = 0
+        for chunk in response.body:
+            for start in range(0, len(chunk), self.piece):
+                piece = chunk[start : start + self.piece]
+                if self.fail_after is not None and sent + len(piece) > self.fail_after:
+                    client.receive_body(piece[: self.fail_after - sent])
+                    self.fail_after = None
+                    response.body.close()
+                    raise ConnectionError("connection dropped by the test")
+                client.receive_body(piece)
+                sent += len(piece)
+        return client.end_of_body()

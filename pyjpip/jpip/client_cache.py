@@ -147,13 +147,15 @@ class DataBinCache:
                 by_codestream.setdefault(number, []).append(name)
             elif databin.prefix_length:
                 by_codestream.setdefault(number, []).append(f"{name}:{databin.prefix_length}")
+        subtractive: dict[int, list[str]] = {}
         for bin_class, number, identifier in sorted(self.evicted):
             if number in wanted:
-                by_codestream.setdefault(number, []).append(f"-{_name(bin_class, identifier)}")
+                subtractive.setdefault(number, []).append(f"-{_name(bin_class, identifier)}")
         items = []
-        for number in sorted(by_codestream):
+        for number in sorted(set(by_codestream) | set(subtractive)):
             items.append(f"[{number}]")
-            items.extend(sorted(by_codestream[number]))
+            items.extend(sorted(by_codestream.get(number, [])))
+            items.extend(subtractive.get(number, []))
         return items
 
     def codestream_bins(self, codestream: int) -> tuple[bytes | None, dict[int, bytes], dict[int, bytes]]:

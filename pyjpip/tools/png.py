@@ -14,7 +14,10 @@ from pyjpip.errors import PyjpipError
 
 
 def decode_view(view):
-    """The view's samples (height, width[, components]) at its resolution and region."""
+    """The view's samples (height, width[, components]) at its resolution and region.
+
+    The whole image is decoded at the view's resolution and the region cut out here: OpenJPEG
+    2.5.0's own area decoding returns blank tiles for tiled HTJ2K."""
     try:
         import glymur
     except ImportError as exc:
@@ -25,11 +28,14 @@ def decode_view(view):
             f.write(view.codestream)
         image = glymur.Jp2k(path)
         step = 1 << view.reduce
+        samples = image[::step, ::step]
         if view.region is None:
-            return image[::step, ::step]
+            return samples
+        siz = image.codestream.segment[1]
         x0, y0, x1, y1 = view.region
-        size_x0, size_y0 = image.codestream.segment[1].xosiz, image.codestream.segment[1].yosiz
-        return image[y0 - size_y0 : y1 - size_y0 : step, x0 - size_x0 : x1 - size_x0 : step]
+        origin_x, origin_y = -(-siz.xosiz // step), -(-siz.yosiz // step)
+        return samples[-(-y0 // step) - origin_y : -(-y1 // step) - origin_y,
+                       -(-x0 // step) - origin_x : -(-x1 // step) - origin_x]
 
 
 def to_8_bits(samples):

@@ -1,0 +1,29 @@
+// pyjpip's JPIP client under Pyodide in Node, against a live server, through fetch with streamed bodies.
+//   node tests/pyodide/fetch_window.mjs URL W,H LEN OUT.j2k
+// Prints one JSON line: requests made, bytes received, bytes held.
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadPyodide } from "pyodide";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const [url, fsiz, length, out] = process.argv.slice(2);
+const pyodide = await loadPyodide({ stdout: (s) => console.error(s) });
+const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+pyodide.unpackArchive(new Uint8Array(readFileSync(join(root, "static/wheels/python-packages.zip"))), "zip",
+  { extractDir: sitePackages });
+pyodide.globals.set("arguments", pyodide.toPy({ url, fsiz, length: Number(length) }));
+const result = await pyodide.runPythonAsync(`
+import json
+from pyjpip.jpip.client import JPIPClient, ViewWindow
+from pyjpip.transport.pyodide_fetch import fetch_window
+width, height = (int(v) for v in arguments["fsiz"].split(","))
+window = ViewWindow(fsiz=(width, height))
+client = JPIPClient(arguments["url"], length_limit=arguments["length"])
+requests = await fetch_window(client, window)
+view = client.rebuild(window)
+codestream = view.codestream
+json.dumps({"requests": requests, "received": client.bytes_received, "held": client.cache.bytes})
+`);
+writeFileSync(out, pyodide.globals.get("codestream").toJs());
+console.log(result);

@@ -1,0 +1,78 @@
+"""The client's data-bin cache: exact whatever the order, splits, repeats and overlaps of messages."""
+
+import random
+
+import pytest
+
+from pyjpip.jpip.client_cache import CacheConflictError, DataBinCache
+from pyjpip.jpip.messages import Message
+
+BINS = {(6, 0, 0): bytes(range(200)), (2, 0, 0): b"", (0, 0, 3): bytes(range(255, 0, -1)) * 3,
+        (0, 0, 9): b"precinct nine" * 11, (8, 0, 0): b"metadata"}
+
+
+def messages_for(rng: random.Random) -> list[Message]:
+    """Every bin cut into random pieces, some repeated or overlapping, all shuffled."""
+    out = []
+    for (bin_class, codestream, identifier), data in BINS.items():
+        cuts = sorted({0, len(data), *(rng.randrange(len(data) + 1) for _ in range(rng.randint(0, 6)))})
+        for a, b in zip(cuts, cuts[1:]):
+            out.append(Message(bin_class, codestream, identifier, a, data[a:b], b == len(data)))
+            if rng.random() < 0.3:  # a repeat, or a piece overlapping its neighbours
+                a2, b2 = max(0, a - rng.randint(0, 5)), min(len(data), b + rng.randint(0, 5))
+                out.append(Message(bin_class, codestream, identifier, a2, data[a2:b2], b2 == len(data)))
+        if not data:
+            out.append(Message(bin_class, codestream, identifier, 0, b"", True))
+    rng.shuffle(out)
+    return out
+
+
+def test_any_order_split_repeat_or_overlap_gives_the_same_cache():
+    reference = None
+    for seed in range(300):
+        cache = DataBinCache()
+        added = sum(cache.add(m) for m in messages_for(random.Random(seed)))
+        assert added == sum(len(d) for d in BINS.values())  # every byte counted once
+        for key, data in BINS.items():
+            assert cache.prefix(key) == data and cache.complete(key)
+        snapshot = cache.snapshot()
+        assert reference is None or snapshot == reference
+        reference = snapshot
+
+
+def test_prefix_is_only_what_starts_at_zero():
+    cache = DataBinCache()
+    cache.add(Message(0, 0, 1, 10, b"later", False))
+    assert cache.prefix((0, 0, 1)) == b"" and cache.model_statements([0]) == []
+    cache.add(Message(0, 0, 1, 0, b"0123456789", False))
+    assert cache.prefix((0, 0, 1)) == b"0123456789later"
+    assert cache.model_statements([0]) == ["[0]", "P1:15"]
+
+
+def test_changed_bytes_are_a_conflict():
+    cache = DataBinCache()
+    cache.add(Message(0, 0, 1, 0, b"abcdef", False))
+    with pytest.raises(CacheConflictError):
+        cache.add(Message(0, 0, 1, 3, b"XYZ", False))
+    cache.add(Message(0, 0, 2, 0, b"ab", True))
+    with pytest.raises(CacheConflictError):
+        cache.add(Message(0, 0, 2, 0, b"abc", True))  # the bin ended at 2 bytes
+
+
+def test_eviction_keeps_headers_and_reports_what_went():
+    cache = DataBinCache(byte_limit=100)
+    cache.add(Message(6, 0, 0, 0, b"h" * 60, True))
+    cache.add(Message(0, 0, 5, 0, b"a" * 30, True))
+    cache.add(Message(0, 0, 6, 0, b"b" * 30, True))  # over budget: the oldest precinct goes
+    assert cache.prefix((6, 0, 0)) == b"h" * 60 and cache.prefix((0, 0, 5)) == b""
+    assert cache.model_statements([0]) == ["[0]", "Hm", "P6", "-P5"]
+    cache.add(Message(0, 0, 5, 0, b"a" * 10, False))  # fetched again: no longer reported evicted
+    assert "-P5" not in cache.model_statements([0])
+
+
+def test_statements_group_codestreams_and_keep_metadata_with_zero():
+    cache = DataBinCache()
+    cache.add(Message(8, 0, 0, 0, b"boxes", True))
+    cache.add(Message(6, 2, 0, 0, b"main", True))
+    cache.add(Message(2, 2, 1, 0, b"", True))
+    assert cache.model_statements([2]) == ["[0]", "M0", "[2]", "H1", "Hm"]
