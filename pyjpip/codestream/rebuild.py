@@ -42,13 +42,15 @@ class Rebuilt:
 
 def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], precincts: dict[int, bytes],
                        reduce: int = 0, layers: int | None = None,
-                       region: tuple[int, int, int, int] | None = None) -> Rebuilt:
+                       region: tuple[int, int, int, int] | None = None,
+                       complete: set[int] | frozenset = frozenset()) -> Rebuilt:
     """Assemble a codestream from data-bins.
 
     ``tile_headers`` maps tile index to tile-header bin bytes (complete bins only: a tile without
     its header is written with empty packets). ``precincts`` maps in-class ids to bin bytes, which
     may be prefixes. ``reduce`` and ``layers`` limit what is written; ``region`` (x0, y0, x1, y1 on
-    the reference grid) limits it to precincts that affect that area.
+    the reference grid) limits it to precincts that affect that area. ``complete`` names precinct
+    bins known to be whole: without SOP segments to drop, they are copied without reading a header.
     """
     main_view = memoryview(bytes(main_header) + b"\xff\x90")
     main = read_main_header(main_view)
@@ -86,7 +88,7 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
             packets = written.get(key)
             if packets is None:
                 packets = written[key] = _usable_packets(tile, key, tile_header is not None, precincts,
-                                                         tiles, components, reduce, wanted_layers, region)
+                                                         tiles, components, reduce, wanted_layers, region, complete)
                 if _wanted(tile, key, reduce, region):
                     complete_layers = len(packets) if complete_layers is None else min(complete_layers, len(packets))
             result.packets_total += 1
@@ -121,7 +123,7 @@ def _wanted(tile: Tile, key, reduce: int, region) -> bool:
 
 
 def _usable_packets(tile: Tile, key, have_header: bool, precincts: dict[int, bytes], tiles: int, components: int,
-                    reduce: int, layers: int, region) -> list[bytes]:
+                    reduce: int, layers: int, region, complete=frozenset()) -> list[bytes]:
     """The complete packets of a precinct's bin, SOP segments removed, up to ``layers``."""
     if not have_header or layers == 0 or not _wanted(tile, key, reduce, region):
         return []
@@ -132,6 +134,10 @@ def _usable_packets(tile: Tile, key, have_header: bool, precincts: dict[int, byt
     data = precincts.get(identifier)
     if not data:
         return []
+    if identifier in complete and layers == tile.coding_style.layers and not tile.coding_style.uses_sop:
+        # Every packet is there and none needs changing: the whole bin goes out as it is, at layer 0
+        # (RPCL keeps a precinct's packets together), and the later layers add nothing.
+        return [bytes(data)] + [b""] * (layers - 1)
     state = PrecinctState(tc.resolutions[resolution].precinct_bands(precinct), tc.style.code_block_style)
     uses_eph = tile.coding_style.uses_eph
     packets, position = [], 0

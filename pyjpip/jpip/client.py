@@ -163,9 +163,7 @@ class JPIPClient:
         return HTTPRequest("GET", url)
 
     def _begin(self) -> None:
-        """A new request: a new response to parse (class and codestream start again from 0)."""
         self.requests_sent += 1
-        self._parser = JPPStreamParser()
         self._summary = None
 
     # --- responses ----------------------------------------------------------------------------
@@ -173,6 +171,7 @@ class JPIPClient:
     def receive_headers(self, status: int, headers: dict) -> ResponseSummary:
         headers = {k.lower(): v for k, v in headers.items()}
         summary = self._summary = ResponseSummary(status)
+        self._parser = JPPStreamParser()  # every response starts from class 0, codestream 0
         if status == 503 and self.cid is not None:
             log.info("channel %s is gone (503); opening a new session", self.cid)
             self._lose_channel()
@@ -253,8 +252,9 @@ class JPIPClient:
         region = None
         if window.fsiz is not None and (window.roff is not None or window.rsiz is not None):
             region = _region(size, window, discard)
+        complete = {i for i in precincts if self.cache.complete((0, number, i))}
         rebuilt = rebuild_codestream(main, tile_headers, precincts, reduce=discard, layers=window.layers,
-                                     region=region)
+                                     region=region, complete=complete)
         return RebuiltView(rebuilt, discard, region, frame_size(size, discard))
 
 

@@ -1,0 +1,24 @@
+// The client parse + rebuild benchmark under Pyodide in Node, with pyjpip from the browser's bundle.
+//   node bench/pyodide_client.mjs RUNS RESPONSE.jpp...      prints one JSON line
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadPyodide } from "pyodide";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const [runs, ...files] = process.argv.slice(2);
+const pyodide = await loadPyodide({ stdout: () => {} });
+const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+pyodide.unpackArchive(new Uint8Array(readFileSync(join(root, "static/wheels/python-packages.zip"))), "zip",
+  { extractDir: sitePackages });
+pyodide.FS.mkdirTree("/mnt");
+for (const file of files) pyodide.FS.writeFile(`/mnt/${file.split("/").pop()}`, new Uint8Array(readFileSync(file)));
+pyodide.FS.writeFile("/mnt/jpip_client.py", readFileSync(join(root, "bench/jpip_client.py")));
+const result = pyodide.runPython(`
+import json, os, sys
+sys.path = [p for p in sys.path if p not in ("", ".")] + ["/mnt"]
+import jpip_client
+responses = {n.replace(".jpp", ".j2k"): open(f"/mnt/{n}", "rb").read() for n in sorted(os.listdir("/mnt")) if n.endswith(".jpp")}
+json.dumps({f"Pyodide (Python {sys.version.split()[0]}, Node)": jpip_client.measure_parse_and_rebuild(responses, ${Number(runs)})})
+`);
+console.log(result);
