@@ -84,6 +84,7 @@ class ResponseSummary:
     new_bytes: int = 0
     reason: int | None = None
     message: str = ""  # the server's words when it refused
+    retry: bool = False  # a refusal the client has already worked around: ask again
     window_changed: dict = field(default_factory=dict)  # JPIP-fsiz/roff/rsiz/comps/layers sent back
 
     @property
@@ -175,6 +176,13 @@ class JPIPClient:
         if status == 503 and self.cid is not None:
             log.info("channel %s is gone (503); opening a new session", self.cid)
             self._lose_channel()
+            summary.retry = True
+            return summary
+        if status == 503 and not self.stateless:
+            log.info("the server grants no session (503); going on statelessly")
+            self.stateless = True
+            self._reopen_with_model = False
+            summary.retry = True
             return summary
         if status == 202:
             return summary  # superseded by a later request: nothing more comes for this one
@@ -290,13 +298,15 @@ def _region(size, window: ViewWindow, discard: int) -> tuple[int, int, int, int]
 
 def next_step(client: JPIPClient, summary: ResponseSummary | None, failures: int) -> tuple[bool, int]:
     """After one request (summary None: the connection failed): (finished, failures so far).
-    Recovers from a lost channel (503), a dropped connection and a server restart, and never
-    asks again for bytes the cache holds; gives up with JPIPClientError after repeated failures."""
-    if summary is None or (summary.status == 503 and client.cid is None and not client.stateless):
+    Recovers from a lost channel (503), a refused session, a dropped connection and a server
+    restart, and never asks again for bytes the cache holds; gives up with JPIPClientError after
+    repeated failures."""
+    if summary is None or summary.retry:
         failures += 1
         if failures > 5:
-            what = "the connection failed" if summary is None else "the server keeps refusing channels (503)"
-            raise JPIPClientError(f"{client.url[:200]}: {what} {failures} times", None if summary is None else 503)
+            what = "the connection failed" if summary is None else f"HTTP {summary.status} again"
+            raise JPIPClientError(f"{client.url[:200]}: {what} ({failures} times)",
+                                  None if summary is None else summary.status)
         if summary is None:
             client.connection_lost()
         return False, failures

@@ -198,3 +198,29 @@ def test_the_same_client_runs_under_pyodide_in_node(live, root, tmp_path):
     transport.close()
     assert out.read_bytes() == client.rebuild(ViewWindow(fsiz=(256, 256))).codestream
     assert opj_decode_all(out.read_bytes(), 1) == opj_decode_all((root / "p1_05.j2k").read_bytes(), 1)
+
+
+def test_a_server_without_sessions_is_used_statelessly(root):
+    data = (root / "p0_04.j2k").read_bytes()
+    client = JPIPClient("http://example.test/jpip?target=p0_04.j2k", length_limit=30000)
+    transport = InProcessTransport(JPIPServer(str(root), session_limit=0))  # every cnew gets 503
+    fetch_window(client, ViewWindow(fsiz=(640, 480)), transport)
+    assert client.stateless and client.cid is None and client.bytes_received == client.cache.bytes
+    assert opj_decode_all(client.rebuild(ViewWindow(fsiz=(640, 480))).codestream) == opj_decode_all(data)
+
+
+def test_a_changed_target_empties_the_cache(root, tmp_path):
+    folder = tmp_path / "changing"
+    folder.mkdir()
+    shutil.copy(root / "p0_04.j2k", folder / "image.j2k")
+    server = JPIPServer(str(folder))
+    client = JPIPClient("http://example.test/jpip?target=image.j2k", stateless=True)
+    transport = InProcessTransport(server)
+    fetch_window(client, ViewWindow(fsiz=(320, 240)), transport)
+    first_tid = client.tid
+    shutil.copy(root / "tiles-offsets.j2k", folder / "image.j2k")
+    os.utime(folder / "image.j2k", ns=(5, 5))
+    fetch_window(client, ViewWindow(fsiz=(257, 193)), transport)
+    assert client.tid != first_tid
+    new = (folder / "image.j2k").read_bytes()
+    assert opj_decode_all(client.rebuild(ViewWindow(fsiz=(257, 193))).codestream) == opj_decode_all(new)
