@@ -1,16 +1,11 @@
 // The client parse + rebuild benchmark under Pyodide in Node, with pyjpip from the browser's bundle.
 //   node bench/pyodide_client.mjs RUNS RESPONSE.jpp...      prints one JSON line
 import { readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { loadPyodide } from "pyodide";
+import { join } from "node:path";
+import { loadPyjpip, root } from "../tools/pyodide_node.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const [runs, ...files] = process.argv.slice(2);
-const pyodide = await loadPyodide({ stdout: () => {} });
-const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
-pyodide.unpackArchive(new Uint8Array(readFileSync(join(root, "static/wheels/python-packages.zip"))), "zip",
-  { extractDir: sitePackages });
+const { pyodide } = await loadPyjpip({ stdout: () => {} });
 pyodide.FS.mkdirTree("/mnt");
 for (const file of files) pyodide.FS.writeFile(`/mnt/${file.split("/").pop()}`, new Uint8Array(readFileSync(file)));
 pyodide.FS.writeFile("/mnt/jpip_client.py", readFileSync(join(root, "bench/jpip_client.py")));

@@ -2,16 +2,11 @@
 // the same precompiled bundle the browser loads. Prints one JSON line: { "Pyodide ...": results }.
 //   node bench/pyodide_engine.mjs RUNS FILE...
 import { readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { loadPyodide } from "pyodide";
+import { join } from "node:path";
+import { loadPyjpip, root } from "../tools/pyodide_node.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const [runs, ...files] = process.argv.slice(2);
-const pyodide = await loadPyodide({ stdout: () => {} });
-const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
-pyodide.unpackArchive(new Uint8Array(readFileSync(join(root, "static/wheels/python-packages.zip"))), "zip",
-  { extractDir: sitePackages });
+const { pyodide } = await loadPyjpip({ stdout: () => {} });
 pyodide.FS.mkdirTree("/mnt");
 for (const [i, file] of files.entries()) {
   pyodide.FS.writeFile(`/mnt/${i}-${file.split("/").pop()}`, new Uint8Array(readFileSync(file)));

@@ -1,17 +1,11 @@
 // pyjpip's JPIP client under Pyodide in Node, against a live server, through fetch with streamed bodies.
 //   node tests/pyodide/fetch_window.mjs URL W,H LEN OUT.j2k
 // Prints one JSON line: requests made, bytes received, bytes held.
-import { readFileSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { loadPyodide } from "pyodide";
+import { writeFileSync } from "node:fs";
+import { loadPyjpip } from "../../tools/pyodide_node.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const [url, fsiz, length, out] = process.argv.slice(2);
-const pyodide = await loadPyodide({ stdout: (s) => console.error(s) });
-const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
-pyodide.unpackArchive(new Uint8Array(readFileSync(join(root, "static/wheels/python-packages.zip"))), "zip",
-  { extractDir: sitePackages });
+const { pyodide } = await loadPyjpip({ stdout: (s) => console.error(s) });
 pyodide.globals.set("arguments", pyodide.toPy({ url, fsiz, length: Number(length) }));
 const result = await pyodide.runPythonAsync(`
 import json

@@ -3,18 +3,11 @@
 // pytest from the pure-Python wheels that `build.py test` downloads into .cache/pyodide-test-wheels.
 //
 //   node tests/pyodide/run_pytest.mjs [pytest arguments]
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { loadPyodide } from "pyodide";
+import { existsSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { loadPyjpip, root } from "../../tools/pyodide_node.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const pyodide = await loadPyodide();
-const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
-const install = (path, format) =>
-  pyodide.unpackArchive(new Uint8Array(readFileSync(path)), format, { extractDir: sitePackages });
-
-install(join(root, "static/wheels/python-packages.zip"), "zip");
+const { pyodide, sitePackages, install } = await loadPyjpip();
 const testWheels = join(root, ".cache/pyodide-test-wheels");
 for (const name of readdirSync(testWheels).filter((n) => n.endsWith(".whl"))) {
   install(join(testWheels, name), "wheel");

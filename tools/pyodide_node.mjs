@@ -1,0 +1,17 @@
+// Pyodide in Node with pyjpip and pydicom installed from static/wheels/python-packages.zip, the very
+// archive the browser loads: what tests and benchmarks use to run the browser's Python outside it.
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadPyodide } from "pyodide";
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+export async function loadPyjpip(options = {}) {
+  const pyodide = await loadPyodide(options);
+  const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+  const install = (path, format) =>
+    pyodide.unpackArchive(new Uint8Array(readFileSync(path)), format, { extractDir: sitePackages });
+  install(join(root, "static/wheels/python-packages.zip"), "zip");
+  return { pyodide, sitePackages, install };
+}
