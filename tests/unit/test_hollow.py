@@ -2,6 +2,7 @@
 
 import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -57,9 +58,13 @@ def test_deflated_syntaxes_are_raw_deflate_of_explicit_little_endian(ct, syntax)
     inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body)
     plain = body_of(write_hollow(ct, URL, JPIP_REFERENCED))
     assert inflated == plain  # exactly the .94 encoding of the same data set
-    with pytest.warns(UserWarning):  # pydicom 3.0.2 itself does not inflate .95/.205
-        broken = pydicom.dcmread(io.BytesIO(data))
-    assert broken.get("PatientName") != ct.PatientName
+    try:  # pydicom 3.0.2 itself does not inflate .95/.205: garbage, or an error on 32-bit Pyodide
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            misread = pydicom.dcmread(io.BytesIO(data)).get("PatientName")
+    except Exception:  # noqa: BLE001 - any failure shows the same thing
+        misread = None
+    assert misread != ct.PatientName
 
 
 def test_a_zlib_header_written_by_mistake_is_tolerated(ct):
