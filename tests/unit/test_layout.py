@@ -1,0 +1,96 @@
+"""Layout from attributes alone: ordering, orientation markers, hanging, corner text (runs under Pyodide)."""
+
+import pytest
+from pydicom.dataset import Dataset
+
+from pyjpip.layout.hanging import hang
+from pyjpip.layout.orientation import direction_letters, edge_markers
+from pyjpip.layout.ordering import frame_of_reference_links, group_studies, nearest_by_position
+from pyjpip.layout.overlay import corner_text
+
+AXIAL = [1, 0, 0, 0, 1, 0]
+SAGITTAL = [0, 1, 0, 0, 0, -1]
+CORONAL = [1, 0, 0, 0, 0, -1]
+
+
+def instance(study="1.2.3", series="1.2.3.1", sop="1", number=None, position=None, orientation=AXIAL,
+             modality="CT", frames=None, frame_of_reference="1.2.3.9", series_number=1):
+    ds = Dataset()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, sop
+    ds.Modality, ds.SeriesNumber = modality, series_number
+    if number is not None:
+        ds.InstanceNumber = number
+    if position is not None:
+        ds.ImagePositionPatient = position
+        ds.ImageOrientationPatient = orientation
+    if frames:
+        ds.NumberOfFrames = frames
+    if frame_of_reference:
+        ds.FrameOfReferenceUID = frame_of_reference
+    return ds
+
+
+@pytest.mark.parametrize("orientation, expected", [
+    (AXIAL, {"right": "L", "left": "R", "bottom": "P", "top": "A"}),
+    (SAGITTAL, {"right": "P", "left": "A", "bottom": "F", "top": "H"}),
+    (CORONAL, {"right": "L", "left": "R", "bottom": "F", "top": "H"}),
+])
+def test_markers_of_the_standard_planes(orientation, expected):
+    assert edge_markers(orientation) == expected
+
+
+def test_markers_of_an_oblique_plane_name_the_main_directions_first():
+    assert direction_letters([0.8, -0.5, 0.33]) == "LAH"  # largest first; all over a quarter
+    assert direction_letters([0.97, 0.2, -0.1]) == "L"  # small components left out
+    assert edge_markers([0.866, 0.5, 0, 0, 0, -1])["right"] == "LP"
+    assert edge_markers(None) is None and edge_markers([0, 0, 0, 0, 1, 0]) is None
+
+
+def test_instances_order_by_number_then_position_along_the_normal():
+    # No Instance Numbers: the position along the normal decides, whatever the file order.
+    shuffled = [instance(sop=str(i), position=[0, 0, z]) for i, z in [(3, 30.0), (1, -10.0), (2, 5.0)]]
+    (study,) = group_studies(shuffled)
+    assert [i.sop_instance_uid for i in study.series[0].instances] == ["1", "2", "3"]
+    # A sagittal stack: the normal is (-1, 0, 0) x-wise, so positions order by -x.
+    sagittal = [instance(sop=str(i), position=[x, 0, 0], orientation=SAGITTAL) for i, x in [(1, 20.0), (2, -5.0)]]
+    assert [i.sop_instance_uid for i in group_studies(sagittal)[0].series[0].instances] == ["1", "2"]
+    numbered = [instance(sop="b", number=2, position=[0, 0, -50]), instance(sop="a", number=1, position=[0, 0, 50])]
+    assert [i.sop_instance_uid for i in group_studies(numbered)[0].series[0].instances] == ["a", "b"]
+
+
+def test_series_and_studies_are_grouped_and_linked_by_frame_of_reference():
+    datasets = [instance(series="1.2.3.11", sop="1", position=[0, 0, 0], series_number=2),
+                instance(series="1.2.3.12", sop="2", position=[0, 0, 4], series_number=1),
+                instance(series="1.2.3.13", sop="3", frame_of_reference="1.2.3.99", series_number=3),
+                instance(study="9.9", series="9.9.1", sop="4")]
+    studies = group_studies(datasets)
+    assert [s.study_instance_uid for s in studies] == ["1.2.3", "9.9"]
+    assert [s.series_instance_uid for s in studies[0].series] == ["1.2.3.12", "1.2.3.11", "1.2.3.13"]
+    assert frame_of_reference_links(studies[0]) == {"1.2.3.9": ["1.2.3.12", "1.2.3.11"]}
+    assert nearest_by_position(studies[0].series[1], 3.0) == 0
+
+
+def test_hanging_protocols():
+    two_view = group_studies([instance(series="1.2.5.1", sop="1", modality="CR", frame_of_reference=None),
+                              instance(series="1.2.5.2", sop="2", modality="CR", frame_of_reference=None)])[0]
+    hanging = hang(two_view)
+    assert (hanging.rows, hanging.columns) == (1, 2) and len(hanging.viewports) == 2
+    stack = group_studies([instance(sop=str(i), position=[0, 0, i]) for i in range(9)])[0]
+    assert hang(stack).rows == 1 and hang(stack).viewports[0].instance == 4  # opens at the middle slice
+    cine = group_studies([instance(modality="US", frames=40, frame_of_reference=None)])[0]
+    assert hang(cine).viewports[0].cine
+    many = group_studies([instance(series=f"1.2.6.{i}", sop=str(i), series_number=i) for i in range(6)])[0]
+    assert (hang(many).rows, hang(many).columns, len(hang(many).viewports)) == (2, 2, 4)
+
+
+def test_corner_text():
+    ds = instance(number=3)
+    ds.PatientName, ds.PatientID, ds.PatientSex, ds.PatientAge = "Doe^Jane", "P1", "F", "042Y"
+    ds.StudyDescription, ds.StudyDate, ds.SeriesDescription = "Head", "20261125", "Axial 5mm"
+    ds.SliceThickness, ds.LossyImageCompression = "5.0", "01"
+    text = corner_text(ds, instance=3, instances=40, window=(40, 400), zoom=1.5)
+    assert text["top_left"] == ["Doe Jane", "P1", "F 042Y"]
+    assert text["top_right"] == ["Head", "2026-11-25"]
+    assert text["bottom_left"] == ["CT Se: 1 Axial 5mm", "Im: 3/40", "T: 5 mm"]
+    assert text["bottom_right"] == ["W: 400 L: 40", "Zoom: 150%", "LOSSY"]
+    assert corner_text(ds, instance=1, instances=1, frame=7, frames=30)["bottom_left"][1] == "Im: 1/1  Fr: 7/30"
