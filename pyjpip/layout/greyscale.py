@@ -33,6 +33,8 @@ class GreyscalePipeline:
     window_width: float | None
     voi_lut_function: str
     invert: bool
+    voi_lut: dict | None = None  # VOI LUT Sequence item: first_mapped, bits, data (used when no window)
+    padding: tuple[int, int] | None = None  # stored values shown as background (Pixel Padding, C.7.5.1.1.2)
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> GreyscalePipeline:
@@ -48,6 +50,9 @@ class GreyscalePipeline:
         if center is None or width is None or width < minimum_width or (function != "LINEAR" and width == 0):
             # C.11.2.1.2: a window needs both values and a positive width; otherwise use the data's range.
             center = width = None
+        invert = photometric == "MONOCHROME1"
+        if str(dataset.get("PresentationLUTShape", "")).strip() == "INVERSE":
+            invert = not invert
         return cls(
             bits_stored=int(dataset.get("BitsStored", 16)),
             signed=int(dataset.get("PixelRepresentation", 0)) == 1,
@@ -56,12 +61,46 @@ class GreyscalePipeline:
             window_center=center,
             window_width=width,
             voi_lut_function=function,
-            invert=photometric == "MONOCHROME1",
+            invert=invert,
+            voi_lut=_voi_lut(dataset),
+            padding=_padding(dataset),
         )
 
     def to_dict(self) -> dict:
         """Plain values for the JavaScript painter."""
         return asdict(self)
+
+
+def _voi_lut(dataset: Dataset) -> dict | None:
+    """The first VOI LUT Sequence item (C.11.2): LUT Descriptor (entries, first mapped, bits), LUT Data."""
+    sequence = dataset.get("VOILUTSequence")
+    if not sequence:
+        return None
+    item = sequence[0]
+    descriptor = item.get("LUTDescriptor")
+    if descriptor is None or len(descriptor) != 3 or "LUTData" not in item:
+        raise DicomError("VOI LUT Sequence item lacks a three-value LUT Descriptor or LUT Data")
+    entries, first, bits = (int(v) for v in descriptor)
+    entries = entries or 65536  # 0 means 2^16 (C.11.1.1.1)
+    data = item.LUTData
+    values = list(data) if not isinstance(data, (bytes, bytearray)) else [
+        int.from_bytes(data[i : i + 2], "little") for i in range(0, len(data), 2)]
+    if len(values) < entries:
+        raise DicomError(f"VOI LUT Data holds {len(values)} entries; the descriptor says {entries}")
+    if not 8 <= bits <= 16:
+        raise DicomError(f"VOI LUT Descriptor gives {bits} bits per entry; 8 to 16 are allowed")
+    if first > 32767 and int(dataset.get("PixelRepresentation", 0)) == 1:
+        first -= 65536  # US or SS, read as unsigned: a signed first-mapped value (C.11.1.1.1)
+    return {"first_mapped": first, "bits": bits, "data": values[:entries]}
+
+
+def _padding(dataset: Dataset) -> tuple[int, int] | None:
+    value = dataset.get("PixelPaddingValue")
+    if value is None:
+        return None
+    limit = dataset.get("PixelPaddingRangeLimit")
+    low, high = int(value), int(limit) if limit is not None else int(value)
+    return (min(low, high), max(low, high))
 
 
 def _first_number(dataset: Dataset, keyword: str) -> float | None:

@@ -58,4 +58,19 @@ def test_unusable_attributes_are_refused(attributes, message):
 def test_pipeline_is_plain_data_for_javascript():
     values = GreyscalePipeline.from_dataset(dataset(WindowCenter=1, WindowWidth=2)).to_dict()
     assert values == {"bits_stored": 12, "signed": False, "rescale_slope": 1.0, "rescale_intercept": 0.0,
-                      "window_center": 1.0, "window_width": 2.0, "voi_lut_function": "LINEAR", "invert": False}
+                      "window_center": 1.0, "window_width": 2.0, "voi_lut_function": "LINEAR", "invert": False,
+                      "voi_lut": None, "padding": None}
+
+
+def test_voi_lut_sequence_padding_and_presentation_shape():
+    item = Dataset()
+    item.LUTDescriptor = [4, 100, 12]
+    item.LUTData = [0, 1000, 3000, 4095]
+    ds = dataset(VOILUTSequence=[item], PixelPaddingValue=0, PixelPaddingRangeLimit=20,
+                 PresentationLUTShape="INVERSE")
+    pipeline = GreyscalePipeline.from_dataset(ds)
+    assert pipeline.voi_lut == {"first_mapped": 100, "bits": 12, "data": [0, 1000, 3000, 4095]}
+    assert pipeline.padding == (0, 20) and pipeline.invert  # INVERSE on MONOCHROME2
+    item.LUTData = [0, 1]
+    with pytest.raises(DicomError, match="holds 2 entries; the descriptor says 4"):
+        GreyscalePipeline.from_dataset(ds)

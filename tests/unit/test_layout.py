@@ -54,8 +54,8 @@ def test_instances_order_by_number_then_position_along_the_normal():
     # A sagittal stack: the normal is (-1, 0, 0) x-wise, so positions order by -x.
     sagittal = [instance(sop=str(i), position=[x, 0, 0], orientation=SAGITTAL) for i, x in [(1, 20.0), (2, -5.0)]]
     assert [i.sop_instance_uid for i in group_studies(sagittal)[0].series[0].instances] == ["1", "2"]
-    numbered = [instance(sop="b", number=2, position=[0, 0, -50]), instance(sop="a", number=1, position=[0, 0, 50])]
-    assert [i.sop_instance_uid for i in group_studies(numbered)[0].series[0].instances] == ["a", "b"]
+    numbered = [instance(sop="1.9.2", number=2, position=[0, 0, -50]), instance(sop="1.9.1", number=1, position=[0, 0, 50])]
+    assert [i.sop_instance_uid for i in group_studies(numbered)[0].series[0].instances] == ["1.9.1", "1.9.2"]
 
 
 def test_series_and_studies_are_grouped_and_linked_by_frame_of_reference():
