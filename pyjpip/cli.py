@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--stateless", action="store_true", help="no session: send model= each time")
     fetch.add_argument("-o", "--output", required=True, help="OUT.j2k (rebuilt codestream) or OUT.png")
 
+    ingest = commands.add_parser("ingest", help="turn DICOM files into a JPIP store and hollow objects")
+    ingest.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders")
+    ingest.add_argument("--store", required=True, metavar="DIR")
+    ingest.add_argument("--url-base", required=True, metavar="URL",
+                        help="where the store will be served, e.g. http://pacs.example:8000")
+    ingest.add_argument("--deflate", action="store_true", help="write .95/.205 (deflated) hollow objects")
+    ingest.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) instead of Part 1")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "ingest":
+            return _ingest(args)
         return _dicom(args)
     except (PyjpipError, OSError, ValueError, ImportError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
@@ -164,3 +174,15 @@ def _fetch(args) -> int:
     print(f"{requests} request(s), {client.bytes_received:,} bytes received in {seconds:.2f} s; "
           f"{args.output}: discard {view.reduce} level(s), {view.rebuilt.layers_complete} layer(s) complete")
     return 0
+
+
+def _ingest(args) -> int:
+    from pyjpip.dicom.ingest import ingest, print_progress
+
+    report = ingest(args.inputs, args.store, args.url_base, deflate=args.deflate, high_throughput=args.htj2k,
+                    progress=print_progress if sys.stderr.isatty() else None)
+    for path, reason in report.failed:
+        print(f"pyjpip ingest: {path}: {reason}", file=sys.stderr)
+    print(f"{len(report.ingested)} ingested, {len(report.skipped)} already in the store, "
+          f"{len(report.failed)} failed; store: {args.store}")
+    return 1 if report.failed and not (report.ingested or report.skipped) else 0

@@ -146,3 +146,28 @@ def placeholder_box(original: Box, codestream: int, data) -> bytes:
     original_header = bytes(data[original.offset : original.offset + original.header_length])
     body = struct.pack(">IQ", 4, 0) + original_header + struct.pack(">QQQ", 0, 0, codestream)
     return struct.pack(">I4s", 8 + len(body), b"phld") + body
+
+
+def write_frames_file(codestreams: list[bytes], width: int, height: int, components: int, precision: int,
+                      signed: bool) -> bytes:
+    """A JPX file holding frames 1..N as codestreams 1..N (contiguous codestream boxes), with
+    codestream 0 a fragment table pointing at frame 1's bytes.
+
+    DICOM numbers frames from 1 and asks for frame n with stream=n (PS3.5 8.4.1), while JPIP numbers
+    codestreams from 0: the fragment table makes both agree without storing frame 1 twice, and a
+    request without stream= still shows the first frame.
+    """
+    ihdr = struct.pack(">IIHBBBB", height, width, components, (precision - 1) | (0x80 if signed else 0), 7, 0, 0)
+    colour = 17 if components == 1 else 16  # greyscale, or sRGB (what the inverse RCT/ICT gives back)
+    header = _box(b"jp2h", _box(b"ihdr", ihdr) + _box(b"colr", struct.pack(">BBBI", 1, 0, 0, colour)))
+    head = SIGNATURE + _box(b"ftyp", b"jpx \x00\x00\x00\x00jpx jp2 ") + header
+    table_length = 8 + 8 + 2 + 14
+    first_contents = len(head) + table_length + 8
+    fragment_list = struct.pack(">HQIH", 1, first_contents, len(codestreams[0]), 0)
+    table = _box(b"ftbl", _box(b"flst", fragment_list))
+    assert len(table) == table_length
+    return head + table + b"".join(_box(b"jp2c", c) for c in codestreams)
+
+
+def _box(box_type: bytes, contents: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(contents), box_type) + contents

@@ -17,8 +17,9 @@ from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from pyjpip.codestream.file_format import SIGNATURE, read_file_layout
 from pyjpip.codestream.markers import MainHeader
-from pyjpip.errors import DicomError
+from pyjpip.errors import CodestreamError, DicomError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,26 @@ def read_encapsulated_image(data: bytes, source: str = "<bytes>") -> Encapsulate
         raise DicomError(f"{source}: encapsulated Pixel Data is malformed ({type(exc).__name__}: {exc})") from exc
     if len(frames) != number_of_frames:
         raise DicomError(f"{source}: {len(frames)} frames in Pixel Data but Number of Frames is {number_of_frames}")
-    return EncapsulatedImage(dataset, transfer_syntax, frames)
+    return EncapsulatedImage(dataset, transfer_syntax, tuple(frame_codestream(f, source) for f in frames))
+
+
+def frame_codestream(frame: bytes, source: str = "<bytes>") -> bytes:
+    """The codestream of one encapsulated frame. PS3.5 A.4.4 wants a bare codestream, but some writers
+    (GDCM among them) wrap it in JP2 boxes: take the contiguous codestream box out of those."""
+    if frame[:12] != SIGNATURE:
+        return frame
+    if len(frame) % 2 == 0 and frame.endswith(b"\x00"):
+        try:  # fragments are padded to an even length (PS3.5 A.4): the pad is not a box
+            read_file_layout(frame[:-1])
+            frame = frame[:-1]
+        except CodestreamError:
+            pass
+    try:
+        layout = read_file_layout(frame)
+    except CodestreamError as error:
+        raise DicomError(f"{source}: a frame in JP2 boxes is damaged: {error}") from None
+    (start, end), = layout.codestreams[0]
+    return frame[start:end]
 
 
 def check_codestream_against_attributes(header: MainHeader, dataset: Dataset) -> list[str]:

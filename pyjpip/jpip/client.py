@@ -104,7 +104,10 @@ class JPIPClient:
             raise JPIPClientError(f"{url[:200]}: JPIP needs an http or https URL")
         self.url = url
         self.base = parts
-        self.given_fields = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        given = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.given_fields = set(given)
+        # A DICOM Pixel Data Provider URL of a multi-frame object names its frame with stream=n.
+        self.url_stream = int(given["stream"]) if given.get("stream", "").isdigit() else None
         self.stateless = stateless
         self.cache = cache or DataBinCache()
         self.length_limit = length_limit
@@ -137,7 +140,7 @@ class JPIPClient:
         if self.length_limit is not None:
             fields.append(("len", str(self.length_limit)))
         if self.cid is None or self._reopen_with_model:
-            model = self.cache.model_statements([window.stream or 0])
+            model = self.cache.model_statements([self._stream(window)])
             if model:
                 fields.append(("model", ",".join(model)))
         query = "&".join(f"{name}={quote(value, safe=',:-*[]')}" for name, value in fields
@@ -152,6 +155,11 @@ class JPIPClient:
             return HTTPRequest("POST", urlunsplit((self.base.scheme, self.base.netloc, path, "", "")), query.encode(),
                                {"Content-Type": "application/x-www-form-urlencoded"})
         return HTTPRequest("GET", urlunsplit((self.base.scheme, self.base.netloc, path, query, "")))
+
+    def _stream(self, window: ViewWindow) -> int:
+        if window.stream is not None:
+            return window.stream
+        return self.url_stream if self.url_stream is not None else 0
 
     def close_request(self) -> HTTPRequest | None:
         """The request that closes the session (cclose), if there is one."""
@@ -246,7 +254,7 @@ class JPIPClient:
 
     def rebuild(self, window: ViewWindow) -> RebuiltView | None:
         """The best codestream the cache allows for ``window`` now (None before the main header)."""
-        number = window.stream or 0
+        number = self._stream(window)
         main, tile_headers, precincts = self.cache.codestream_bins(number)
         if main is None:
             return None

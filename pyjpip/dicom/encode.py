@@ -1,0 +1,76 @@
+"""Lossless JPIP-friendly encoding of DICOM frames (CPython tooling: numpy, opj_compress, imagecodecs).
+
+JPIP-friendly means what lets a server send only what a view needs: precincts (128 x 128 at every
+resolution), several quality layers, a lowest resolution of at most 64 pixels, RPCL order and
+PLT/TLM markers (the properties PS3.5 10.18 asks of HTJ2K RPCL). Part 1 goes through OpenJPEG's
+opj_compress (Debian libopenjp2-tools); HTJ2K through OpenJPH (imagecodecs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from pyjpip.codestream.markers import MainHeader
+from pyjpip.errors import DicomError
+
+LOWEST_RESOLUTION = 64
+PRECINCT = 128
+
+
+def decomposition_levels(width: int, height: int) -> int:
+    """Fewest levels that bring the larger side to at most 64 pixels (at least 1, if the image allows)."""
+    levels = 0
+    while max(width, height) > LOWEST_RESOLUTION << levels:
+        levels += 1
+    while levels > 0 and min(width, height) < (1 << levels):
+        levels -= 1  # an encoder cannot split a side into fewer than one sample
+    return levels
+
+
+def is_jpip_friendly(header: MainHeader) -> bool:
+    size = header.size
+    style = header.coding_style
+    levels = min(header.component_style(c).decomposition_levels for c in range(len(size.components)))
+    lowest = max(-(-size.width // (1 << levels)), -(-size.height // (1 << levels)))
+    small = max(size.width, size.height) <= 2 * PRECINCT
+    layered = style.layers > 1 or header.high_throughput
+    return lowest <= LOWEST_RESOLUTION and layered and (style.precinct_sizes is not None or small)
+
+
+def encode_frame(pixels, precision: int, signed: bool, high_throughput: bool = False) -> bytes:
+    """One frame (rows, columns[, 3]) as a lossless JPIP-friendly codestream; colour gets the RCT."""
+    import numpy
+
+    pixels = numpy.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    components = 1 if pixels.ndim == 2 else pixels.shape[2]
+    levels = decomposition_levels(width, height)
+    if high_throughput:
+        import imagecodecs
+
+        return imagecodecs.htj2k_encode(pixels, reversible=True, resolutions=levels + 1, tlm=True)
+    opj_compress = shutil.which("opj_compress")
+    if not opj_compress:
+        raise DicomError("opj_compress is needed to re-encode (Debian: apt-get install libopenjp2-tools)")
+    dtype = ("<i" if signed else "<u") + ("2" if precision > 8 else "1")
+    planes = [pixels] if components == 1 else [pixels[:, :, c] for c in range(components)]
+    options = ["-p", "RPCL", "-n", str(levels + 1), "-r", "40,10,3,1", "-PLT", "-TLM",
+               "-c", ",".join([f"[{PRECINCT},{PRECINCT}]"] * (levels + 1))]
+    if components == 3:
+        options += ["-mct", "1"]
+    with tempfile.TemporaryDirectory() as folder:
+        raw = os.path.join(folder, "frame.rawl")
+        out = os.path.join(folder, "frame.j2k")
+        with open(raw, "wb") as f:
+            for plane in planes:
+                f.write(plane.astype(dtype).tobytes())
+        result = subprocess.run([opj_compress, "-i", raw, "-o", out, "-F",
+                                 f"{width},{height},{components},{precision},{'s' if signed else 'u'}", *options],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DicomError(f"opj_compress failed: {(result.stdout + result.stderr).strip()[-300:]}")
+        with open(out, "rb") as f:
+            return f.read()

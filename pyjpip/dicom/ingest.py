@@ -1,0 +1,220 @@
+"""Ingest: ordinary DICOM objects into a JPIP store of codestreams plus hollow objects (CPython tooling).
+
+    STORE/images/<study>/<series>/<instance>.j2k|.jpx   what the JPIP server serves
+    STORE/hollow/<study>/<series>/<instance>.dcm        the object, pixels replaced by the JPIP URL
+    STORE/index.json                                    what came from where, for re-runs and listings
+
+JPEG 2000 and HTJ2K frames that are already JPIP-friendly are kept byte for byte; anything else is
+decoded and re-encoded losslessly, so the pixels stay exactly what the source decodes to. Every
+file is written to a temporary name and renamed, so a failure leaves nothing half-written, and a
+source already ingested (same bytes) is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.uid import UID
+
+from pyjpip.codestream.file_format import write_frames_file
+from pyjpip.codestream.markers import read_main_header
+from pyjpip.dicom.encode import encode_frame, is_jpip_friendly
+from pyjpip.dicom.hollow import (
+    JPIP_HTJ2K_REFERENCED,
+    JPIP_HTJ2K_REFERENCED_DEFLATE,
+    JPIP_REFERENCED,
+    JPIP_REFERENCED_DEFLATE,
+    JPIP_TRANSFER_SYNTAXES,
+    write_hollow,
+)
+from pyjpip.dicom.pixel_data import JPEG2000_TRANSFER_SYNTAXES, frame_codestream
+from pyjpip.errors import CodestreamError, DicomError
+
+log = logging.getLogger(__name__)
+
+HTJ2K_TRANSFER_SYNTAXES = frozenset(UID(u) for u in ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                                                     "1.2.840.10008.1.2.4.203"))
+
+
+@dataclass
+class IngestReport:
+    ingested: list[str]
+    skipped: list[str]
+    failed: list[tuple[str, str]]
+
+
+class Store:
+    """A JPIP store folder and its index."""
+
+    def __init__(self, root: str, url_base: str):
+        self.root = os.path.abspath(root)
+        self.url_base = url_base.rstrip("/")
+        self.index_path = os.path.join(self.root, "index.json")
+        self.index = {"instances": {}}
+        if os.path.exists(self.index_path):
+            with open(self.index_path) as f:
+                self.index = json.load(f)
+
+    def save_index(self) -> None:
+        _write_atomically(self.index_path, json.dumps(self.index, indent=1, sort_keys=True).encode())
+
+
+def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = False, high_throughput: bool = False,
+           progress=None) -> IngestReport:
+    """Ingest files and folders; one bad file is reported and skipped, never the end of the batch."""
+    store = Store(store_root, url_base)
+    files = sorted(_dicom_files(paths))
+    report = IngestReport([], [], [])
+    for number, path in enumerate(files, 1):
+        try:
+            outcome = _ingest_file(path, store, deflate, high_throughput)
+            (report.ingested if outcome == "ingested" else report.skipped).append(path)
+        except (DicomError, CodestreamError, OSError, ValueError) as error:
+            report.failed.append((path, str(error)))
+            outcome = f"failed: {error}"
+        except Exception as error:  # noqa: BLE001 - a decoder's own failure must not end the batch
+            report.failed.append((path, f"{type(error).__name__}: {error}"))
+            outcome = f"failed: {type(error).__name__}: {error}"
+        if progress:
+            progress(number, len(files), path, outcome)
+    store.save_index()
+    return report
+
+
+def _dicom_files(paths: list[str]):
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, _, names in os.walk(path):
+                for name in names:
+                    if not name.startswith("."):
+                        yield os.path.join(folder, name)
+        else:
+            yield path
+
+
+def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) -> str:
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pydicom has many ways to say "not DICOM"
+        raise DicomError(f"not a readable DICOM file ({exc})") from None
+    syntax = UID(str(getattr(dataset.file_meta, "TransferSyntaxUID", "")))
+    if syntax in JPIP_TRANSFER_SYNTAXES:
+        raise DicomError("already a hollow (JPIP Referenced) object: its pixels are elsewhere")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        if not dataset.get(keyword):
+            raise DicomError(f"no {keyword}")
+    if "PixelData" not in dataset:
+        raise DicomError("no Pixel Data to serve")
+    sop = str(dataset.SOPInstanceUID)
+    known = store.index["instances"].get(sop)
+    if known and known["source_sha256"] == digest and all(
+            os.path.exists(os.path.join(store.root, known[k])) for k in ("image", "hollow")):
+        return "skipped"
+    if known and known["source"] != os.path.abspath(path) and known["source_sha256"] != digest:
+        raise DicomError(f"SOP Instance UID {sop} is already in the store, from {known['source']}; "
+                         "two different objects cannot share it")
+    frames, photometric = _codestreams(dataset, syntax, high_throughput, path)
+    header = read_main_header(frames[0])
+    relative = os.path.join(str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), sop)
+    if len(frames) == 1:
+        image = os.path.join("images", relative + ".j2k")
+        content = frames[0]
+    else:
+        image = os.path.join("images", relative + ".jpx")
+        c0 = header.size.components[0]
+        content = write_frames_file(frames, header.size.width, header.size.height, len(header.size.components),
+                                    c0.precision, c0.signed)
+    url = f"{store.url_base}/jpip?target={image.replace(os.sep, '/')}"
+    hollow_dataset = pydicom.Dataset(dataset)
+    hollow_dataset.file_meta = dataset.file_meta
+    hollow_dataset.PhotometricInterpretation = photometric
+    if photometric.startswith("YBR"):
+        hollow_dataset.PlanarConfiguration = 0
+    high = high_throughput or header.high_throughput
+    syntax_out = ((JPIP_HTJ2K_REFERENCED_DEFLATE if deflate else JPIP_HTJ2K_REFERENCED) if high
+                  else (JPIP_REFERENCED_DEFLATE if deflate else JPIP_REFERENCED))
+    hollow = write_hollow(hollow_dataset, url, syntax_out)
+    hollow_path = os.path.join("hollow", relative + ".dcm")
+    _write_atomically(os.path.join(store.root, image), content)
+    _write_atomically(os.path.join(store.root, hollow_path), hollow)
+    store.index["instances"][sop] = {
+        "study": str(dataset.StudyInstanceUID), "series": str(dataset.SeriesInstanceUID), "image": image,
+        "hollow": hollow_path, "frames": len(frames), "source_sha256": digest, "source": os.path.abspath(path),
+    }
+    return "ingested"
+
+
+def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tuple[list[bytes], str]:
+    """Frames as JPIP-friendly codestreams, and the Photometric Interpretation they carry."""
+    photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
+    frames_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    if syntax in JPEG2000_TRANSFER_SYNTAXES:
+        from pydicom.encaps import generate_frames
+
+        sources = [frame_codestream(f, source)
+                   for f in generate_frames(dataset.PixelData, number_of_frames=frames_count)]
+        headers = [read_main_header(s) for s in sources]
+        wanted_ht = high_throughput or syntax in HTJ2K_TRANSFER_SYNTAXES
+        if all(is_jpip_friendly(h) and h.high_throughput == wanted_ht for h in headers):
+            return sources, _colour_name(photometric, headers[0])
+        import imagecodecs
+
+        decoded = [(imagecodecs.htj2k_decode if h.high_throughput else imagecodecs.jpeg2k_decode)(s)
+                   for s, h in zip(sources, headers)]
+        c0 = headers[0].size.components[0]
+        frames = [encode_frame(d, c0.precision, c0.signed, high_throughput) for d in decoded]
+        return frames, _colour_name(photometric, read_main_header(frames[0]))
+    pixels = dataset.pixel_array  # native, RLE, and whatever decoders pydicom has on this machine
+    if photometric.startswith("YBR") and int(dataset.get("SamplesPerPixel", 1)) == 3:
+        from pydicom.pixels import convert_color_space
+
+        pixels = convert_color_space(pixels, photometric, "RGB")
+    if frames_count == 1:
+        pixels = pixels[None]
+    precision = int(dataset.BitsStored)
+    signed = int(dataset.get("PixelRepresentation", 0)) == 1
+    frames = [encode_frame(frame, precision, signed, high_throughput) for frame in pixels]
+    return frames, _colour_name(photometric, read_main_header(frames[0]))
+
+
+def _colour_name(photometric: str, header) -> str:
+    """PS3.5 A.6: RGB is not allowed; a colour codestream says which transform it used."""
+    if len(header.size.components) != 3:
+        return photometric if photometric in ("MONOCHROME1", "MONOCHROME2") else "MONOCHROME2"
+    if header.coding_style.multiple_component_transform:
+        return "YBR_RCT" if header.coding_style.reversible else "YBR_ICT"
+    raise DicomError("a colour codestream without a component transform cannot be said in a JPIP syntax")
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def print_progress(number: int, total: int, path: str, outcome: str) -> None:
+    width = 30
+    done = width * number // total
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {number}/{total} {os.path.basename(path)[:40]}: "
+                     f"{outcome[:60]}\033[K")
+    if number == total or outcome.startswith("failed"):
+        sys.stderr.write("\n")
+    sys.stderr.flush()
