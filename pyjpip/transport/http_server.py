@@ -1,4 +1,5 @@
-"""The pyjpip web server: JPIP at /jpip and, when given, the built site (static/) everywhere else.
+"""The pyjpip web server: JPIP at /jpip, a store's studies at /dicomweb/, and, when given, the built
+site (static/) everywhere else.
 
 Standard library only (http.server), threaded, HTTP/1.1 with keep-alive. JPIP requests go to the
 sans-IO core (pyjpip.jpip.server) and its body chunks go out as they come: with Content-Length
@@ -15,6 +16,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from pyjpip.dicom.dicomweb import PREFIX as DICOMWEB_PREFIX
+from pyjpip.dicom.dicomweb import DicomWebStore
 from pyjpip.jpip.server import JPIPServer, Response, error_response
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,9 @@ class RequestHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: do not wait for ACKs
 
-    def __init__(self, *args, jpip: JPIPServer | None, static_root: str | None, **kwargs):
+    def __init__(self, *args, jpip: JPIPServer | None, static_root: str | None, dicomweb=None, **kwargs):
         self.jpip = jpip
+        self.dicomweb = dicomweb
         self.static_root = static_root
         super().__init__(*args, directory=static_root or os.devnull, **kwargs)
 
@@ -62,8 +66,14 @@ class RequestHandler(SimpleHTTPRequestHandler):
         return path == JPIP_PATH or path.startswith(JPIP_PATH + "/")
 
     def do_GET(self):
+        parts = urlsplit(self.path)
         if self._is_jpip():
-            self._jpip("GET", urlsplit(self.path).query)
+            self._jpip("GET", parts.query)
+        elif parts.path.startswith(DICOMWEB_PREFIX):
+            if self.dicomweb is None:
+                self._send(error_response(404, "this server has no store to list"))
+            else:
+                self._answer(lambda: self.dicomweb.handle(unquote(parts.path), parts.query))
         elif self.static_root:
             super().do_GET()
         else:
@@ -102,7 +112,16 @@ class RequestHandler(SimpleHTTPRequestHandler):
             return
         path = urlsplit(self.path).path
         path_target = unquote(path[len(JPIP_PATH) + 1 :]) if path.startswith(JPIP_PATH + "/") else None
-        self._send(self.jpip.handle(method, query, time.monotonic(), path_target))
+        self._answer(lambda: self.jpip.handle(method, query, time.monotonic(), path_target))
+
+    def _answer(self, produce) -> None:
+        """Send what ``produce`` makes; an unexpected failure is a 500 that says so, not a dropped line."""
+        try:
+            response = produce()
+        except Exception as error:  # noqa: BLE001 - the last line of defence of a server
+            log.exception("%s failed", self.path[:200])
+            response = error_response(500, f"internal error: {type(error).__name__}: {error}")
+        self._send(response)
 
     def _send(self, response: Response, body: bool = True) -> None:
         self.send_response(response.status)
@@ -178,5 +197,7 @@ def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: i
     if static_root is None and jpip_root is None:
         raise ValueError("nothing to serve: give a JPIP root, a static folder or both")
     jpip = JPIPServer(jpip_root, cache_dir=cache_dir) if jpip_root else None
-    handler = partial(RequestHandler, jpip=jpip, static_root=os.path.abspath(static_root) if static_root else None)
+    dicomweb = DicomWebStore(jpip_root) if jpip_root else None  # answers 404 unless ROOT is an ingested store
+    handler = partial(RequestHandler, jpip=jpip, dicomweb=dicomweb,
+                      static_root=os.path.abspath(static_root) if static_root else None)
     return Server((host, port), handler)
