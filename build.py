@@ -218,10 +218,27 @@ def build() -> None:
 
 # --- commands ---------------------------------------------------------------------------------
 
+def demo_store(url_base: str) -> Path:
+    """The demo study set, made once (tools/demo_study.py) and ingested into a JPIP store for ``url_base``."""
+    sources, store = CACHE / "demo-study", CACHE / "demo-store"
+    stamp = sources / ".made-from"
+    wanted = files_hash(ROOT / "tools" / "demo_study.py", ROOT / "requirements-dev.txt")
+    if not (stamp.exists() and stamp.read_text() == wanted):
+        say("making the demo study set")
+        shutil.rmtree(sources, ignore_errors=True)
+        run(venv_python(), ROOT / "tools" / "demo_study.py", sources)
+        stamp.write_text(wanted)
+    say(f"ingesting the demo study set into {store.relative_to(ROOT)} (already ingested objects are skipped)")
+    run(venv_python(), "-m", "pyjpip", "ingest", sources, "--store", store, "--url-base", url_base)
+    return store
+
+
 def command_serve(args) -> int:
     build()
-    say(f"open http://{args.host}:{args.port}/ in a browser")
-    os.execv(venv_python(), [str(venv_python()), "-m", "pyjpip", "serve", str(STATIC / "data"),
+    url = f"http://{args.host}:{args.port}"
+    store = demo_store(url)
+    say(f"open {url}/ in a browser; studies are listed at {url}/dicomweb/studies")
+    os.execv(venv_python(), [str(venv_python()), "-m", "pyjpip", "serve", str(store),
                               "--static", str(STATIC), "--cache", str(CACHE / "index"),
                               "--host", args.host, "--port", str(args.port)])
 

@@ -118,7 +118,7 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) 
         raise DicomError("no Pixel Data to serve")
     sop = str(dataset.SOPInstanceUID)
     known = store.index["instances"].get(sop)
-    if known and known["source_sha256"] == digest and all(
+    if known and known["source_sha256"] == digest and known.get("url_base") == store.url_base and all(
             os.path.exists(os.path.join(store.root, known[k])) for k in ("image", "hollow")):
         return "skipped"
     if known and known["source"] != os.path.abspath(path) and known["source_sha256"] != digest:
@@ -151,6 +151,7 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) 
     store.index["instances"][sop] = {
         "study": str(dataset.StudyInstanceUID), "series": str(dataset.SeriesInstanceUID), "image": image,
         "hollow": hollow_path, "frames": len(frames), "source_sha256": digest, "source": os.path.abspath(path),
+        "url_base": store.url_base,
     }
     return "ingested"
 
