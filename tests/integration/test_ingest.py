@@ -94,3 +94,39 @@ def test_ingest_is_idempotent_and_refuses_what_it_cannot_take(sources, tmp_path)
     third = ingest([str(hollow_file)], str(store), "http://store.test")
     assert "already a hollow" in third.failed[0][1]
     assert not list(store.rglob("*.part"))  # nothing half-written
+
+
+def test_htj2k_sources_and_the_htj2k_option(tmp_path):
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    from pyjpip.dicom.hollow import JPIP_HTJ2K_REFERENCED_DEFLATE
+
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    pixels = source.pixel_array
+    ht = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ht.SOPInstanceUID = generate_uid(entropy_srcs=["htj2k source"])
+    ht.file_meta.MediaStorageSOPInstanceUID = ht.SOPInstanceUID
+    ht.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
+    ht.PixelData = encapsulate([imagecodecs.htj2k_encode(pixels, reversible=True)])
+    ht["PixelData"].VR, ht["PixelData"].is_undefined_length = "OB", True
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    ht.save_as(inputs / "ht.dcm", enforce_file_format=True)
+    shutil.copy(get_testdata_file("MR_small.dcm"), inputs / "mr.dcm")
+    store = tmp_path / "store"
+    report = ingest([str(inputs)], str(store), "http://store.test", deflate=True, high_throughput=True)
+    assert not report.failed
+    server = JPIPServer(str(store))
+    index = json.loads((store / "index.json").read_text())["instances"]
+    for path in report.ingested:
+        original = pydicom.dcmread(path)
+        entry = index[str(original.SOPInstanceUID)]
+        hollow = read_hollow((store / entry["hollow"]).read_bytes())
+        assert hollow.transfer_syntax == JPIP_HTJ2K_REFERENCED_DEFLATE
+        client = JPIPClient(hollow.frame_url(1))
+        window = ViewWindow(fsiz=(int(original.Columns), int(original.Rows)))
+        fetch_window(client, window, InProcessTransport(server))
+        decoded = imagecodecs.htj2k_decode(client.rebuild(window).codestream)
+        expected = pixels if path.endswith("ht.dcm") else original.pixel_array
+        assert np.array_equal(decoded, expected), path

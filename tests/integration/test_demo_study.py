@@ -1,0 +1,73 @@
+"""The demo study set end to end: made, ingested, every frame back through JPIP exactly, laid out."""
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from pyjpip.dicom.hollow import read_hollow
+from pyjpip.dicom.ingest import ingest
+from pyjpip.dicom.pixel_data import read_encapsulated_image
+from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+from pyjpip.jpip.server import JPIPServer
+from pyjpip.layout.hanging import hang
+from pyjpip.layout.ordering import group_studies
+from jpip_support import InProcessTransport
+from paths import ROOT
+
+pytestmark = pytest.mark.cpython_only
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("demo_study", ROOT / "tools" / "demo_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sources = tmp_path_factory.mktemp("demo-study")
+    files = module.write(str(sources))
+    store = tmp_path_factory.mktemp("demo-store")
+    report = ingest([str(sources)], str(store), "http://demo.test")
+    assert not report.failed and len(report.ingested) == len(files) == 152
+    return sources, store
+
+
+def test_every_frame_of_the_demo_set_comes_back_exactly(demo):
+    import imagecodecs
+    sources, store = demo
+    index = json.loads((store / "index.json").read_text())["instances"]
+    server = JPIPServer(str(store))
+    frames_checked = 0
+    for path in sorted(sources.glob("*.dcm")):
+        source = pydicom.dcmread(path)
+        entry = index[str(source.SOPInstanceUID)]
+        hollow = read_hollow((store / entry["hollow"]).read_bytes())
+        if source.file_meta.TransferSyntaxUID.is_compressed:
+            expected = [imagecodecs.jpeg2k_decode(c) for c in read_encapsulated_image(path.read_bytes()).frames]
+        else:
+            pixels = source.pixel_array
+            expected = list(pixels) if hollow.number_of_frames > 1 else [pixels]
+        for frame, pixels in enumerate(expected, 1):
+            client = JPIPClient(hollow.frame_url(frame))
+            window = ViewWindow(fsiz=(int(source.Columns), int(source.Rows)))
+            fetch_window(client, window, InProcessTransport(server))
+            decoded = imagecodecs.jpeg2k_decode(client.rebuild(window).codestream)
+            assert np.array_equal(decoded.reshape(pixels.shape), pixels), f"{path.name} frame {frame}"
+            frames_checked += 1
+    assert frames_checked == 151 + 30
+
+
+def test_the_demo_set_lays_itself_out_from_the_hollow_objects(demo):
+    _, store = demo
+    datasets = [read_hollow(p.read_bytes()).dataset for p in sorted((store / "hollow").rglob("*.dcm"))]
+    studies = {s.description: s for s in group_studies(datasets)}
+    head = studies["CT head and MR brain"]
+    ct, mr = head.series
+    assert (ct.modality, len(ct.instances), mr.modality, len(mr.instances)) == ("CT", 120, "MR", 24)
+    positions = [i.position for i in ct.instances]
+    assert positions == sorted(positions) and hang(head).columns == 2
+    chest = hang(studies["Chest two views"])
+    assert (chest.rows, chest.columns, len(chest.viewports)) == (1, 2, 2)
+    echo = hang(studies["Echo"])
+    assert echo.viewports[0].cine
