@@ -60,3 +60,48 @@ async def open_dicom(url: str, frame: int = 1):
 
     description = describe_image(await fetch_bytes(url), source=url, frame=frame)
     return to_js(description, dict_converter=js.Object.fromEntries)
+
+
+def fit_frame(width: int, height: int, viewport_width: int, viewport_height: int) -> tuple[int, int]:
+    """The frame size that fills a viewport when the image is fitted into it (aspect kept): asked
+    for with round-up, it gives at least one image pixel per screen pixel."""
+    scale = min(viewport_width / width, viewport_height / height, 1.0)
+    return max(1, -(-int(width * scale * 1000) // 1000)), max(1, -(-int(height * scale * 1000) // 1000))
+
+
+async def stream_jpip(url: str, viewport_width: int, viewport_height: int, post, every_bytes: int = 1 << 18):
+    """Show a bare JPEG 2000 image from a JPIP URL: learn its size from the main header, ask for the
+    frame that fits the viewport, and ``post`` a decodable codestream whenever ``every_bytes`` more
+    have arrived and when the window is complete (a coarse picture first, then sharper ones)."""
+    from pyodide.ffi import to_js
+    import js
+
+    from pyjpip.codestream.markers import read_main_header
+    from pyjpip.jpip.client import JPIPClient, ViewWindow
+    from pyjpip.transport.pyodide_fetch import fetch_window
+
+    client = JPIPClient(url)
+    await fetch_window(client, ViewWindow())  # headers only: the main header says how big the image is
+    main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
+    if main is None:
+        raise DicomError(f"{url}: the server sent no main header")
+    size = read_main_header(main + b"\xff\x90").size
+    window = ViewWindow(fsiz=fit_frame(size.width, size.height, viewport_width, viewport_height), round="round-up")
+    state = {"next": every_bytes}
+
+    def send(final: bool) -> None:
+        view = client.rebuild(window)
+        if view is None:
+            return
+        post(to_js({"codestream": view.codestream, "reduce": view.reduce, "frame": list(view.frame),
+                    "width": size.width, "height": size.height, "received": client.bytes_received,
+                    "layers": view.rebuilt.layers_complete, "final": final, "requests": client.requests_sent},
+                   dict_converter=js.Object.fromEntries))
+
+    def progress(events) -> None:
+        if client.bytes_received >= state["next"]:
+            state["next"] = client.bytes_received + every_bytes
+            send(False)
+
+    await fetch_window(client, window, on_bytes=progress)
+    send(True)

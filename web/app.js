@@ -1,7 +1,8 @@
 // The first page: Python (Pyodide) reads a DICOM object, a worker decodes its JPEG 2000 codestream,
 // and the canvas shows it windowed from the DICOM attributes.
 //
-// URL parameters: dicom=<url of a DICOM object> (default: the first demo image),
+// URL parameters: jpip=<JPIP target URL> (a bare JPEG 2000 image, streamed and refined by JPIP),
+// dicom=<url of a DICOM object> (default: the first demo image),
 // reduce=<resolution levels to discard>|auto (default auto: the coarsest level that still gives a
 // pixel per screen pixel when the image is fitted to the viewport), packages=bundle|wheels (how pyjpip and pydicom are installed into Pyodide).
 import { startPython } from "./python.js";
@@ -78,7 +79,54 @@ function fillReduceChoice(cs, reduceChoice) {
   select.disabled = false;
 }
 
+/** Display parameters for a bare JPEG 2000 image: no DICOM attributes, so its own range is shown. */
+const BARE_GREYSCALE = { rescale_slope: 1, rescale_intercept: 0, window_center: null, window_width: null,
+                         voi_lut_function: "LINEAR", invert: false };
+
+/** ?jpip=<target URL>: Python in a worker streams the view by JPIP; each better codestream is painted. */
+function showJpip(target) {
+  const decoder = new Decoder();
+  const worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
+  const box = $("viewport").getBoundingClientRect();
+  const scale = window.devicePixelRatio || 1;
+  let pending = null, painting = false;
+  $("image-choice").replaceChildren(new Option(target, target));
+  status(`Starting Python…`);
+  const paint = async () => {
+    painting = true;
+    while (pending) {
+      const view = pending;
+      pending = null;
+      const decoded = await decoder.decode(view.codestream, { reduce: view.reduce });
+      paintGreyscale($("image"), decoded, BARE_GREYSCALE);
+      if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
+      document.body.dataset.reduce = String(view.reduce);
+      document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
+      status([`${view.width}×${view.height}`, `shown at 1/${2 ** view.reduce} (${decoded.width}×${decoded.height})`,
+              `${view.layers} layer(s) complete`, `${view.received.toLocaleString("en")} bytes in ${view.requests} request(s)`,
+              view.final ? "complete" : "refining…"].join(" · "));
+      setState(view.final ? "painted" : "refining");
+    }
+    painting = false;
+  };
+  worker.onmessage = ({ data }) => {
+    if (data.type === "error") showError(new Error(data.message));
+    else if (data.type === "ready") status("Python ready; asking for the image…");
+    else if (data.type === "view") {
+      pending = data;  // a newer view replaces one not yet painted
+      if (!painting) paint().catch(showError);
+    }
+  };
+  worker.onerror = (event) => showError(new Error(`Python worker failed: ${event.message || "could not start"}`));
+  worker.postMessage({ id: 1, type: "jpip", url: new URL(target, location.href).href,
+                       viewport: [Math.round(box.width * scale), Math.round(box.height * scale)] });
+}
+
 async function main() {
+  if (params.get("jpip")) {
+    showJpip(params.get("jpip"));
+    return;
+  }
   const decoder = new Decoder();
   const python = startPython({ packages: params.get("packages") || "bundle" });
   const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);

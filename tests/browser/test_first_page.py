@@ -112,3 +112,37 @@ def test_faults_are_shown_in_the_viewport(watched_page, site, target, message):
     assert page.locator("#message").is_visible()
     assert message in page.locator("#message").text_content()
     assert message in page.locator("#status").text_content()
+
+
+@pytest.fixture(scope="module")
+def jpip_site():
+    """The site and JPIP for static/data from one server, as `pyjpip serve` runs them."""
+    import threading
+
+    from pyjpip.transport.http_server import make_server
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(DATA))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_bare_jpeg2000_image_streams_in_by_jpip_and_refines(watched_page, jpip_site):
+    page = watched_page
+    page.watch.origin = jpip_site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{jpip_site}?jpip=/jpip?target=ct_phantom_2048.j2k")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+    assert int(page.evaluate("document.body.dataset.paints")) >= 2  # a coarser picture came first
+    reduce = int(page.evaluate("document.body.dataset.reduce"))
+    assert reduce == 1  # a ~650 px tall viewport needs the 1024² resolution
+    stored = opj_decode(first_codestream(DATA / "ct_phantom_2048.dcm"), reduce)
+    plain = pydicom.Dataset()
+    plain.PhotometricInterpretation = "MONOCHROME2"
+    expected = windowed(stored, plain)  # no attributes: the image's own range, black to white
+    actual = canvas_pixels(page)
+    assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    assert page.watch.errors == []
+    requested = [u for u in page.watch.requests if "/jpip?" in u]
+    assert len(requested) >= 2 and all(u.startswith(jpip_site) for u in page.watch.requests)

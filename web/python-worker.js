@@ -1,0 +1,24 @@
+// Module Web Worker running Python (Pyodide): the JPIP client and the rebuild live here, so the
+// page never waits on Python. Messages in: {id, type: "jpip", url, viewport: [w, h]}.
+// Messages out: {id, type: "ready" | "view" | "error", ...}; "view" carries a codestream to decode.
+import { startPython } from "./python.js";
+
+const python = startPython();
+
+self.onmessage = async ({ data }) => {
+  const { id } = data;
+  try {
+    const { browser } = await python;
+    if (data.type === "jpip") {
+      await browser.stream_jpip(data.url, data.viewport[0], data.viewport[1], (view) => {
+        const codestream = view.codestream;
+        self.postMessage({ id, type: "view", ...view }, [codestream.buffer]);
+      });
+    }
+  } catch (error) {
+    self.postMessage({ id, type: "error", message: String(error && error.message || error) });
+  }
+};
+
+python.then(() => self.postMessage({ type: "ready" }), (error) =>
+  self.postMessage({ type: "error", message: `Python could not start: ${error.message || error}` }));
