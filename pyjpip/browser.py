@@ -105,3 +105,50 @@ async def stream_jpip(url: str, viewport_width: int, viewport_height: int, post,
 
     await fetch_window(client, window, on_bytes=progress)
     send(True)
+
+
+async def open_study(base_url: str, study_uid: str):
+    """Lay out a study from its hollow objects' attributes alone (no pixel data): the hanging, and for
+    each viewport the JPIP URL, the grey-scale parameters and the corner text."""
+    import json as json_module
+
+    from pydicom.dataset import Dataset
+    from pyodide.ffi import to_js
+    import js
+
+    from pyjpip.layout.hanging import hang
+    from pyjpip.layout.orientation import edge_markers
+    from pyjpip.layout.ordering import group_studies
+    from pyjpip.layout.overlay import corner_text
+    from pyjpip.transport.pyodide_fetch import fetch_bytes
+
+    listing = await fetch_bytes(f"{base_url.rstrip('/')}/dicomweb/studies/{study_uid}/metadata")
+    datasets = [Dataset.from_json(item) for item in json_module.loads(listing)]
+    if not datasets:
+        raise DicomError(f"study {study_uid} has no instances")
+    (study,) = group_studies(datasets)
+    hanging = hang(study)
+    by_uid = {s.series_instance_uid: s for s in study.series}
+    viewports = []
+    for viewport in hanging.viewports:
+        series = by_uid[viewport.series_instance_uid]
+        instance = series.instances[viewport.instance]
+        ds = instance.dataset
+        url = str(ds.get("PixelDataProviderURL", ""))
+        if instance.frames > 1:
+            url += ("&" if "?" in url else "?") + "stream=1"
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        viewports.append({
+            "series": series.series_instance_uid, "instance": viewport.instance, "url": url,
+            "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
+            "corners": corner_text(ds, instance=viewport.instance + 1, instances=len(series.instances),
+                                   frames=instance.frames),
+            "markers": edge_markers(ds.get("ImageOrientationPatient")) or {},
+        })
+    layout = {
+        "rows": hanging.rows, "columns": hanging.columns, "viewports": viewports,
+        "series": [{"uid": s.series_instance_uid, "modality": s.modality, "description": s.description,
+                    "count": len(s.instances)} for s in study.series],
+        "description": study.description,
+    }
+    return to_js(layout, dict_converter=js.Object.fromEntries)

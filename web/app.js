@@ -1,7 +1,8 @@
 // The first page: Python (Pyodide) reads a DICOM object, a worker decodes its JPEG 2000 codestream,
 // and the canvas shows it windowed from the DICOM attributes.
 //
-// URL parameters: jpip=<JPIP target URL> (a bare JPEG 2000 image, streamed and refined by JPIP),
+// URL parameters: study=<Study Instance UID> (laid out from the server's DICOMweb metadata, each
+// viewport streamed by JPIP), jpip=<JPIP target URL> (a bare JPEG 2000 image, streamed and refined),
 // dicom=<url of a DICOM object> (default: the first demo image),
 // reduce=<resolution levels to discard>|auto (default auto: the coarsest level that still gives a
 // pixel per screen pixel when the image is fitted to the viewport), packages=bundle|wheels (how pyjpip and pydicom are installed into Pyodide).
@@ -83,48 +84,126 @@ function fillReduceChoice(cs, reduceChoice) {
 const BARE_GREYSCALE = { rescale_slope: 1, rescale_intercept: 0, window_center: null, window_width: null,
                          voi_lut_function: "LINEAR", invert: false };
 
-/** ?jpip=<target URL>: Python in a worker streams the view by JPIP; each better codestream is painted. */
-function showJpip(target) {
-  const decoder = new Decoder();
-  const worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
-  const box = $("viewport").getBoundingClientRect();
-  const scale = window.devicePixelRatio || 1;
+/**
+ * Stream one image by JPIP into a canvas: Python in the worker posts better and better codestreams
+ * (tagged with ``id``); the newest not yet painted is decoded and painted, older ones are dropped.
+ */
+function streamInto(worker, decoder, id, url, canvas, greyscale, onPaint) {
   let pending = null, painting = false;
-  $("image-choice").replaceChildren(new Option(target, target));
-  status(`Starting Python…`);
   const paint = async () => {
     painting = true;
     while (pending) {
       const view = pending;
       pending = null;
       const decoded = await decoder.decode(view.codestream, { reduce: view.reduce });
-      paintGreyscale($("image"), decoded, BARE_GREYSCALE);
+      paintGreyscale(canvas, decoded, greyscale);
       if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
-      document.body.dataset.reduce = String(view.reduce);
-      document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
-      status([`${view.width}×${view.height}`, `shown at 1/${2 ** view.reduce} (${decoded.width}×${decoded.height})`,
-              `${view.layers} layer(s) complete`, `${view.received.toLocaleString("en")} bytes in ${view.requests} request(s)`,
-              view.final ? "complete" : "refining…"].join(" · "));
-      setState(view.final ? "painted" : "refining");
+      onPaint(view, decoded);
     }
     painting = false;
   };
+  const box = canvas.parentElement.getBoundingClientRect();
+  const scale = window.devicePixelRatio || 1;
+  worker.views.set(id, (view) => {
+    pending = view;
+    if (!painting) paint().catch(showError);
+  });
+  worker.postMessage({ id, type: "jpip", url: new URL(url, location.href).href,
+                       viewport: [Math.round(box.width * scale), Math.round(box.height * scale)] });
+}
+
+/** Python (Pyodide) in a module worker, with replies routed by request id. */
+function pythonWorker() {
+  const worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
+  worker.views = new Map();
+  worker.replies = new Map();
   worker.onmessage = ({ data }) => {
     if (data.type === "error") showError(new Error(data.message));
-    else if (data.type === "ready") status("Python ready; asking for the image…");
-    else if (data.type === "view") {
-      pending = data;  // a newer view replaces one not yet painted
-      if (!painting) paint().catch(showError);
-    }
+    else if (data.type === "ready") status("Python ready…");
+    else if (data.type === "view") worker.views.get(data.id)?.(data);
+    else worker.replies.get(data.id)?.(data);
   };
   worker.onerror = (event) => showError(new Error(`Python worker failed: ${event.message || "could not start"}`));
-  worker.postMessage({ id: 1, type: "jpip", url: new URL(target, location.href).href,
-                       viewport: [Math.round(box.width * scale), Math.round(box.height * scale)] });
+  return worker;
+}
+
+function describe(view, decoded) {
+  return [`${view.width}×${view.height}`, `shown at 1/${2 ** view.reduce} (${decoded.width}×${decoded.height})`,
+          `${view.layers} layer(s) complete`, `${view.received.toLocaleString("en")} bytes in ${view.requests} request(s)`,
+          view.final ? "complete" : "refining…"].join(" · ");
+}
+
+/** ?jpip=<target URL>: a bare JPEG 2000 image, streamed and refined by JPIP. */
+function showJpip(target) {
+  const worker = pythonWorker();
+  $("image-choice").replaceChildren(new Option(target, target));
+  status("Starting Python…");
+  streamInto(worker, new Decoder(), 1, target, $("image"), BARE_GREYSCALE, (view, decoded) => {
+    document.body.dataset.reduce = String(view.reduce);
+    document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
+    status(describe(view, decoded));
+    setState(view.final ? "painted" : "refining");
+  });
+}
+
+/** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
+function showStudy(studyUid) {
+  const worker = pythonWorker();
+  const decoder = new Decoder();
+  status("Starting Python…");
+  worker.replies.set(1, ({ layout }) => {
+    const grid = $("viewport");
+    grid.replaceChildren();
+    grid.classList.add("grid");
+    grid.style.gridTemplate = `repeat(${layout.rows}, 1fr) / repeat(${layout.columns}, 1fr)`;
+    $("image-choice").replaceChildren(...layout.series.map((s) =>
+      new Option(`${s.modality} ${s.description} (${s.count})`.trim(), s.uid)));
+    $("image-info").textContent = layout.description;
+    let done = 0;
+    layout.viewports.forEach((viewport, index) => {
+      const cell = document.createElement("div");
+      cell.className = "cell";
+      const canvas = document.createElement("canvas");
+      canvas.dataset.series = viewport.series;
+      cell.append(canvas);
+      for (const [corner, lines] of Object.entries(viewport.corners)) {
+        const text = document.createElement("div");
+        text.className = `corner ${corner.replace("_", "-")}`;
+        text.textContent = lines.join("\n");
+        cell.append(text);
+      }
+      for (const [edge, letters] of Object.entries(viewport.markers)) {
+        const marker = document.createElement("div");
+        marker.className = `marker ${edge}`;
+        marker.textContent = letters;
+        cell.append(marker);
+      }
+      grid.append(cell);
+      if (!viewport.greyscale) {
+        cell.append(Object.assign(document.createElement("div"), { className: "notice",
+          textContent: "Colour images are not painted yet" }));
+        return;
+      }
+      streamInto(worker, decoder, index + 2, viewport.url, canvas, viewport.greyscale, (view) => {
+        canvas.dataset.reduce = String(view.reduce);
+        if (view.final) {
+          canvas.dataset.state = "painted";
+          if (++done === layout.viewports.filter((v) => v.greyscale).length) setState("painted");
+        }
+        status(`${layout.description} · ${layout.viewports.length} viewport(s) · ${done} complete`);
+      });
+    });
+  });
+  worker.postMessage({ id: 1, type: "study", base: location.origin, study: studyUid });
 }
 
 async function main() {
   if (params.get("jpip")) {
     showJpip(params.get("jpip"));
+    return;
+  }
+  if (params.get("study")) {
+    showStudy(params.get("study"));
     return;
   }
   const decoder = new Decoder();

@@ -1,5 +1,6 @@
 // Module Web Worker running Python (Pyodide): the JPIP client and the rebuild live here, so the
-// page never waits on Python. Messages in: {id, type: "jpip", url, viewport: [w, h]}.
+// page never waits on Python. Messages in: {id, type: "jpip", url, viewport: [w, h]} or
+// {id, type: "study", base, study} (the layout of a study from its DICOMweb metadata).
 // Messages out: {id, type: "ready" | "view" | "error", ...}; "view" carries a codestream to decode.
 import { startPython } from "./python.js";
 
@@ -9,7 +10,10 @@ self.onmessage = async ({ data }) => {
   const { id } = data;
   try {
     const { browser } = await python;
-    if (data.type === "jpip") {
+    if (data.type === "study") {
+      const layout = await browser.open_study(data.base, data.study);
+      self.postMessage({ id, type: "study", layout });
+    } else if (data.type === "jpip") {
       await browser.stream_jpip(data.url, data.viewport[0], data.viewport[1], (view) => {
         const codestream = view.codestream;
         self.postMessage({ id, type: "view", ...view }, [codestream.buffer]);

@@ -15,8 +15,8 @@ BOOT_TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.cpython_only
 
-READ_CANVAS = """() => {
-  const canvas = document.getElementById("image");
+READ_CANVAS = """(selector) => {
+  const canvas = document.querySelector(selector);
   const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
   const grey = new Uint8Array(rgba.length / 4);
   let coloured = 0, translucent = 0;
@@ -39,8 +39,8 @@ def wait_painted(page, reduce: int | None = None):
     assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
 
 
-def canvas_pixels(page) -> np.ndarray:
-    canvas = page.evaluate(READ_CANVAS)
+def canvas_pixels(page, selector: str = "#image") -> np.ndarray:
+    canvas = page.evaluate(READ_CANVAS, selector)
     assert canvas["coloured"] == 0 and canvas["translucent"] == 0
     grey = np.frombuffer(base64.b64decode(canvas["grey"]), np.uint8)
     return grey.reshape(canvas["height"], canvas["width"])
@@ -146,3 +146,55 @@ def test_a_bare_jpeg2000_image_streams_in_by_jpip_and_refines(watched_page, jpip
     assert page.watch.errors == []
     requested = [u for u in page.watch.requests if "/jpip?" in u]
     assert len(requested) >= 2 and all(u.startswith(jpip_site) for u in page.watch.requests)
+
+
+@pytest.fixture(scope="module")
+def study_site(tmp_path_factory):
+    """One study of two series (CT and MR from pydicom's files), ingested and served with the site."""
+    import threading
+
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    from pyjpip.dicom.ingest import ingest
+    from pyjpip.transport.http_server import make_server
+
+    sources, store = tmp_path_factory.mktemp("study-sources"), tmp_path_factory.mktemp("study-store")
+    (store / "index.json").write_text('{"instances": {}}')
+    study = generate_uid(entropy_srcs=["browser study"])
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.StudyInstanceUID, ds.StudyDescription = study, "Browser test study"
+        ds.save_as(sources / name)
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(store))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    assert not ingest([str(sources)], str(store), base).failed
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield base + "/", study, sources, store
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page, study_site):
+    import json
+
+    page = watched_page
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?study={study}")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+    assert page.locator(".cell").count() == 2  # two series: side by side
+    assert "CompressedSamples" in page.locator(".corner.top-left").first.text_content()
+    index = json.loads((store / "index.json").read_text())["instances"]
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        source = pydicom.dcmread(sources / name)
+        canvas = page.locator(f"canvas[data-series='{source.SeriesInstanceUID}']")
+        reduce = int(canvas.get_attribute("data-reduce"))
+        codestream = (store / index[str(source.SOPInstanceUID)]["image"]).read_bytes()
+        expected = windowed(opj_decode(codestream, reduce), source)
+        actual = canvas_pixels(page, f"canvas[data-series='{source.SeriesInstanceUID}']")
+        assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1, name
+    assert page.watch.errors == []
+    assert any("/dicomweb/studies/" in u for u in page.watch.requests)
