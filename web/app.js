@@ -136,6 +136,7 @@ function describe(view, decoded) {
 /** ?jpip=<target URL>: a bare JPEG 2000 image, streamed and refined by JPIP. */
 function showJpip(target) {
   const worker = pythonWorker();
+  $("reduce-choice").parentElement.hidden = true;
   $("image-choice").replaceChildren(new Option(target, target));
   status("Starting Python…");
   streamInto(worker, new Decoder(), 1, target, $("image"), BARE_GREYSCALE, (view, decoded) => {
@@ -149,6 +150,7 @@ function showJpip(target) {
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
 function showStudy(studyUid) {
   const worker = pythonWorker();
+  $("reduce-choice").parentElement.hidden = true;
   const decoder = new Decoder();
   status("Starting Python…");
   worker.replies.set(1, ({ layout }) => {
@@ -190,7 +192,8 @@ function showStudy(studyUid) {
           canvas.dataset.state = "painted";
           if (++done === layout.viewports.filter((v) => v.greyscale).length) setState("painted");
         }
-        status(`${layout.description} · ${layout.viewports.length} viewport(s) · ${done} complete`);
+        status([layout.description, `${layout.viewports.length} viewport(s)`, `${done} complete`]
+          .filter(Boolean).join(" · "));
       });
     });
   });

@@ -32,6 +32,12 @@ export function paintGreyscale(canvas, decoded, greyscale) {
   }
   const samples = samplesOf(decoded);
   const { rescale_slope: slope, rescale_intercept: intercept } = greyscale;
+  // Pixel Representation says signed but the codestream says unsigned (real archives hold such files):
+  // the attributes win, as pydicom's J2K sign correction does, over Bits Stored.
+  const bits = greyscale.bits_stored || decoded.bitsPerSample;
+  const stored = greyscale.signed && !decoded.signed
+    ? (v) => (v >= 2 ** (bits - 1) ? v - 2 ** bits : v)
+    : (v) => v;
   let min = Infinity, max = -Infinity;
   for (let i = 0; i < samples.length; i++) {
     const v = samples[i];
@@ -42,14 +48,18 @@ export function paintGreyscale(canvas, decoded, greyscale) {
   if (greyscale.window_center != null && greyscale.window_width != null) {
     window = { center: greyscale.window_center, width: greyscale.window_width, fn: greyscale.voi_lut_function };
   } else {
-    const a = min * slope + intercept, b = max * slope + intercept;
-    const low = Math.min(a, b), high = Math.max(a, b);
+    let low = Infinity, high = -Infinity;
+    for (let v = min; v <= max; v++) {
+      const m = stored(v) * slope + intercept;
+      if (m < low) low = m;
+      if (m > high) high = m;
+    }
     window = { center: (low + high) / 2, width: Math.max(high - low, 1e-9), fn: "LINEAR_EXACT" };
   }
   const voi = voiFunction(window);
   const lut = new Uint32Array(max - min + 1); // RGBA as one little-endian word per stored value
   for (let v = min; v <= max; v++) {
-    let y = Math.round(voi(v * slope + intercept));
+    let y = Math.round(voi(stored(v) * slope + intercept));
     if (greyscale.invert) y = 255 - y;
     lut[v - min] = 0xff000000 | (y << 16) | (y << 8) | y;
   }
