@@ -69,19 +69,26 @@ def fit_frame(width: int, height: int, viewport_width: int, viewport_height: int
     return max(1, -(-int(width * scale * 1000) // 1000)), max(1, -(-int(height * scale * 1000) // 1000))
 
 
-async def stream_jpip(url: str, viewport_width: int, viewport_height: int, post, every_bytes: int = 1 << 18):
-    """Show a bare JPEG 2000 image from a JPIP URL: learn its size from the main header, ask for the
-    frame that fits the viewport, and ``post`` a decodable codestream whenever ``every_bytes`` more
-    have arrived and when the window is complete (a coarse picture first, then sharper ones)."""
+async def stream_jpip(url: str, viewport_width: int, viewport_height: int, post, stop=None,
+                      every_bytes: int = 1 << 18):
+    """Show a JPEG 2000 image from a JPIP URL: learn its size from the main header, ask for the frame
+    that fits the viewport, and ``post`` a decodable codestream whenever ``every_bytes`` more have
+    arrived and when the window is complete (a coarse picture first, then sharper ones). ``stop()``
+    returning true (the user has moved on) abandons the fetch at the next piece of body."""
     from pyodide.ffi import to_js
     import js
 
     from pyjpip.codestream.markers import read_main_header
     from pyjpip.jpip.client import JPIPClient, ViewWindow
-    from pyjpip.transport.pyodide_fetch import fetch_window
+    from pyjpip.transport.pyodide_fetch import Cancelled, fetch_window
 
     client = JPIPClient(url)
-    await fetch_window(client, ViewWindow())  # headers only: the main header says how big the image is
+
+    def check(events=None) -> None:
+        if stop is not None and stop():
+            raise Cancelled(url)
+
+    await fetch_window(client, ViewWindow(), on_bytes=check)  # headers: the main header gives the size
     main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
     if main is None:
         raise DicomError(f"{url}: the server sent no main header")
@@ -99,6 +106,7 @@ async def stream_jpip(url: str, viewport_width: int, viewport_height: int, post,
                    dict_converter=js.Object.fromEntries))
 
     def progress(events) -> None:
+        check()
         if client.bytes_received >= state["next"]:
             state["next"] = client.bytes_received + every_bytes
             send(False)
@@ -134,12 +142,13 @@ async def open_study(base_url: str, study_uid: str):
         series = by_uid[viewport.series_instance_uid]
         instance = series.instances[viewport.instance]
         ds = instance.dataset
-        url = str(ds.get("PixelDataProviderURL", ""))
-        if instance.frames > 1:
-            url += ("&" if "?" in url else "?") + "stream=1"
+        url = _frame_url(instance)
         photometric = str(ds.get("PhotometricInterpretation", ""))
+        stack = [{"url": _frame_url(i), "corners": corner_text(i.dataset, instance=n + 1,
+                                                                  instances=len(series.instances), frames=i.frames)}
+                 for n, i in enumerate(series.instances)]
         viewports.append({
-            "series": series.series_instance_uid, "instance": viewport.instance, "url": url,
+            "series": series.series_instance_uid, "instance": viewport.instance, "url": url, "stack": stack,
             "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
             "corners": corner_text(ds, instance=viewport.instance + 1, instances=len(series.instances),
                                    frames=instance.frames),
@@ -152,3 +161,8 @@ async def open_study(base_url: str, study_uid: str):
         "description": study.description,
     }
     return to_js(layout, dict_converter=js.Object.fromEntries)
+
+
+def _frame_url(instance) -> str:
+    url = str(instance.dataset.get("PixelDataProviderURL", ""))
+    return url + ("&" if "?" in url else "?") + "stream=1" if instance.frames > 1 else url

@@ -150,6 +150,7 @@ function showJpip(target) {
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
 function showStudy(studyUid) {
   const worker = pythonWorker();
+  let nextId = 2;
   $("reduce-choice").parentElement.hidden = true;
   const decoder = new Decoder();
   status("Starting Python…");
@@ -161,41 +162,70 @@ function showStudy(studyUid) {
     $("image-choice").replaceChildren(...layout.series.map((s) =>
       new Option(`${s.modality} ${s.description} (${s.count})`.trim(), s.uid)));
     $("image-info").textContent = layout.description;
-    let done = 0;
-    layout.viewports.forEach((viewport, index) => {
+    const painted = new Set();
+    const wanted = layout.viewports.filter((v) => v.greyscale).length;
+    const cells = layout.viewports.map((viewport, index) => {
       const cell = document.createElement("div");
       cell.className = "cell";
+      cell.tabIndex = 0;
       const canvas = document.createElement("canvas");
       canvas.dataset.series = viewport.series;
       cell.append(canvas);
-      for (const [corner, lines] of Object.entries(viewport.corners)) {
-        const text = document.createElement("div");
-        text.className = `corner ${corner.replace("_", "-")}`;
-        text.textContent = lines.join("\n");
-        cell.append(text);
+      const corners = {};
+      for (const corner of ["top_left", "top_right", "bottom_left", "bottom_right"]) {
+        corners[corner] = Object.assign(document.createElement("div"), { className: `corner ${corner.replace("_", "-")}` });
+        cell.append(corners[corner]);
       }
       for (const [edge, letters] of Object.entries(viewport.markers)) {
-        const marker = document.createElement("div");
-        marker.className = `marker ${edge}`;
-        marker.textContent = letters;
-        cell.append(marker);
+        cell.append(Object.assign(document.createElement("div"), { className: `marker ${edge}`, textContent: letters }));
       }
       grid.append(cell);
       if (!viewport.greyscale) {
         cell.append(Object.assign(document.createElement("div"), { className: "notice",
           textContent: "Colour images are not painted yet" }));
-        return;
+        return null;
       }
-      streamInto(worker, decoder, index + 2, viewport.url, canvas, viewport.greyscale, (view) => {
-        canvas.dataset.reduce = String(view.reduce);
-        if (view.final) {
-          canvas.dataset.state = "painted";
-          if (++done === layout.viewports.filter((v) => v.greyscale).length) setState("painted");
+      const state = { index: viewport.instance, id: null };
+      const show = (position) => {
+        if (state.id !== null) {  // the previous image is no longer wanted: stop its transfer
+          worker.postMessage({ type: "cancel", id: state.id });
+          worker.views.delete(state.id);
         }
-        status([layout.description, `${layout.viewports.length} viewport(s)`, `${done} complete`]
-          .filter(Boolean).join(" · "));
+        state.index = position;
+        state.id = nextId++;
+        const item = viewport.stack[position];
+        for (const [corner, lines] of Object.entries(item.corners)) corners[corner].textContent = lines.join("\n");
+        canvas.dataset.instance = String(position);
+        canvas.dataset.state = "loading";
+        streamInto(worker, decoder, state.id, item.url, canvas, viewport.greyscale, (view) => {
+          canvas.dataset.reduce = String(view.reduce);
+          if (!view.final) return;
+          canvas.dataset.state = "painted";
+          painted.add(index);
+          if (painted.size === wanted) setState("painted");
+          status([layout.description, `${layout.viewports.length} viewport(s)`,
+                  `image ${position + 1}/${viewport.stack.length} complete`].filter(Boolean).join(" · "));
+        });
+      };
+      const scroll = (step) => {
+        const position = Math.min(Math.max(state.index + step, 0), viewport.stack.length - 1);
+        if (position !== state.index) show(position);
+      };
+      cell.addEventListener("wheel", (event) => {
+        event.preventDefault();
+        scroll(Math.sign(event.deltaY));
+      }, { passive: false });
+      cell.addEventListener("keydown", (event) => {
+        const step = { ArrowDown: 1, ArrowUp: -1, PageDown: 10, PageUp: -10 }[event.key];
+        if (step) {
+          event.preventDefault();
+          scroll(step);
+        }
       });
+      show(state.index);
+      return cell;
     });
+    cells.find(Boolean)?.focus();
   });
   worker.postMessage({ id: 1, type: "study", base: location.origin, study: studyUid });
 }

@@ -5,22 +5,28 @@
 import { startPython } from "./python.js";
 
 const python = startPython();
+const cancelled = new Set();
 
 self.onmessage = async ({ data }) => {
   const { id } = data;
   try {
+    if (data.type === "cancel") {
+      cancelled.add(data.id);
+      return;
+    }
     const { browser } = await python;
     if (data.type === "study") {
       const layout = await browser.open_study(data.base, data.study);
       self.postMessage({ id, type: "study", layout });
     } else if (data.type === "jpip") {
       await browser.stream_jpip(data.url, data.viewport[0], data.viewport[1], (view) => {
+        if (cancelled.has(id)) return;
         const codestream = view.codestream;
         self.postMessage({ id, type: "view", ...view }, [codestream.buffer]);
-      });
+      }, () => cancelled.has(id));
     }
   } catch (error) {
-    self.postMessage({ id, type: "error", message: String(error && error.message || error) });
+    if (!cancelled.has(id)) self.postMessage({ id, type: "error", message: String(error && error.message || error) });
   }
 };
 

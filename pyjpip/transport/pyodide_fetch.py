@@ -13,6 +13,10 @@ from pyjpip.jpip.client import HTTPRequest, JPIPClient, JPIPClientError, Respons
 log = logging.getLogger(__name__)
 
 
+class Cancelled(Exception):
+    """The fetch was abandoned on purpose (a newer view replaced it): not a failure to retry."""
+
+
 async def fetch_bytes(url: str) -> bytes:
     """GET ``url`` and return the body; any network failure or non-2xx status is a TransportError."""
     from pyodide.http import pyfetch  # only importable under Pyodide
@@ -53,6 +57,10 @@ async def send(request: HTTPRequest, client: JPIPClient, on_bytes=None) -> Respo
             events = client.receive_body(chunk.value.to_bytes())
             if on_bytes is not None and events:
                 on_bytes(events)
+    except Cancelled:
+        await reader.cancel()
+        client.connection_lost()
+        raise
     except Exception as exc:
         client.connection_lost()
         raise ConnectionError(f"the response to {request.url[:200]} broke off: {exc}") from None

@@ -162,10 +162,17 @@ def study_site(tmp_path_factory):
     sources, store = tmp_path_factory.mktemp("study-sources"), tmp_path_factory.mktemp("study-store")
     (store / "index.json").write_text('{"instances": {}}')
     study = generate_uid(entropy_srcs=["browser study"])
-    for name in ("CT_small.dcm", "MR_small.dcm"):
-        ds = pydicom.dcmread(get_testdata_file(name))
-        ds.StudyInstanceUID, ds.StudyDescription = study, "Browser test study"
-        ds.save_as(sources / name)
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    mr.StudyInstanceUID, mr.StudyDescription = study, "Browser test study"
+    mr.save_as(sources / "MR_small.dcm")
+    for k in range(5):  # a five-slice CT stack, each slice distinguishable
+        ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ct.StudyInstanceUID, ct.StudyDescription = study, "Browser test study"
+        ct.SOPInstanceUID = ct.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["slice", str(k)])
+        ct.InstanceNumber = k + 1
+        ct.ImagePositionPatient = [0, 0, 5.0 * k]
+        ct.PixelData = (ct.pixel_array.astype(np.int16) + np.int16(80 * k)).tobytes()
+        ct.save_as(sources / f"ct-{k}.dcm")
     server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(store))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     assert not ingest([str(sources)], str(store), base).failed
@@ -176,8 +183,6 @@ def study_site(tmp_path_factory):
 
 
 def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page, study_site):
-    import json
-
     page = watched_page
     site, study, sources, store = study_site
     page.watch.origin = site.rstrip("/")
@@ -187,14 +192,48 @@ def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page
     assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
     assert page.locator(".cell").count() == 2  # two series: side by side
     assert "CompressedSamples" in page.locator(".corner.top-left").first.text_content()
-    index = json.loads((store / "index.json").read_text())["instances"]
-    for name in ("CT_small.dcm", "MR_small.dcm"):
-        source = pydicom.dcmread(sources / name)
-        canvas = page.locator(f"canvas[data-series='{source.SeriesInstanceUID}']")
-        reduce = int(canvas.get_attribute("data-reduce"))
-        codestream = (store / index[str(source.SOPInstanceUID)]["image"]).read_bytes()
-        expected = windowed(opj_decode(codestream, reduce), source)
-        actual = canvas_pixels(page, f"canvas[data-series='{source.SeriesInstanceUID}']")
-        assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1, name
+    for name in ("ct-2.dcm", "MR_small.dcm"):  # a stack opens at its middle slice
+        assert_viewport_shows(page, sources / name, store)
     assert page.watch.errors == []
     assert any("/dicomweb/studies/" in u for u in page.watch.requests)
+
+
+def assert_viewport_shows(page, source_path, store):
+    import json
+
+    source = pydicom.dcmread(source_path)
+    selector = f"canvas[data-series='{source.SeriesInstanceUID}']"
+    index = json.loads((store / "index.json").read_text())["instances"]
+    reduce = int(page.locator(selector).get_attribute("data-reduce"))
+    codestream = (store / index[str(source.SOPInstanceUID)]["image"]).read_bytes()
+    expected = windowed(opj_decode(codestream, reduce), source)
+    actual = canvas_pixels(page, selector)
+    assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1, \
+        source_path.name
+
+
+def test_stack_scroll_by_keys_and_wheel(watched_page, study_site):
+    page = watched_page
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?study={study}")
+    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    ct = pydicom.dcmread(sources / "ct-0.dcm")
+    selector = f"canvas[data-series='{ct.SeriesInstanceUID}']"
+    cell = page.locator(".cell", has=page.locator(selector))
+    cell.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '4' && "
+                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
+                           timeout=BOOT_TIMEOUT_MS)
+    assert_viewport_shows(page, sources / "ct-4.dcm", store)
+    assert "Im: 5/5" in cell.locator(".corner.bottom-left").text_content()
+    cell.hover()
+    page.mouse.wheel(0, -120)
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '3' && "
+                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
+                           timeout=BOOT_TIMEOUT_MS)
+    assert_viewport_shows(page, sources / "ct-3.dcm", store)
+    assert page.watch.errors == []
