@@ -89,6 +89,7 @@ const BARE_GREYSCALE = { rescale_slope: 1, rescale_intercept: 0, window_center: 
  * (tagged with ``id``); the newest not yet painted is decoded and painted, older ones are dropped.
  */
 function streamInto(worker, decoder, id, url, canvas, greyscale, onPaint) {
+  // ``greyscale`` is the parameters, or a function giving them at paint time (a user's window).
   let pending = null, painting = false;
   const paint = async () => {
     painting = true;
@@ -96,9 +97,9 @@ function streamInto(worker, decoder, id, url, canvas, greyscale, onPaint) {
       const view = pending;
       pending = null;
       const decoded = await decoder.decode(view.codestream, { reduce: view.reduce });
-      paintGreyscale(canvas, decoded, greyscale);
+      const shown = paintGreyscale(canvas, decoded, typeof greyscale === "function" ? greyscale() : greyscale);
       if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
-      onPaint(view, decoded);
+      onPaint(view, decoded, shown);
     }
     painting = false;
   };
@@ -185,7 +186,18 @@ function showStudy(studyUid) {
           textContent: "Colour images are not painted yet" }));
         return null;
       }
-      const state = { index: viewport.instance, id: null };
+      const state = { index: viewport.instance, id: null, decoded: null, window: null, user: null };
+      const greyscale = () => (state.user
+        ? { ...viewport.greyscale, window_center: state.user.center, window_width: state.user.width,
+            voi_lut_function: "LINEAR" }
+        : viewport.greyscale);
+      const showWindow = () => {
+        const lines = viewport.stack[state.index].corners.bottom_right || [];
+        const window = state.user || state.window;
+        const text = window ? [`W: ${+window.width.toFixed(1)} L: ${+window.center.toFixed(1)}`,
+                               ...lines.filter((line) => !line.startsWith("W: "))] : lines;
+        corners.bottom_right.textContent = text.join("\n");
+      };
       const show = (position) => {
         if (state.id !== null) {  // the previous image is no longer wanted: stop its transfer
           worker.postMessage({ type: "cancel", id: state.id });
@@ -197,7 +209,10 @@ function showStudy(studyUid) {
         for (const [corner, lines] of Object.entries(item.corners)) corners[corner].textContent = lines.join("\n");
         canvas.dataset.instance = String(position);
         canvas.dataset.state = "loading";
-        streamInto(worker, decoder, state.id, item.url, canvas, viewport.greyscale, (view) => {
+        streamInto(worker, decoder, state.id, item.url, canvas, greyscale, (view, decoded, shown) => {
+          state.decoded = decoded;
+          state.window = shown;
+          showWindow();
           canvas.dataset.reduce = String(view.reduce);
           if (!view.final) return;
           canvas.dataset.state = "painted";
@@ -207,6 +222,27 @@ function showStudy(studyUid) {
                   `image ${position + 1}/${viewport.stack.length} complete`].filter(Boolean).join(" · "));
         });
       };
+      // Window/level by dragging: right for a wider window, down for a higher level; the decoded
+      // samples are kept, so each move is only a new lookup table.
+      cell.addEventListener("pointerdown", (event) => {
+        if (event.button !== 0 || !state.decoded) return;
+        cell.setPointerCapture(event.pointerId);
+        const start = { x: event.clientX, y: event.clientY, window: { ...(state.user || state.window) } };
+        const move = (moved) => {
+          const step = Math.max(start.window.width, 1) / 256;
+          state.user = { center: start.window.center + (moved.clientY - start.y) * step,
+                         width: Math.max(1, start.window.width + (moved.clientX - start.x) * step) };
+          paintGreyscale(canvas, state.decoded, greyscale());
+          showWindow();
+        };
+        const end = () => {
+          cell.removeEventListener("pointermove", move);
+          cell.removeEventListener("pointerup", end);
+          canvas.dataset.window = JSON.stringify(state.user);
+        };
+        cell.addEventListener("pointermove", move);
+        cell.addEventListener("pointerup", end);
+      });
       const scroll = (step) => {
         const position = Math.min(Math.max(state.index + step, 0), viewport.stack.length - 1);
         if (position !== state.index) show(position);

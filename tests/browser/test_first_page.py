@@ -237,3 +237,35 @@ def test_stack_scroll_by_keys_and_wheel(watched_page, study_site):
                            timeout=BOOT_TIMEOUT_MS)
     assert_viewport_shows(page, sources / "ct-3.dcm", store)
     assert page.watch.errors == []
+
+
+def test_window_level_by_dragging(watched_page, study_site):
+    import json
+
+    page = watched_page
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?study={study}")
+    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    mr = pydicom.dcmread(sources / "MR_small.dcm")  # Window 600/1600 in its attributes
+    selector = f"canvas[data-series='{mr.SeriesInstanceUID}']"
+    cell = page.locator(".cell", has=page.locator(selector))
+    assert "W: 1600 L: 600" in cell.locator(".corner.bottom-right").text_content()
+    box = cell.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 128, y + 64, steps=4)  # narrower and higher: 1600 - 128 * 6.25, 600 + 64 * 6.25
+    page.mouse.up()
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.window !== undefined")
+    window = json.loads(page.locator(selector).get_attribute("data-window"))
+    assert window == {"center": 1000, "width": 800}
+    assert "W: 800 L: 1000" in cell.locator(".corner.bottom-right").text_content()
+    mr.WindowCenter, mr.WindowWidth = 1000, 800
+    index = json.loads((store / "index.json").read_text())["instances"]
+    reduce = int(page.locator(selector).get_attribute("data-reduce"))
+    expected = windowed(opj_decode((store / index[str(mr.SOPInstanceUID)]["image"]).read_bytes(), reduce), mr)
+    actual = canvas_pixels(page, selector)
+    assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    assert page.watch.errors == []
