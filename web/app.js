@@ -118,8 +118,10 @@ function pythonWorker() {
   const worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
   worker.views = new Map();
   worker.replies = new Map();
+  worker.failures = new Map();  // id -> what to do when that request fails (else the whole page says so)
   worker.onmessage = ({ data }) => {
-    if (data.type === "error") showError(new Error(data.message));
+    if (data.type === "error" && worker.failures.has(data.id)) worker.failures.get(data.id)(data.message);
+    else if (data.type === "error") showError(new Error(data.message));
     else if (data.type === "ready") status("Python ready…");
     else if (data.type === "view") worker.views.get(data.id)?.(data);
     else worker.replies.get(data.id)?.(data);
@@ -198,13 +200,26 @@ function showStudy(studyUid) {
                                ...lines.filter((line) => !line.startsWith("W: "))] : lines;
         corners.bottom_right.textContent = text.join("\n");
       };
+      const failure = Object.assign(document.createElement("div"), { className: "failure", hidden: true });
+      const retry = Object.assign(document.createElement("button"), { textContent: "Retry" });
+      const reason = document.createElement("div");
+      failure.append(reason, retry);
+      cell.append(failure);
+      retry.addEventListener("click", () => show(state.index));
       const show = (position) => {
         if (state.id !== null) {  // the previous image is no longer wanted: stop its transfer
           worker.postMessage({ type: "cancel", id: state.id });
           worker.views.delete(state.id);
+          worker.failures.delete(state.id);
         }
+        failure.hidden = true;
         state.index = position;
         state.id = nextId++;
+        worker.failures.set(state.id, (message) => {
+          reason.textContent = `This image could not be loaded: ${message.split("\n").filter(Boolean).pop()}`;
+          failure.hidden = false;
+          canvas.dataset.state = "error";
+        });
         const item = viewport.stack[position];
         for (const [corner, lines] of Object.entries(item.corners)) corners[corner].textContent = lines.join("\n");
         canvas.dataset.instance = String(position);

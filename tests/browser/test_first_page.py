@@ -269,3 +269,28 @@ def test_window_level_by_dragging(watched_page, study_site):
     actual = canvas_pixels(page, selector)
     assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
     assert page.watch.errors == []
+
+
+def test_a_viewport_that_cannot_load_says_why_and_retries(watched_page, study_site):
+    page = watched_page
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    mr = pydicom.dcmread(sources / "MR_small.dcm")
+    image = next(store.glob(f"images/*/{mr.SeriesInstanceUID}/*.j2k"))
+    hidden = image.with_suffix(".moved")
+    image.rename(hidden)
+    try:
+        page.goto(f"{site}?study={study}")
+        selector = f"canvas[data-series='{mr.SeriesInstanceUID}']"
+        page.wait_for_function(f"document.querySelector(\"{selector}\")?.dataset.state === 'error'",
+                               timeout=BOOT_TIMEOUT_MS)
+        cell = page.locator(".cell", has=page.locator(selector))
+        assert "HTTP 404" in cell.locator(".failure").text_content()
+        assert cell.locator(".failure").is_visible()
+    finally:
+        hidden.rename(image)
+    cell.locator(".failure button").click()
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
+                           timeout=BOOT_TIMEOUT_MS)
+    assert not cell.locator(".failure").is_visible()
+    assert_viewport_shows(page, sources / "MR_small.dcm", store)
