@@ -144,11 +144,15 @@ async def open_study(base_url: str, study_uid: str):
         ds = instance.dataset
         url = _frame_url(instance)
         photometric = str(ds.get("PhotometricInterpretation", ""))
-        stack = [{"url": _frame_url(i), "corners": corner_text(i.dataset, instance=n + 1,
-                                                                  instances=len(series.instances), frames=i.frames)}
-                 for n, i in enumerate(series.instances)]
+        stack = [{"url": _frame_url(i, frame), "corners": corner_text(
+                      i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames)}
+                 for n, i in enumerate(series.instances) for frame in range(1, i.frames + 1)]
+        first = sum(i.frames for i in series.instances[: viewport.instance])  # the instance's first frame
+        frame_time = float(ds.get("FrameTime", 0) or 0) or (1000.0 / float(ds.get("CineRate", 0) or 0)
+                                                           if ds.get("CineRate") else 0.0)
         viewports.append({
-            "series": series.series_instance_uid, "instance": viewport.instance, "url": url, "stack": stack,
+            "series": series.series_instance_uid, "instance": first, "url": url, "stack": stack,
+            "cine": viewport.cine, "frame_time": frame_time or 40.0,
             "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
             "corners": corner_text(ds, instance=viewport.instance + 1, instances=len(series.instances),
                                    frames=instance.frames),
@@ -163,6 +167,7 @@ async def open_study(base_url: str, study_uid: str):
     return to_js(layout, dict_converter=js.Object.fromEntries)
 
 
-def _frame_url(instance) -> str:
+def _frame_url(instance, frame: int = 1) -> str:
+    """Frame n of a multi-frame object is stream=n of its Pixel Data Provider URL (PS3.5 8.4.1)."""
     url = str(instance.dataset.get("PixelDataProviderURL", ""))
-    return url + ("&" if "?" in url else "?") + "stream=1" if instance.frames > 1 else url
+    return url + ("&" if "?" in url else "?") + f"stream={frame}" if instance.frames > 1 else url

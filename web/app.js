@@ -97,6 +97,7 @@ function streamInto(worker, decoder, id, url, canvas, greyscale, onPaint) {
       const view = pending;
       pending = null;
       const decoded = await decoder.decode(view.codestream, { reduce: view.reduce });
+      if (!worker.views.has(id)) break;  // superseded while decoding: the canvas belongs to a newer image
       const shown = paintGreyscale(canvas, decoded, typeof greyscale === "function" ? greyscale() : greyscale);
       if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
       onPaint(view, decoded, shown);
@@ -266,11 +267,23 @@ function showStudy(studyUid) {
         event.preventDefault();
         scroll(Math.sign(event.deltaY));
       }, { passive: false });
+      let cine = null;  // multi-frame playback: "c" starts and stops it, at the object's frame time
+      const toggleCine = () => {
+        if (cine) {
+          clearInterval(cine);
+          cine = null;
+        } else {
+          cine = setInterval(() => show((state.index + 1) % viewport.stack.length), viewport.frame_time);
+        }
+        canvas.dataset.cine = cine ? "playing" : "stopped";
+      };
       cell.addEventListener("keydown", (event) => {
         const step = { ArrowDown: 1, ArrowUp: -1, PageDown: 10, PageUp: -10 }[event.key];
         if (step) {
           event.preventDefault();
           scroll(step);
+        } else if (event.key === "c" && viewport.stack.length > 1) {
+          toggleCine();
         }
       });
       show(state.index);

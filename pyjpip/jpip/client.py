@@ -137,6 +137,9 @@ class JPIPClient:
             if self.tid is not None:
                 fields.append(("tid", self.tid))
         fields.extend(window.fields())
+        if self.cid is not None and window.stream is None and self.url_stream is not None:
+            # The channel binds the target, not the view: a stream named by the URL must be repeated.
+            fields.append(("stream", str(self.url_stream)))
         if self.length_limit is not None:
             fields.append(("len", str(self.length_limit)))
         if self.cid is None or self._reopen_with_model:

@@ -294,3 +294,69 @@ def test_a_viewport_that_cannot_load_says_why_and_retries(watched_page, study_si
                            timeout=BOOT_TIMEOUT_MS)
     assert not cell.locator(".failure").is_visible()
     assert_viewport_shows(page, sources / "MR_small.dcm", store)
+
+
+@pytest.fixture(scope="module")
+def cine_site(tmp_path_factory):
+    """A study of one ultrasound cine (multi-frame, uncompressed source), ingested and served."""
+    import threading
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from pyjpip.dicom.ingest import ingest
+    from pyjpip.transport.http_server import make_server
+
+    sources, store = tmp_path_factory.mktemp("cine-sources"), tmp_path_factory.mktemp("cine-store")
+    (store / "index.json").write_text('{"instances": {}}')
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid(entropy_srcs=["cine", k])
+                                                                   for k in "abc")
+    ds.Modality, ds.PatientName, ds.Rows, ds.Columns, ds.NumberOfFrames, ds.FrameTime = "US", "Cine^Test", 64, 80, 6, 50
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    frames = np.stack([np.clip(np.add.outer(np.arange(64), np.arange(80)) * 2 + 30 * k, 0, 255) for k in range(6)])
+    ds.PixelData = frames.astype(np.uint8).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.save_as(sources / "cine.dcm", enforce_file_format=True)
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(store))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    assert not ingest([str(sources)], str(store), base).failed
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield base + "/", ds, store
+    server.shutdown()
+    server.server_close()
+
+
+def test_multi_frame_objects_scroll_by_frame_and_play_as_cine(watched_page, cine_site):
+    import json
+
+    page = watched_page
+    site, ds, store = cine_site
+    page.watch.origin = site.rstrip("/")
+    page.goto(f"{site}?study={ds.StudyInstanceUID}")
+    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    selector = f"canvas[data-series='{ds.SeriesInstanceUID}']"
+    cell = page.locator(".cell", has=page.locator(selector))
+    assert "Fr: 1/6" in cell.locator(".corner.bottom-left").text_content()
+    cell.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '2' && "
+                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
+                           timeout=BOOT_TIMEOUT_MS)
+    assert "Fr: 3/6" in cell.locator(".corner.bottom-left").text_content()
+    image = store / json.loads((store / "index.json").read_text())["instances"][ds.SOPInstanceUID]["image"]
+    from pyjpip.codestream.source import JPEG2000Source
+    third = JPEG2000Source(image.read_bytes()).codestream(3).data  # frame 3 is stream 3
+    expected = windowed(opj_decode(bytes(third)), ds)
+    actual = canvas_pixels(page, selector)
+    assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    page.keyboard.press("c")
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance !== '2'", timeout=10_000)
+    page.keyboard.press("c")
+    assert page.locator(selector).get_attribute("data-cine") == "stopped"
+    assert page.watch.errors == []

@@ -224,3 +224,21 @@ def test_a_changed_target_empties_the_cache(root, tmp_path):
     assert client.tid != first_tid
     new = (folder / "image.j2k").read_bytes()
     assert opj_decode_all(client.rebuild(ViewWindow(fsiz=(257, 193))).codestream) == opj_decode_all(new)
+
+
+def test_a_stream_named_by_the_url_is_kept_on_the_channel(root, tmp_path):
+    import struct
+
+    from pyjpip.codestream.file_format import SIGNATURE
+
+    def box(kind, contents):
+        return struct.pack(">I4s", 8 + len(contents), kind) + contents
+    first, second = (root / "p0_03.j2k").read_bytes(), (root / "p0_04.j2k").read_bytes()
+    (tmp_path / "two.jpx").write_bytes(SIGNATURE + box(b"ftyp", b"jpx \0\0\0\0jpx ") + box(b"jp2c", first)
+                                       + box(b"jp2c", second))
+    transport = InProcessTransport(JPIPServer(str(tmp_path)))
+    client = JPIPClient("http://example.test/jpip?target=two.jpx&stream=1")
+    fetch_window(client, ViewWindow(), transport)  # headers first: this opens the channel
+    assert client.cid is not None
+    fetch_window(client, ViewWindow(fsiz=(640, 480)), transport)  # then the view, on the channel
+    assert opj_decode_all(client.rebuild(ViewWindow(fsiz=(640, 480))).codestream) == opj_decode_all(second)
