@@ -151,7 +151,8 @@ async def open_study(base_url: str, study_uid: str):
         frame_time = float(ds.get("FrameTime", 0) or 0) or (1000.0 / float(ds.get("CineRate", 0) or 0)
                                                            if ds.get("CineRate") else 0.0)
         viewports.append({
-            "series": series.series_instance_uid, "instance": first, "url": url, "stack": stack,
+            "series": series.series_instance_uid, "modality": series.modality, "instance": first, "url": url,
+            "stack": stack,
             "cine": viewport.cine, "frame_time": frame_time or 40.0,
             "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
             "corners": corner_text(ds, instance=viewport.instance + 1, instances=len(series.instances),

@@ -80,6 +80,38 @@ function fillReduceChoice(cs, reduceChoice) {
   select.disabled = false;
 }
 
+/** Window presets by modality (Hounsfield units for CT); key 1 always returns to the object's own. */
+const PRESETS = {
+  CT: { 2: ["Brain", 40, 80], 3: ["Bone", 400, 2000], 4: ["Lung", -600, 1500], 5: ["Abdomen", 40, 400] },
+};
+
+const SHORTCUTS = [
+  ["Wheel, ↑ ↓", "previous / next image (or frame)"], ["Page Up / Page Down", "ten images back / on"],
+  ["Drag", "window / level: right for a wider window, down for a higher level"],
+  ["1", "the object's own window"], ["2 3 4 5", "CT presets: brain, bone, lung, abdomen"],
+  ["c", "play or stop a multi-frame object as cine"], ["?", "this help"],
+];
+
+function toggleHelp() {
+  const help = $("help");
+  if (help.open) {
+    help.close();
+    return;
+  }
+  help.replaceChildren(Object.assign(document.createElement("h2"), { textContent: "Keyboard and mouse" }),
+    ...SHORTCUTS.map(([keys, what]) => {
+      const row = document.createElement("div");
+      row.append(Object.assign(document.createElement("kbd"), { textContent: keys }), ` ${what}`);
+      return row;
+    }));
+  help.show();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "?") toggleHelp();
+  else if (event.key === "Escape" && $("help").open) $("help").close();
+});
+
 /** Display parameters for a bare JPEG 2000 image: no DICOM attributes, so its own range is shown. */
 const BARE_GREYSCALE = { rescale_slope: 1, rescale_intercept: 0, window_center: null, window_width: null,
                          voi_lut_function: "LINEAR", invert: false };
@@ -234,8 +266,9 @@ function showStudy(studyUid) {
           canvas.dataset.state = "painted";
           painted.add(index);
           if (painted.size === wanted) setState("painted");
-          status([layout.description, `${layout.viewports.length} viewport(s)`,
-                  `image ${position + 1}/${viewport.stack.length} complete`].filter(Boolean).join(" · "));
+          status([layout.description, `${viewport.modality} image ${position + 1}/${viewport.stack.length}`,
+                  `${view.width}×${view.height} shown at 1/${2 ** view.reduce}`, `${view.layers} layer(s)`,
+                  `${view.received.toLocaleString("en")} bytes`].filter(Boolean).join(" · "));
         });
       };
       // Window/level by dragging: right for a wider window, down for a higher level; the decoded
@@ -284,6 +317,12 @@ function showStudy(studyUid) {
           scroll(step);
         } else if (event.key === "c" && viewport.stack.length > 1) {
           toggleCine();
+        } else if (event.key === "1" || PRESETS[viewport.modality]?.[event.key]) {
+          const preset = PRESETS[viewport.modality]?.[event.key];
+          state.user = preset ? { center: preset[1], width: preset[2] } : null;
+          if (state.decoded) state.window = paintGreyscale(canvas, state.decoded, greyscale());
+          showWindow();
+          canvas.dataset.window = JSON.stringify(state.user);
         }
       });
       show(state.index);

@@ -360,3 +360,34 @@ def test_multi_frame_objects_scroll_by_frame_and_play_as_cine(watched_page, cine
     page.keyboard.press("c")
     assert page.locator(selector).get_attribute("data-cine") == "stopped"
     assert page.watch.errors == []
+
+
+def test_presets_and_the_shortcut_list(watched_page, study_site):
+    import json
+
+    page = watched_page
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?study={study}")
+    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    ct = pydicom.dcmread(sources / "ct-2.dcm")  # the middle slice, where the stack opens
+    selector = f"canvas[data-series='{ct.SeriesInstanceUID}']"
+    cell = page.locator(".cell", has=page.locator(selector))
+    cell.focus()
+    page.keyboard.press("3")  # bone
+    assert "W: 2000 L: 400" in cell.locator(".corner.bottom-right").text_content()
+    ct.WindowCenter, ct.WindowWidth = 400, 2000
+    index = json.loads((store / "index.json").read_text())["instances"]
+    reduce = int(page.locator(selector).get_attribute("data-reduce"))
+    expected = windowed(opj_decode((store / index[str(ct.SOPInstanceUID)]["image"]).read_bytes(), reduce), ct)
+    assert np.abs(canvas_pixels(page, selector).astype(int) - expected.astype(int)).max() <= 1
+    page.keyboard.press("1")  # back to the object's own (none: the image's range)
+    assert page.locator(selector).get_attribute("data-window") == "null"
+    assert "W: 2000" not in cell.locator(".corner.bottom-right").text_content()
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible() and "window / level" in page.locator("#help").text_content()
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
+    assert "bytes" in page.locator("#status").text_content()
+    assert page.watch.errors == []
