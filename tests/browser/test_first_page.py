@@ -198,6 +198,23 @@ def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page
     assert any("/dicomweb/studies/" in u for u in page.watch.requests)
 
 
+def open_study(page, study_site):
+    """The test study opened in a 1280x720 page, every viewport painted; returns (page, sources, store)."""
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?study={study}")
+    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    return page, sources, store
+
+
+def wait_for_image(page, selector: str, instance: int) -> None:
+    """Until the viewport's canvas shows image ``instance`` (from 0) completely."""
+    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '{instance}' && "
+                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
+                           timeout=BOOT_TIMEOUT_MS)
+
+
 def assert_viewport_shows(page, source_path, store):
     import json
 
@@ -213,28 +230,19 @@ def assert_viewport_shows(page, source_path, store):
 
 
 def test_stack_scroll_by_keys_and_wheel(watched_page, study_site):
-    page = watched_page
-    site, study, sources, store = study_site
-    page.watch.origin = site.rstrip("/")
-    page.set_viewport_size({"width": 1280, "height": 720})
-    page.goto(f"{site}?study={study}")
-    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    page, sources, store = open_study(watched_page, study_site)
     ct = pydicom.dcmread(sources / "ct-0.dcm")
     selector = f"canvas[data-series='{ct.SeriesInstanceUID}']"
     cell = page.locator(".cell", has=page.locator(selector))
     cell.focus()
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
-    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '4' && "
-                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
-                           timeout=BOOT_TIMEOUT_MS)
+    wait_for_image(page, selector, 4)
     assert_viewport_shows(page, sources / "ct-4.dcm", store)
     assert "Im: 5/5" in cell.locator(".corner.bottom-left").text_content()
     cell.hover()
     page.mouse.wheel(0, -120)
-    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '3' && "
-                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
-                           timeout=BOOT_TIMEOUT_MS)
+    wait_for_image(page, selector, 3)
     assert_viewport_shows(page, sources / "ct-3.dcm", store)
     assert page.watch.errors == []
 
@@ -242,12 +250,7 @@ def test_stack_scroll_by_keys_and_wheel(watched_page, study_site):
 def test_window_level_by_dragging(watched_page, study_site):
     import json
 
-    page = watched_page
-    site, study, sources, store = study_site
-    page.watch.origin = site.rstrip("/")
-    page.set_viewport_size({"width": 1280, "height": 720})
-    page.goto(f"{site}?study={study}")
-    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    page, sources, store = open_study(watched_page, study_site)
     mr = pydicom.dcmread(sources / "MR_small.dcm")  # Window 600/1600 in its attributes
     selector = f"canvas[data-series='{mr.SeriesInstanceUID}']"
     cell = page.locator(".cell", has=page.locator(selector))
@@ -345,9 +348,7 @@ def test_multi_frame_objects_scroll_by_frame_and_play_as_cine(watched_page, cine
     cell.focus()
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
-    page.wait_for_function(f"document.querySelector(\"{selector}\").dataset.instance === '2' && "
-                           f"document.querySelector(\"{selector}\").dataset.state === 'painted'",
-                           timeout=BOOT_TIMEOUT_MS)
+    wait_for_image(page, selector, 2)
     assert "Fr: 3/6" in cell.locator(".corner.bottom-left").text_content()
     image = store / json.loads((store / "index.json").read_text())["instances"][ds.SOPInstanceUID]["image"]
     from pyjpip.codestream.source import JPEG2000Source
@@ -365,12 +366,7 @@ def test_multi_frame_objects_scroll_by_frame_and_play_as_cine(watched_page, cine
 def test_presets_and_the_shortcut_list(watched_page, study_site):
     import json
 
-    page = watched_page
-    site, study, sources, store = study_site
-    page.watch.origin = site.rstrip("/")
-    page.set_viewport_size({"width": 1280, "height": 720})
-    page.goto(f"{site}?study={study}")
-    page.wait_for_function("document.body.dataset.state === 'painted'", timeout=BOOT_TIMEOUT_MS)
+    page, sources, store = open_study(watched_page, study_site)
     ct = pydicom.dcmread(sources / "ct-2.dcm")  # the middle slice, where the stack opens
     selector = f"canvas[data-series='{ct.SeriesInstanceUID}']"
     cell = page.locator(".cell", has=page.locator(selector))
