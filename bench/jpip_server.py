@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import shutil
 import socket
 import statistics
 import subprocess

@@ -17,7 +17,6 @@ import sys
 import tempfile
 
 import numpy as np
-import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pyjpip.codestream.geometry import Tile, make_tile, precinct_affects_region
 from pyjpip.codestream.markers import (
     HeaderSegments,
-    MainHeader,
     Marker,
     ProgressionOrder,
     read_header_segments,

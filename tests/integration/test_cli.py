@@ -3,7 +3,6 @@
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest

@@ -18,7 +18,7 @@ from pyjpip.transport.http_client import HTTPTransport
 from pyjpip.transport.http_server import make_server
 from jpip_support import InProcessTransport
 from paths import ROOT
-from reference import cropped_reference, opj_decode_all, pgx_array, smooth_image
+from reference import cropped_reference, opj_decode_all, smooth_image
 from test_engine_vs_openjpeg import GENERATED, generated
 from test_jpip_server import REFERENCE_FAILS, windows
 
