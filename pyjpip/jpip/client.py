@@ -116,7 +116,9 @@ class JPIPClient:
         self.tid: str | None = None
         self.qid = 0
         self.requests_sent = 0
-        self.bytes_received = 0
+        self.bytes_received = 0  # message bodies, as they arrive
+        self.bytes_new = 0  # of which not already held (a repeat would show as the difference)
+        self.body_bytes = 0  # response bodies as sent, message headers and EOR included
         self._parser: JPPStreamParser | None = None
         self._summary: ResponseSummary | None = None
         self._reopen_with_model = False
@@ -225,11 +227,13 @@ class JPIPClient:
         """Feed response body bytes; returns the messages (and EOR) they completed."""
         if self._summary is None or self._summary.status != 200:
             return []
+        self.body_bytes += len(data)
         events = self._parser.feed(data)
         for event in events:
             if isinstance(event, Message):
                 new = self.cache.add(event)
                 self._summary.new_bytes += new
+                self.bytes_new += new
                 self.bytes_received += len(event.data)
             elif isinstance(event, EndOfResponse):
                 self._summary.reason = event.reason
@@ -247,6 +251,18 @@ class JPIPClient:
         """The body stopped short: what arrived is kept; the next request reopens with a model."""
         if self.cid is not None:
             self._lose_channel()
+
+    def abandon(self) -> HTTPRequest | None:
+        """Give up the response in progress because a newer view replaced it. What arrived is kept.
+        The server may count bytes still in flight as delivered, so the channel is closed (the
+        request returned says cclose; sending it is a courtesy) and the next request opens a new
+        session told with model= what is held."""
+        if self.cid is None:
+            return None
+        path = "/" + self.channel_path.lstrip("/") if self.channel_path else self.base.path
+        url = urlunsplit((self.base.scheme, self.base.netloc, path, f"cid={self.cid}&cclose={self.cid}", ""))
+        self._lose_channel()
+        return HTTPRequest("GET", url)
 
     def _lose_channel(self) -> None:
         self.cid = None

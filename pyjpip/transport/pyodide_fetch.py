@@ -5,16 +5,18 @@ Bodies are read as a stream, so a JPIP client gets bytes while the response is s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pyjpip.errors import TransportError
 from pyjpip.jpip.client import HTTPRequest, JPIPClient, JPIPClientError, ResponseSummary, ViewWindow, next_step
+from pyjpip.jpip.viewing import Superseded
 
 log = logging.getLogger(__name__)
 
-
-class Cancelled(Exception):
-    """The fetch was abandoned on purpose (a newer view replaced it): not a failure to retry."""
+#: The fetch was abandoned on purpose (a newer view replaced it): not a failure to retry.
+Cancelled = Superseded
+_closing: set = set()  # cclose requests in flight, kept referenced until they finish
 
 
 async def fetch_bytes(url: str) -> bytes:
@@ -57,14 +59,25 @@ async def send(request: HTTPRequest, client: JPIPClient, on_bytes=None) -> Respo
             events = client.receive_body(chunk.value.to_bytes())
             if on_bytes is not None and events:
                 on_bytes(events)
-    except Cancelled:
+    except Superseded:
         await reader.cancel()
-        client.connection_lost()
+        close = client.abandon()
+        if close is not None:  # tell the server the old channel is done with, without waiting for it
+            task = asyncio.ensure_future(_quietly(pyfetch(close.url)))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
         raise
     except Exception as exc:
         client.connection_lost()
         raise ConnectionError(f"the response to {request.url[:200]} broke off: {exc}") from None
     return client.end_of_body()
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # the channel is abandoned either way
+        log.debug("cclose failed: %s", exc)
 
 
 async def fetch_window(client: JPIPClient, window: ViewWindow, maximum_requests: int = 10000, on_bytes=None) -> int:

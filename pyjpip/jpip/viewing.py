@@ -1,0 +1,167 @@
+"""What an interactive viewer asks of JPIP: pictures of a window that get better as bytes arrive.
+
+A viewer shows one image per viewport and changes its mind all the time: it zooms, pans, scrolls
+to the next slice and back. ``ImageStreams`` keeps one ``JPIPClient`` per image URL, so whatever
+was received for an image (by any earlier window, or a prefetch) is never asked for again
+(ISO/IEC 15444-9 C.9 cache model), and a newer window for an image abandons the older one.
+
+A window is given as the viewer thinks of it: discard ``reduce`` resolution levels and look at the
+``region`` (x0, y0, x1, y1) of that resolution's frame. It becomes the view-window request fields
+fsiz, roff and rsiz of C.4.
+
+Sans-IO in the h11 sense: the transport is an async function ``send(request, client, on_bytes)``
+that returns the client's ResponseSummary (pyjpip.transport.pyodide_fetch.send in the browser).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from pyjpip.codestream.markers import read_main_header
+from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow, next_step
+from pyjpip.jpip.client_cache import DataBinCache
+from pyjpip.jpip.view_window import frame_size
+
+log = logging.getLogger(__name__)
+
+
+class Superseded(Exception):
+    """A newer window for the same image (or the viewer) ended this one: not a failure."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decodable codestream for a window, and how to read it: decode at ``reduce`` gives the whole
+    ``frame``; the window's pixels are ``region`` of it. The byte counts are the image's so far."""
+
+    codestream: bytes
+    reduce: int
+    frame: tuple[int, int]
+    region: tuple[int, int, int, int]
+    layers: int  # quality layers every precinct of the window holds completely
+    final: bool  # the window is complete
+    from_cache: bool  # made before any byte of this request arrived
+    body_bytes: int  # response bodies received for this image (what the network carried)
+    new_bytes: int  # data-bin bytes that were new when they arrived
+    received_bytes: int  # data-bin bytes received (equal to new_bytes unless something came twice)
+    requests: int
+
+    def to_dict(self) -> dict:
+        return {"codestream": self.codestream, "reduce": self.reduce, "frame": list(self.frame),
+                "region": list(self.region), "layers": self.layers, "final": self.final,
+                "from_cache": self.from_cache, "body_bytes": self.body_bytes, "new_bytes": self.new_bytes,
+                "received_bytes": self.received_bytes, "requests": self.requests}
+
+
+def describe_header(main_header: bytes) -> dict:
+    """The facts of a main header a viewer needs to plan its windows."""
+    header = read_main_header(main_header + b"\xff\x90")
+    size = header.size
+    levels = min(header.component_style(c).decomposition_levels for c in range(len(size.components)))
+    return {
+        "width": size.width, "height": size.height, "levels": levels, "layers": header.coding_style.layers,
+        "components": len(size.components), "precision": size.components[0].precision,
+        "signed": size.components[0].signed, "high_throughput": header.high_throughput,
+        "frames": [list(frame_size(size, r)) for r in range(levels + 1)],
+        "colour_transform": bool(header.coding_style.multiple_component_transform),
+    }
+
+
+class ImageStreams:
+    """One JPIP client per image URL, kept (least recently used first out) across windows."""
+
+    def __init__(self, send, *, keep: int = 64, cache_bytes: int = 256 << 20, every_bytes: int = 1 << 18):
+        self._send = send
+        self.keep = keep
+        self.cache_bytes = cache_bytes
+        self.every_bytes = every_bytes
+        self._clients: OrderedDict[str, JPIPClient] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._generation: dict[str, int] = {}
+        self.headers: dict[str, dict] = {}
+
+    def client(self, url: str) -> JPIPClient:
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = JPIPClient(url, cache=DataBinCache(self.cache_bytes))
+            while len(self._clients) > self.keep:
+                old, _ = self._clients.popitem(last=False)
+                self.headers.pop(old, None)
+        self._clients.move_to_end(url)
+        return client
+
+    async def _fetch(self, url: str, client: JPIPClient, window: ViewWindow, check) -> None:
+        failures = 0
+        while True:
+            try:
+                summary = await self._send(client.next_request(window), client, check)
+            except ConnectionError as error:
+                log.info("%s: connection failed (%s); asking again", url[:120], error)
+                summary = None
+            finished, failures = next_step(client, summary, failures)
+            if finished:
+                return
+
+    async def show(self, url: str, reduce: int | None = None, region=None, post=None, stop=None,
+                   layers: int | None = None) -> dict:
+        """Fetch the window (``reduce`` None: the header only), calling ``post(Picture)`` with a picture
+        from the cache at once, then whenever ``every_bytes`` more have arrived, and when complete.
+        ``stop()`` true, or a newer ``show`` of the same URL, raises Superseded at the next piece of
+        body. Returns the header's description."""
+        generation = self._generation[url] = self._generation.get(url, 0) + 1
+        lock = self._locks.setdefault(url, asyncio.Lock())
+
+        def check(events=None) -> None:
+            if self._generation.get(url) != generation or (stop is not None and stop()):
+                raise Superseded(url)
+
+        async with lock:  # one request at a time per client; the older one gives way at its next bytes
+            check()
+            client = self.client(url)
+            if url not in self.headers:
+                await self._fetch(url, client, ViewWindow(), check)
+                main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
+                if main is None:
+                    raise JPIPClientError(f"{url[:200]}: the server sent no main header")
+                self.headers[url] = describe_header(main)
+            info = self.headers[url]
+            if reduce is None:
+                return info
+            reduce = max(0, min(int(reduce), info["levels"]))
+            frame = tuple(info["frames"][reduce])
+            x0, y0, x1, y1 = (0, 0, *frame) if region is None else (int(v) for v in region)
+            x0, y0 = max(0, min(x0, frame[0] - 1)), max(0, min(y0, frame[1] - 1))
+            x1, y1 = max(x0 + 1, min(x1, frame[0])), max(y0 + 1, min(y1, frame[1]))
+            window = ViewWindow(fsiz=frame, roff=(x0, y0), rsiz=(x1 - x0, y1 - y0), layers=layers)
+            state = {"next": client.body_bytes + self.every_bytes, "posted": -1}
+
+            def picture(final: bool, from_cache: bool = False) -> None:
+                if post is None:
+                    return
+                view = client.rebuild(window)
+                if view is None or (not final and view.rebuilt.packets_present in (0, state["posted"])):
+                    return  # nothing (new) to show
+                state["posted"] = view.rebuilt.packets_present
+                post(Picture(view.codestream, view.reduce, view.frame, (x0, y0, x1, y1),
+                             view.rebuilt.layers_complete, final, from_cache, client.body_bytes, client.bytes_new,
+                             client.bytes_received, client.requests_sent))
+
+            def progress(events) -> None:
+                check()
+                if client.body_bytes >= state["next"]:
+                    state["next"] = client.body_bytes + self.every_bytes
+                    picture(False)
+
+            if client.cache.bytes:
+                picture(False, from_cache=True)
+            await self._fetch(url, client, window, progress)
+            picture(True)
+            return info
+
+    def forget(self, url: str) -> None:
+        """Drop an image's client and cache (its target changed or failed for good)."""
+        self._clients.pop(url, None)
+        self.headers.pop(url, None)

@@ -1,0 +1,151 @@
+"""What the viewer asks of JPIP (pyjpip.jpip.viewing) against pyjpip's server core: pictures of
+zoomed and panned windows equal OpenJPEG's decode of the original, nothing is received twice, a
+newer window for an image abandons the older one, and a prefetch makes the next picture instant."""
+
+import asyncio
+import time
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+
+from pyjpip.jpip.server import JPIPServer
+from pyjpip.jpip.viewing import ImageStreams, Superseded
+from reference import opj_decode_all, opj_encode, pgx_array, smooth_image
+
+pytestmark = pytest.mark.cpython_only
+NAME = "image.j2k"
+SIZE = (768, 640)  # width, height
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("viewing")
+    image = smooth_image(SIZE[1], SIZE[0], 12, 3)
+    (folder / NAME).write_bytes(opj_encode([image], 12, ["-n", "5", "-c", "[64,64]", "-r", "20,5,1", "-p", "RPCL"]))
+    return folder
+
+
+class AsyncInProcess:
+    """The transport ImageStreams wants: the server core called in place, its body fed in pieces with a
+    pause between them (so a newer window can come in), and the client abandoning on Superseded."""
+
+    def __init__(self, server: JPIPServer, piece: int = 4000):
+        self.server, self.piece = server, piece
+        self.closed = 0
+
+    async def __call__(self, http_request, client, on_bytes):
+        parts = urlsplit(http_request.url)
+        query = http_request.body.decode() if http_request.method == "POST" else parts.query
+        target = unquote(parts.path[len("/jpip/"):]) if parts.path.startswith("/jpip/") else None
+        response = self.server.handle(http_request.method, query, time.monotonic(), target)
+        summary = client.receive_headers(response.status, dict(response.headers))
+        if response.status != 200:
+            summary.message = b"".join(response.body).decode()
+            return summary
+        try:
+            for chunk in response.body:
+                for start in range(0, len(chunk), self.piece):
+                    events = client.receive_body(chunk[start : start + self.piece])
+                    if events:
+                        on_bytes(events)
+                    await asyncio.sleep(0)
+        except Superseded:
+            response.body.close()
+            close = client.abandon()
+            if close is not None:
+                self.closed += 1
+                self.server.handle("GET", urlsplit(close.url).query, time.monotonic())
+            raise
+        return client.end_of_body()
+
+
+def reference(root, reduce):
+    return pgx_array(opj_decode_all((root / NAME).read_bytes(), reduce)[0])
+
+
+def decoded_region(picture):
+    """What the browser does with a picture: decode the frame at ``reduce``, keep the region."""
+    import tempfile
+    from pathlib import Path
+    import shutil
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.j2k"
+        source.write_bytes(picture.codestream)
+        subprocess.run([shutil.which("opj_decompress"), "-i", str(source), "-o", str(Path(tmp) / "o.pgx"),
+                        "-r", str(picture.reduce)], check=True, capture_output=True)
+        frame = pgx_array(next(Path(tmp).glob("o*.pgx")).read_bytes())
+    assert frame.shape == (picture.frame[1], picture.frame[0])
+    x0, y0, x1, y1 = picture.region
+    return frame[y0:y1, x0:x1]
+
+
+def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
+    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))), every_bytes=20_000)
+    url = f"http://viewer.test/jpip?target={NAME}"
+    pictures = []
+    info = asyncio.run(streams.show(url))
+    assert (info["width"], info["height"], info["levels"]) == (*SIZE, 4)
+    assert info["frames"][2] == [192, 160]
+    steps = [(2, None), (1, (100, 60, 300, 220)), (0, (300, 200, 700, 560)), (0, (340, 200, 740, 560)),
+             (1, (100, 60, 300, 220))]  # fit, zoom in twice, pan, zoom back out
+    client = streams.client(url)
+    for step, (reduce, region) in enumerate(steps):
+        before = client.body_bytes
+        asyncio.run(streams.show(url, reduce, region, pictures.append))
+        final = pictures[-1]
+        assert final.final and final.reduce == reduce
+        full = reference(root, reduce)
+        x0, y0, x1, y1 = final.region
+        assert np.array_equal(decoded_region(final), full[y0:y1, x0:x1]), (reduce, region)
+        if step == len(steps) - 1:
+            assert client.body_bytes - before < 100, "a window already seen needs nothing but EOR"
+    assert any(not p.final for p in pictures), "pictures come while bytes arrive, not only at the end"
+    assert client.bytes_new == client.bytes_received, "nothing was received twice"
+
+
+def test_a_newer_window_abandons_the_older_and_nothing_is_lost(root):
+    transport = AsyncInProcess(JPIPServer(str(root)), piece=1500)
+    streams = ImageStreams(transport)
+    url = f"http://viewer.test/jpip?target={NAME}"
+    asyncio.run(streams.show(url))
+    pictures = []
+
+    async def zoom_while_loading():
+        older = asyncio.ensure_future(streams.show(url, 0, None, pictures.append))
+        await asyncio.sleep(0.001)
+        for _ in range(20):  # let the older one get some bytes
+            await asyncio.sleep(0)
+        newer = asyncio.ensure_future(streams.show(url, 0, (200, 100, 500, 400), pictures.append))
+        results = await asyncio.gather(older, newer, return_exceptions=True)
+        return results
+
+    older, newer = asyncio.run(zoom_while_loading())
+    assert isinstance(older, Superseded)
+    assert isinstance(newer, dict) and transport.closed == 1
+    final = pictures[-1]
+    assert final.final and final.region == (200, 100, 500, 400)
+    assert np.array_equal(decoded_region(final), reference(root, 0)[100:400, 200:500])
+    client = streams.client(url)
+    assert client.bytes_new == client.bytes_received
+
+
+def test_a_prefetched_preview_is_shown_from_the_cache_before_any_request(root):
+    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))))
+    url = f"http://viewer.test/jpip?target={NAME}"
+    asyncio.run(streams.show(url, 3))  # the preview, as a neighbour in a stack is prefetched
+    pictures = []
+    asyncio.run(streams.show(url, 1, None, pictures.append))
+    assert pictures[0].from_cache and not pictures[0].final and pictures[0].layers == 0
+    assert pictures[-1].final and pictures[-1].layers == 3
+    assert np.array_equal(decoded_region(pictures[-1]), reference(root, 1))
+
+
+def test_a_missing_image_is_a_clear_error(root):
+    from pyjpip.jpip.client import JPIPClientError
+
+    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))))
+    with pytest.raises(JPIPClientError, match="404"):
+        asyncio.run(streams.show("http://viewer.test/jpip?target=missing.j2k", 0))
