@@ -119,6 +119,7 @@ class JPIPClient:
         self.bytes_received = 0  # message bodies, as they arrive
         self.bytes_new = 0  # of which not already held (a repeat would show as the difference)
         self.body_bytes = 0  # response bodies as sent, message headers and EOR included
+        self.codestream_length: int | None = None  # when a pyjpip server says (not part of JPIP)
         self._parser: JPPStreamParser | None = None
         self._summary: ResponseSummary | None = None
         self._reopen_with_model = False
@@ -207,6 +208,9 @@ class JPIPClient:
                 log.info("target changed (JPIP-tid %s -> %s): cache dropped", self.tid, tid)
                 self.cache.clear()
             self.tid = tid
+        length = headers.get("pyjpip-codestream-length", "")
+        if length.isdigit():
+            self.codestream_length = int(length)
         channel = headers.get("jpip-cnew")
         if channel:
             values = dict(item.split("=", 1) for item in channel.split(",") if "=" in item)

@@ -36,6 +36,11 @@ JPP_TYPES = {"jpp-stream", "image/jpp-stream"}
 CHUNK_BYTES = 1 << 16
 
 
+#: A header of ours, not of JPIP: the byte length of the (first) codestream asked for, sent with
+#: JPIP-tid, so a viewer can show how much of an image it holds.
+CODESTREAM_LENGTH_HEADER = "Pyjpip-Codestream-Length"
+
+
 @dataclass
 class Response:
     """What to send: ``length`` is the Content-Length, or None for a body produced as it goes (chunked)."""
@@ -215,6 +220,8 @@ class JPIPServer:
             model.apply(request.model, source, codestreams)  # a client with another tid holds nothing valid
         plan, reason, window_headers = self._plan(request, source, codestreams, model)
         headers.extend(window_headers)
+        if request.tid != tid and codestreams:  # not JPIP: lets a viewer say "x of y bytes"
+            headers.append((CODESTREAM_LENGTH_HEADER, str(len(source.codestream(codestreams[0]).data))))
         closing = request.cclose is not None
         if closing:
             self._close(request)

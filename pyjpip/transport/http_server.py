@@ -40,7 +40,7 @@ CONTENT_TYPES = {
     ".map": "application/json",
 }
 JPIP_PATH = "/jpip"
-EXPOSED_HEADERS = ("JPIP-cnew, JPIP-tid, JPIP-qid, JPIP-fsiz, JPIP-roff, JPIP-rsiz, JPIP-comps, JPIP-layers, "
+EXPOSED_HEADERS = ("Pyjpip-Codestream-Length, JPIP-cnew, JPIP-tid, JPIP-qid, JPIP-fsiz, JPIP-roff, JPIP-rsiz, JPIP-comps, JPIP-layers, "
                    "JPIP-stream, JPIP-len, JPIP-quality")
 CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", EXPOSED_HEADERS)]
 MAXIMUM_POST_BYTES = 1 << 20

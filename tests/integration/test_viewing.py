@@ -97,6 +97,7 @@ def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
         asyncio.run(streams.show(url, reduce, region, pictures.append))
         final = pictures[-1]
         assert final.final and final.reduce == reduce
+        assert final.codestream_length == (root / NAME).stat().st_size  # the server says, for "x of y bytes"
         full = reference(root, reduce)
         x0, y0, x1, y1 = final.region
         assert np.array_equal(decoded_region(final), full[y0:y1, x0:x1]), (reduce, region)
