@@ -62,57 +62,40 @@ async def open_dicom(url: str, frame: int = 1):
     return to_js(description, dict_converter=js.Object.fromEntries)
 
 
-def fit_frame(width: int, height: int, viewport_width: int, viewport_height: int) -> tuple[int, int]:
-    """The frame size that fills a viewport when the image is fitted into it (aspect kept): asked
-    for with round-up, it gives at least one image pixel per screen pixel."""
-    scale = min(viewport_width / width, viewport_height / height, 1.0)
-    return max(1, -(-int(width * scale * 1000) // 1000)), max(1, -(-int(height * scale * 1000) // 1000))
+_streams = None
 
 
-async def stream_jpip(url: str, viewport_width: int, viewport_height: int, post, stop=None,
-                      every_bytes: int = 1 << 18):
-    """Show a JPEG 2000 image from a JPIP URL: learn its size from the main header, ask for the frame
-    that fits the viewport, and ``post`` a decodable codestream whenever ``every_bytes`` more have
-    arrived and when the window is complete (a coarse picture first, then sharper ones). ``stop()``
-    returning true (the user has moved on) abandons the fetch at the next piece of body."""
+def streams():
+    """The worker's JPIP clients, one per image, kept across windows (pyjpip.jpip.viewing)."""
+    global _streams
+    if _streams is None:
+        from pyjpip.jpip.viewing import ImageStreams
+        from pyjpip.transport.pyodide_fetch import send
+
+        _streams = ImageStreams(send)
+    return _streams
+
+
+def _to_js(value):
     from pyodide.ffi import to_js
     import js
 
-    from pyjpip.codestream.markers import read_main_header
-    from pyjpip.jpip.client import JPIPClient, ViewWindow
-    from pyjpip.transport.pyodide_fetch import Cancelled, fetch_window
+    return to_js(value, dict_converter=js.Object.fromEntries)
 
-    client = JPIPClient(url)
 
-    def check(events=None) -> None:
-        if stop is not None and stop():
-            raise Cancelled(url)
+async def image_header(url: str, stop=None):
+    """What a viewer needs to plan windows of a JPIP image: size, levels, frames, components."""
+    return _to_js(await streams().show(url, stop=stop))
 
-    await fetch_window(client, ViewWindow(), on_bytes=check)  # headers: the main header gives the size
-    main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
-    if main is None:
-        raise DicomError(f"{url}: the server sent no main header")
-    size = read_main_header(main + b"\xff\x90").size
-    window = ViewWindow(fsiz=fit_frame(size.width, size.height, viewport_width, viewport_height), round="round-up")
-    state = {"next": every_bytes}
 
-    def send(final: bool) -> None:
-        view = client.rebuild(window)
-        if view is None:
-            return
-        post(to_js({"codestream": view.codestream, "reduce": view.reduce, "frame": list(view.frame),
-                    "width": size.width, "height": size.height, "received": client.bytes_received,
-                    "layers": view.rebuilt.layers_complete, "final": final, "requests": client.requests_sent},
-                   dict_converter=js.Object.fromEntries))
-
-    def progress(events) -> None:
-        check()
-        if client.bytes_received >= state["next"]:
-            state["next"] = client.bytes_received + every_bytes
-            send(False)
-
-    await fetch_window(client, window, on_bytes=progress)
-    send(True)
+async def show_window(url: str, reduce: int, region, post, stop=None):
+    """Stream the window (discard ``reduce`` levels; ``region`` [x0, y0, x1, y1] of that frame, or
+    None for all of it) and ``post`` pictures of it as they get better. Raises Superseded when
+    ``stop()`` says so or a newer window of the same image comes."""
+    if region is not None and hasattr(region, "to_py"):
+        region = region.to_py()
+    deliver = None if post is None else (lambda picture: post(_to_js(picture.to_dict())))
+    return _to_js(await streams().show(url, reduce, region, deliver, stop))
 
 
 async def open_study(base_url: str, study_uid: str):
@@ -121,51 +104,65 @@ async def open_study(base_url: str, study_uid: str):
     import json as json_module
 
     from pydicom.dataset import Dataset
-    from pyodide.ffi import to_js
-    import js
 
-    from pyjpip.layout.hanging import hang
-    from pyjpip.layout.orientation import edge_markers
-    from pyjpip.layout.ordering import group_studies
-    from pyjpip.layout.overlay import corner_text
     from pyjpip.transport.pyodide_fetch import fetch_bytes
 
     listing = await fetch_bytes(f"{base_url.rstrip('/')}/dicomweb/studies/{study_uid}/metadata")
     datasets = [Dataset.from_json(item) for item in json_module.loads(listing)]
     if not datasets:
         raise DicomError(f"study {study_uid} has no instances")
-    (study,) = group_studies(datasets)
+    return _to_js(study_layout(datasets))
+
+
+def study_layout(datasets) -> dict:
+    """The screen for one study's datasets (hollow objects: attributes only): rows and columns, the
+    series hung in each viewport, and every series described as a viewport would show it."""
+    from pyjpip.layout.hanging import hang
+    from pyjpip.layout.ordering import group_studies
+
+    studies = group_studies(datasets)
+    if len(studies) != 1:
+        raise DicomError(f"the objects belong to {len(studies)} studies; one was expected")
+    (study,) = studies
     hanging = hang(study)
     by_uid = {s.series_instance_uid: s for s in study.series}
-    viewports = []
-    for viewport in hanging.viewports:
-        series = by_uid[viewport.series_instance_uid]
-        instance = series.instances[viewport.instance]
-        ds = instance.dataset
-        url = _frame_url(instance)
-        photometric = str(ds.get("PhotometricInterpretation", ""))
-        stack = [{"url": _frame_url(i, frame), "corners": corner_text(
-                      i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames)}
-                 for n, i in enumerate(series.instances) for frame in range(1, i.frames + 1)]
-        first = sum(i.frames for i in series.instances[: viewport.instance])  # the instance's first frame
-        frame_time = float(ds.get("FrameTime", 0) or 0) or (1000.0 / float(ds.get("CineRate", 0) or 0)
-                                                           if ds.get("CineRate") else 0.0)
-        viewports.append({
-            "series": series.series_instance_uid, "modality": series.modality, "instance": first, "url": url,
-            "stack": stack,
-            "cine": viewport.cine, "frame_time": frame_time or 40.0,
-            "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
-            "corners": corner_text(ds, instance=viewport.instance + 1, instances=len(series.instances),
-                                   frames=instance.frames),
-            "markers": edge_markers(ds.get("ImageOrientationPatient")) or {},
-        })
+    hung = {v.series_instance_uid: v for v in hanging.viewports}
+    views = {}
+    for series in study.series:
+        viewport = hung.get(series.series_instance_uid)
+        views[series.series_instance_uid] = _series_view(series, viewport.instance if viewport else
+                                                         len(series.instances) // 2, viewport.cine if viewport else False)
     layout = {
-        "rows": hanging.rows, "columns": hanging.columns, "viewports": viewports,
-        "series": [{"uid": s.series_instance_uid, "modality": s.modality, "description": s.description,
-                    "count": len(s.instances)} for s in study.series],
+        "rows": hanging.rows, "columns": hanging.columns,
+        "viewports": [views[v.series_instance_uid] for v in hanging.viewports if v.series_instance_uid in by_uid],
+        "series": [views[s.series_instance_uid] for s in study.series],
         "description": study.description,
     }
-    return to_js(layout, dict_converter=js.Object.fromEntries)
+    return layout
+
+
+def _series_view(series, instance_index: int, cine: bool) -> dict:
+    """A series as a viewport shows it: the stack of frames (URL and corner text of each), where it
+    opens, and how to paint it."""
+    from pyjpip.layout.orientation import edge_markers
+    from pyjpip.layout.overlay import corner_text
+
+    instance = series.instances[instance_index]
+    ds = instance.dataset
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    stack = [{"url": _frame_url(i, frame), "corners": corner_text(
+                  i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames)}
+             for n, i in enumerate(series.instances) for frame in range(1, i.frames + 1)]
+    first = sum(i.frames for i in series.instances[:instance_index])  # the instance's first frame
+    frame_time = float(ds.get("FrameTime", 0) or 0) or (1000.0 / float(ds.get("CineRate", 0) or 0)
+                                                       if ds.get("CineRate") else 0.0)
+    return {
+        "series": series.series_instance_uid, "modality": series.modality, "description": series.description,
+        "count": len(series.instances), "instance": first, "url": _frame_url(instance), "stack": stack,
+        "cine": cine, "frame_time": frame_time or 40.0, "photometric": photometric,
+        "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
+        "markers": edge_markers(ds.get("ImageOrientationPatient")) or {},
+    }
 
 
 def _frame_url(instance, frame: int = 1) -> str:

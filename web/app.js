@@ -1,20 +1,25 @@
-// The first page: Python (Pyodide) reads a DICOM object, a worker decodes its JPEG 2000 codestream,
-// and the canvas shows it windowed from the DICOM attributes.
-//
-// URL parameters: study=<Study Instance UID> (laid out from the server's DICOMweb metadata, each
-// viewport streamed by JPIP), jpip=<JPIP target URL> (a bare JPEG 2000 image, streamed and refined),
-// dicom=<url of a DICOM object> (default: the first demo image),
-// reduce=<resolution levels to discard>|auto (default auto: the coarsest level that still gives a
-// pixel per screen pixel when the image is fitted to the viewport), packages=bundle|wheels (how pyjpip and pydicom are installed into Pyodide).
+// The viewer page. URL parameters:
+//   study=<Study Instance UID>  the study laid out from the server's DICOMweb metadata (attributes
+//                               only), each viewport streamed by JPIP;
+//   jpip=<JPIP target URL>      a bare JPEG 2000 image, streamed, zoomed and panned by JPIP;
+//   dicom=<url of a DICOM object>  an ordinary (encapsulated JPEG 2000) object, fetched whole
+//                               (default: the first demo image), with reduce=<levels>|auto and
+//                               packages=bundle|wheels (how pyjpip and pydicom reach Pyodide);
+//   layout=1x1|1x2|2x2          the grid, instead of the hanging protocol's.
+// Embedded in an iframe, the page answers postMessage (embed.js).
 import { startPython } from "./python.js";
 import { Decoder } from "./decoder.js";
 import { paintGreyscale } from "./paint.js";
+import { PythonWorker } from "./python-client.js";
+import { Stack } from "./stack.js";
+import { listen as listenToHost } from "./embed.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 function setState(state) {
   document.body.dataset.state = state;
+  host.emit("state", { state });
 }
 
 function status(text) {
@@ -22,72 +27,20 @@ function status(text) {
 }
 
 function showError(error) {
-  setState("error");
   const text = error && error.message ? error.message : String(error);
   $("message").textContent = text;
   $("message").hidden = false;
   status(`Error: ${text.split("\n").filter(Boolean).pop()}`);
+  setState("error");
   console.error(error);
 }
 
-/** The coarsest resolution that still has at least one image pixel per device pixel when fitted. */
-function fitReduction(width, height, levels) {
-  const box = $("viewport").getBoundingClientRect();
-  const scale = Math.min(box.width / width, box.height / height) * (window.devicePixelRatio || 1);
-  let reduce = 0;
-  while (reduce < levels && 2 ** -(reduce + 1) >= scale) reduce++;
-  return reduce;
-}
-
-async function show(python, decoder, url, reduceChoice) {
-  setState("loading");
-  $("message").hidden = true;
-  status(`Reading ${url}…`);
-  const description = await python.browser.open_dicom(new URL(url, location.href).href);
-  performance.mark("image-described");
-  const cs = description.codestream;
-  const reduce = reduceChoice === "auto" || reduceChoice == null
-    ? fitReduction(cs.width, cs.height, cs.decomposition_levels)
-    : Math.min(Math.max(0, parseInt(reduceChoice, 10) || 0), cs.decomposition_levels);
-  fillReduceChoice(cs, reduceChoice);
-  const decoded = await decoder.decode(description.codestream_bytes, { reduce });
-  performance.mark("image-decoded", { detail: { milliseconds: decoded.milliseconds, reduce } });
-  const window = paintGreyscale($("image"), decoded, description.greyscale);
-  if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
-  const a = description.attributes;
-  $("image-info").textContent = `${a.Modality} ${a.SeriesDescription}`.trim();
-  document.body.dataset.reduce = String(reduce);
-  status([
-    `${cs.width}×${cs.height} ${cs.precision}-bit${cs.signed ? " signed" : ""}`,
-    `shown at 1/${2 ** reduce} (${decoded.width}×${decoded.height})`,
-    `${cs.decomposition_levels} levels, ${cs.layers} layers, ${cs.progression_order}`,
-    `${description.codestream_bytes.byteLength.toLocaleString("en")} bytes`,
-    `decode ${decoded.milliseconds.toFixed(0)} ms`,
-    `W/L ${+window.width.toFixed(1)}/${+window.center.toFixed(1)}`,
-    ...description.mismatches.map((m) => `warning: ${m}`),
-  ].join(" · "));
-  setState("painted");
-}
-
-function fillReduceChoice(cs, reduceChoice) {
-  const select = $("reduce-choice");
-  const options = [["auto", "fit"]];
-  for (let r = 0; r <= cs.decomposition_levels; r++) {
-    options.push([String(r), `1/${2 ** r} (${Math.ceil(cs.width / 2 ** r)}×${Math.ceil(cs.height / 2 ** r)})`]);
-  }
-  select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
-  select.value = reduceChoice ?? "auto";
-  select.disabled = false;
-}
-
-/** Window presets by modality (Hounsfield units for CT); key 1 always returns to the object's own. */
-const PRESETS = {
-  CT: { 2: ["Brain", 40, 80], 3: ["Bone", 400, 2000], 4: ["Lung", -600, 1500], 5: ["Abdomen", 40, 400] },
-};
-
 const SHORTCUTS = [
   ["Wheel, ↑ ↓", "previous / next image (or frame)"], ["Page Up / Page Down", "ten images back / on"],
+  ["Ctrl + wheel, pinch", "zoom about the pointer (the wheel alone, on a single image)"],
+  ["+ −", "zoom in / out"], ["f", "fit the image to the viewport"], ["r", "real size: one sample per screen pixel"],
   ["Drag", "window / level: right for a wider window, down for a higher level"],
+  ["Shift + drag, middle drag", "pan"], ["p  w", "left drag pans / windows"],
   ["1", "the object's own window"], ["2 3 4 5", "CT presets: brain, bone, lung, abdomen"],
   ["c", "play or stop a multi-frame object as cine"], ["?", "this help"],
 ];
@@ -113,235 +66,184 @@ document.addEventListener("keydown", (event) => {
 });
 
 /** Display parameters for a bare JPEG 2000 image: no DICOM attributes, so its own range is shown. */
-const BARE_GREYSCALE = { rescale_slope: 1, rescale_intercept: 0, window_center: null, window_width: null,
-                         voi_lut_function: "LINEAR", invert: false };
+const BARE_GREYSCALE = { bits_stored: 0, signed: false, rescale_slope: 1, rescale_intercept: 0, window_center: null,
+                         window_width: null, voi_lut_function: "LINEAR", invert: false, voi_lut: null, padding: null };
 
-/**
- * Stream one image by JPIP into a canvas: Python in the worker posts better and better codestreams
- * (tagged with ``id``); the newest not yet painted is decoded and painted, older ones are dropped.
- */
-function streamInto(worker, decoder, id, url, canvas, greyscale, onPaint) {
-  // ``greyscale`` is the parameters, or a function giving them at paint time (a user's window).
-  let pending = null, painting = false;
-  const paint = async () => {
-    painting = true;
-    while (pending) {
-      const view = pending;
-      pending = null;
-      const decoded = await decoder.decode(view.codestream, { reduce: view.reduce });
-      if (!worker.views.has(id)) break;  // superseded while decoding: the canvas belongs to a newer image
-      const shown = paintGreyscale(canvas, decoded, typeof greyscale === "function" ? greyscale() : greyscale);
-      if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
-      onPaint(view, decoded, shown);
-    }
-    painting = false;
-  };
-  const box = canvas.parentElement.getBoundingClientRect();
-  const scale = window.devicePixelRatio || 1;
-  worker.views.set(id, (view) => {
-    pending = view;
-    if (!painting) paint().catch(showError);
-  });
-  worker.postMessage({ id, type: "jpip", url: new URL(url, location.href).href,
-                       viewport: [Math.round(box.width * scale), Math.round(box.height * scale)] });
+const LAYOUTS = { "1x1": [1, 1], "1x2": [1, 2], "2x2": [2, 2] };
+
+/** The grid of stacks: a layout, the series in each cell, the focused one; what the host drives. */
+class Screen {
+  constructor(python, decoder, series, { rows, columns, description = "", tool = "window", wheelZooms = false }) {
+    this.python = python;
+    this.decoder = decoder;
+    this.series = series;
+    this.description = description;
+    this.options = { tool, wheelZooms };
+    this.stacks = [];
+    this.focused = null;
+    this.assigned = [];
+    this.arrange(rows, columns, series.slice(0, rows * columns));
+  }
+
+  arrange(rows, columns, assigned = this.assigned) {
+    for (const stack of this.stacks) stack.close();
+    const grid = $("viewport");
+    grid.replaceChildren();
+    grid.classList.add("grid");
+    grid.style.gridTemplate = `repeat(${rows}, 1fr) / repeat(${columns}, 1fr)`;
+    grid.dataset.layout = `${rows}x${columns}`;
+    const cells = rows * columns;
+    this.assigned = Array.from({ length: cells }, (_, i) => assigned[i] || this.series[i % this.series.length]);
+    const painted = new Set();
+    this.stacks = this.assigned.map((series, index) => {
+      const cell = document.createElement("div");
+      grid.append(cell);
+      const stack = new Stack(cell, series, { python: this.python, decoder: this.decoder, ...this.options });
+      stack.addEventListener("status", (event) => {
+        if (stack === this.focused || !this.focused) status(`${this.description ? `${this.description} · ` : ""}${event.detail}`);
+      });
+      stack.viewport.addEventListener("picture", (event) => {
+        const { layer, picture } = event.detail;
+        if (layer === "base" && picture.final) {
+          painted.add(index);
+          if (painted.size === this.stacks.length) setState("painted");
+        }
+        host.emit("picture", { viewport: index, layer, reduce: picture.reduce, region: picture.region,
+                                final: picture.final, bytes: picture.body_bytes });
+      });
+      stack.viewport.addEventListener("window", (event) => host.emit("window", { viewport: index, ...event.detail }));
+      stack.addEventListener("failure", (event) => host.emit("error", { viewport: index, message: event.detail }));
+      cell.addEventListener("focus", () => this.focus(stack));
+      return stack;
+    });
+    this.focus(this.stacks[0]);
+    this.stacks[0]?.cell.focus();
+    document.querySelectorAll("#series-strip button").forEach((b) => b.classList.toggle("shown",
+      this.assigned.some((s) => s.series === b.dataset.series)));
+  }
+
+  focus(stack) {
+    this.focused = stack;
+    for (const s of this.stacks) s.cell.classList.toggle("focused", s === stack);
+    if (stack?.status) status(stack.status);
+  }
+
+  /** Put a series in the focused viewport (from the series strip). */
+  place(series) {
+    const index = Math.max(0, this.stacks.indexOf(this.focused));
+    const assigned = [...this.assigned];
+    assigned[index] = series;
+    const [rows, columns] = $("viewport").dataset.layout.split("x").map(Number);
+    this.arrange(rows, columns, assigned);
+    this.focus(this.stacks[index]);
+    this.stacks[index].cell.focus();
+  }
 }
 
-/** Python (Pyodide) in a module worker, with replies routed by request id. */
-function pythonWorker() {
-  const worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
-  worker.views = new Map();
-  worker.replies = new Map();
-  worker.failures = new Map();  // id -> what to do when that request fails (else the whole page says so)
-  worker.onmessage = ({ data }) => {
-    if (data.type === "error" && worker.failures.has(data.id)) worker.failures.get(data.id)(data.message);
-    else if (data.type === "error") showError(new Error(data.message));
-    else if (data.type === "ready") status("Python ready…");
-    else if (data.type === "view") worker.views.get(data.id)?.(data);
-    else worker.replies.get(data.id)?.(data);
-  };
-  worker.onerror = (event) => showError(new Error(`Python worker failed: ${event.message || "could not start"}`));
-  return worker;
+/** The series strip: one button per series, with a thumbnail streamed at the coarsest resolution. */
+function seriesStrip(screen, python, decoder) {
+  const strip = $("series-strip");
+  strip.hidden = false;
+  strip.replaceChildren(...screen.series.map((series) => {
+    const button = Object.assign(document.createElement("button"), { type: "button", title: series.description || series.modality });
+    button.dataset.series = series.series;
+    const canvas = document.createElement("canvas");
+    const label = Object.assign(document.createElement("span"),
+      { textContent: `${series.modality} ${series.description || ""} (${series.stack.length})`.trim() });
+    button.append(canvas, label);
+    button.addEventListener("click", () => screen.place(series));
+    thumbnail(python, decoder, series, canvas).catch((error) => {
+      canvas.replaceWith(Object.assign(document.createElement("span"), { className: "thumbnail-failed", textContent: "!" }));
+      button.title += `: ${error.message}`;
+    });
+    return button;
+  }));
+  document.querySelectorAll("#series-strip button").forEach((b) => b.classList.toggle("shown",
+    screen.assigned.some((s) => s.series === b.dataset.series)));
 }
 
-function describe(view, decoded) {
-  return [`${view.width}×${view.height}`, `shown at 1/${2 ** view.reduce} (${decoded.width}×${decoded.height})`,
-          `${view.layers} layer(s) complete`, `${view.received.toLocaleString("en")} bytes in ${view.requests} request(s)`,
-          view.final ? "complete" : "refining…"].join(" · ");
+async function thumbnail(python, decoder, series, canvas) {
+  const url = series.stack[series.instance].url;
+  const info = await python.header(url);
+  let reduce = 0;
+  while (reduce < info.levels && Math.max(...info.frames[reduce]) > 96) reduce++;
+  let last = null;
+  await python.show(url, reduce, null, (picture) => { last = picture; }).done;
+  if (!last) return;
+  const decoded = await decoder.decode(last.codestream, { reduce: last.reduce });
+  if (series.greyscale) paintGreyscale(canvas, decoded, series.greyscale);
+  else (await import("./paint.js")).paintColour(canvas, decoded, series.photometric);
+}
+
+function layoutChooser(screen) {
+  const select = $("layout-choice");
+  select.parentElement.hidden = false;
+  select.replaceChildren(...Object.keys(LAYOUTS).map((name) => new Option(name.replace("x", "×"), name)));
+  select.value = $("viewport").dataset.layout;
+  select.disabled = false;
+  select.onchange = () => screen.arrange(...LAYOUTS[select.value]);
+}
+
+let screen = null;
+const host = listenToHost({
+  load: (url) => {
+    const next = new URL(url, location.href);
+    if (next.origin !== location.origin) throw new Error("only this site's viewer URLs can be loaded");
+    location.search = next.search;
+  },
+  window: ({ center, width, viewport = 0 }) => {
+    const stack = screen?.stacks[viewport];
+    if (!stack) throw new Error(`no viewport ${viewport}`);
+    stack.viewport.setWindow(center == null ? null : { center: Number(center), width: Number(width) });
+    stack.showWindow();
+  },
+  zoom: ({ factor = 2, viewport = 0 }) => screen?.stacks[viewport]?.viewport.zoom(Number(factor)),
+  fit: ({ viewport = 0 }) => screen?.stacks[viewport]?.viewport.fit(),
+  layout: ({ layout }) => {
+    if (!LAYOUTS[layout]) throw new Error(`layout ${layout} is not one of ${Object.keys(LAYOUTS).join(", ")}`);
+    screen?.arrange(...LAYOUTS[layout]);
+  },
+});
+
+function startWorker() {
+  const python = new PythonWorker();
+  python.addEventListener("ready", () => status("Python ready…"));
+  python.addEventListener("failure", (event) => showError(new Error(event.detail)));
+  return python;
 }
 
 /** ?jpip=<target URL>: a bare JPEG 2000 image, streamed and refined by JPIP. */
 function showJpip(target) {
-  const worker = pythonWorker();
-  $("reduce-choice").parentElement.hidden = true;
+  const python = startWorker(), decoder = new Decoder();
   $("image-choice").replaceChildren(new Option(target, target));
   status("Starting Python…");
-  streamInto(worker, new Decoder(), 1, target, $("image"), BARE_GREYSCALE, (view, decoded) => {
-    document.body.dataset.reduce = String(view.reduce);
+  const series = { series: "jpip", modality: "", description: target, stack: [{ url: new URL(target, location.href).href, corners: {} }],
+                   instance: 0, greyscale: BARE_GREYSCALE, photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
+  screen = new Screen(python, decoder, [series], { rows: 1, columns: 1, tool: "pan", wheelZooms: true });
+  const viewport = screen.stacks[0].viewport;
+  viewport.addEventListener("picture", ({ detail: { layer, picture } }) => {
+    if (layer !== "base") return;
+    document.body.dataset.reduce = String(picture.reduce);
     document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
-    status(describe(view, decoded));
-    setState(view.final ? "painted" : "refining");
+    if (!picture.final) setState("refining");
   });
 }
 
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
-function showStudy(studyUid) {
-  const worker = pythonWorker();
-  let nextId = 2;
-  $("reduce-choice").parentElement.hidden = true;
-  const decoder = new Decoder();
+async function showStudy(studyUid) {
+  const python = startWorker(), decoder = new Decoder();
   status("Starting Python…");
-  worker.replies.set(1, ({ layout }) => {
-    const grid = $("viewport");
-    grid.replaceChildren();
-    grid.classList.add("grid");
-    grid.style.gridTemplate = `repeat(${layout.rows}, 1fr) / repeat(${layout.columns}, 1fr)`;
-    $("image-choice").replaceChildren(...layout.series.map((s) =>
-      new Option(`${s.modality} ${s.description} (${s.count})`.trim(), s.uid)));
-    $("image-info").textContent = layout.description;
-    const painted = new Set();
-    const wanted = layout.viewports.filter((v) => v.greyscale).length;
-    const cells = layout.viewports.map((viewport, index) => {
-      const cell = document.createElement("div");
-      cell.className = "cell";
-      cell.tabIndex = 0;
-      const canvas = document.createElement("canvas");
-      canvas.dataset.series = viewport.series;
-      cell.append(canvas);
-      const corners = {};
-      for (const corner of ["top_left", "top_right", "bottom_left", "bottom_right"]) {
-        corners[corner] = Object.assign(document.createElement("div"), { className: `corner ${corner.replace("_", "-")}` });
-        cell.append(corners[corner]);
-      }
-      for (const [edge, letters] of Object.entries(viewport.markers)) {
-        cell.append(Object.assign(document.createElement("div"), { className: `marker ${edge}`, textContent: letters }));
-      }
-      grid.append(cell);
-      if (!viewport.greyscale) {
-        cell.append(Object.assign(document.createElement("div"), { className: "notice",
-          textContent: "Colour images are not painted yet" }));
-        return null;
-      }
-      const state = { index: viewport.instance, id: null, decoded: null, window: null, user: null };
-      const greyscale = () => (state.user
-        ? { ...viewport.greyscale, window_center: state.user.center, window_width: state.user.width,
-            voi_lut_function: "LINEAR" }
-        : viewport.greyscale);
-      const showWindow = () => {
-        const lines = viewport.stack[state.index].corners.bottom_right || [];
-        const window = state.user || state.window;
-        const text = window ? [`W: ${+window.width.toFixed(1)} L: ${+window.center.toFixed(1)}`,
-                               ...lines.filter((line) => !line.startsWith("W: "))] : lines;
-        corners.bottom_right.textContent = text.join("\n");
-      };
-      const failure = Object.assign(document.createElement("div"), { className: "failure", hidden: true });
-      const retry = Object.assign(document.createElement("button"), { textContent: "Retry" });
-      const reason = document.createElement("div");
-      failure.append(reason, retry);
-      cell.append(failure);
-      retry.addEventListener("click", () => show(state.index));
-      const show = (position) => {
-        if (state.id !== null) {  // the previous image is no longer wanted: stop its transfer
-          worker.postMessage({ type: "cancel", id: state.id });
-          worker.views.delete(state.id);
-          worker.failures.delete(state.id);
-        }
-        failure.hidden = true;
-        state.index = position;
-        state.id = nextId++;
-        worker.failures.set(state.id, (message) => {
-          reason.textContent = `This image could not be loaded: ${message.split("\n").filter(Boolean).pop()}`;
-          failure.hidden = false;
-          canvas.dataset.state = "error";
-        });
-        const item = viewport.stack[position];
-        for (const [corner, lines] of Object.entries(item.corners)) corners[corner].textContent = lines.join("\n");
-        canvas.dataset.instance = String(position);
-        canvas.dataset.state = "loading";
-        streamInto(worker, decoder, state.id, item.url, canvas, greyscale, (view, decoded, shown) => {
-          state.decoded = decoded;
-          state.window = shown;
-          showWindow();
-          canvas.dataset.reduce = String(view.reduce);
-          if (!view.final) return;
-          canvas.dataset.state = "painted";
-          painted.add(index);
-          if (painted.size === wanted) setState("painted");
-          status([layout.description, `${viewport.modality} image ${position + 1}/${viewport.stack.length}`,
-                  `${view.width}×${view.height} shown at 1/${2 ** view.reduce}`, `${view.layers} layer(s)`,
-                  `${view.received.toLocaleString("en")} bytes`].filter(Boolean).join(" · "));
-        });
-      };
-      // Window/level by dragging: right for a wider window, down for a higher level; the decoded
-      // samples are kept, so each move is only a new lookup table.
-      cell.addEventListener("pointerdown", (event) => {
-        if (event.button !== 0 || !state.decoded) return;
-        cell.setPointerCapture(event.pointerId);
-        const start = { x: event.clientX, y: event.clientY, window: { ...(state.user || state.window) } };
-        const move = (moved) => {
-          const step = Math.max(start.window.width, 1) / 256;
-          state.user = { center: start.window.center + (moved.clientY - start.y) * step,
-                         width: Math.max(1, start.window.width + (moved.clientX - start.x) * step) };
-          paintGreyscale(canvas, state.decoded, greyscale());
-          showWindow();
-        };
-        const end = () => {
-          cell.removeEventListener("pointermove", move);
-          cell.removeEventListener("pointerup", end);
-          canvas.dataset.window = JSON.stringify(state.user);
-        };
-        cell.addEventListener("pointermove", move);
-        cell.addEventListener("pointerup", end);
-      });
-      const scroll = (step) => {
-        const position = Math.min(Math.max(state.index + step, 0), viewport.stack.length - 1);
-        if (position !== state.index) show(position);
-      };
-      cell.addEventListener("wheel", (event) => {
-        event.preventDefault();
-        scroll(Math.sign(event.deltaY));
-      }, { passive: false });
-      let cine = null;  // multi-frame playback: "c" starts and stops it, at the object's frame time
-      const toggleCine = () => {
-        if (cine) {
-          clearInterval(cine);
-          cine = null;
-        } else {
-          cine = setInterval(() => show((state.index + 1) % viewport.stack.length), viewport.frame_time);
-        }
-        canvas.dataset.cine = cine ? "playing" : "stopped";
-      };
-      cell.addEventListener("keydown", (event) => {
-        const step = { ArrowDown: 1, ArrowUp: -1, PageDown: 10, PageUp: -10 }[event.key];
-        if (step) {
-          event.preventDefault();
-          scroll(step);
-        } else if (event.key === "c" && viewport.stack.length > 1) {
-          toggleCine();
-        } else if (event.key === "1" || PRESETS[viewport.modality]?.[event.key]) {
-          const preset = PRESETS[viewport.modality]?.[event.key];
-          state.user = preset ? { center: preset[1], width: preset[2] } : null;
-          if (state.decoded) state.window = paintGreyscale(canvas, state.decoded, greyscale());
-          showWindow();
-          canvas.dataset.window = JSON.stringify(state.user);
-        }
-      });
-      show(state.index);
-      return cell;
-    });
-    cells.find(Boolean)?.focus();
-  });
-  worker.postMessage({ id: 1, type: "study", base: location.origin, study: studyUid });
+  const layout = await python.study(location.origin, studyUid);
+  const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
+  const order = [...layout.viewports, ...layout.series.filter((s) => !layout.viewports.some((v) => v.series === s.series))];
+  $("image-info").textContent = layout.description;
+  screen = new Screen(python, decoder, order, { rows, columns, description: layout.description });
+  layoutChooser(screen);
+  seriesStrip(screen, python, decoder);
 }
 
-async function main() {
-  if (params.get("jpip")) {
-    showJpip(params.get("jpip"));
-    return;
-  }
-  if (params.get("study")) {
-    showStudy(params.get("study"));
-    return;
-  }
+/** ?dicom=<url>: an ordinary DICOM object with JPEG 2000 pixel data, fetched whole and decoded. */
+async function showDicom() {
   const decoder = new Decoder();
   const python = startPython({ packages: params.get("packages") || "bundle" });
   const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
@@ -353,16 +255,75 @@ async function main() {
   if (!url) throw new Error("No image: give ?dicom=<url of a DICOM file>");
   const ready = await python;
   imageChoice.disabled = false;
+  $("reduce-choice").parentElement.hidden = false;
   const rerun = () => {
     const next = new URLSearchParams(location.search);
     next.set("dicom", imageChoice.value);
     next.set("reduce", $("reduce-choice").value);
     history.replaceState(null, "", `?${next}`);
-    show(ready, decoder, imageChoice.value, $("reduce-choice").value).catch(showError);
+    showWholeObject(ready, decoder, imageChoice.value, $("reduce-choice").value).catch(showError);
   };
   imageChoice.onchange = () => { $("reduce-choice").value = "auto"; rerun(); };
   $("reduce-choice").onchange = rerun;
-  await show(ready, decoder, url, params.get("reduce") ?? "auto");
+  await showWholeObject(ready, decoder, url, params.get("reduce") ?? "auto");
+}
+
+/** The coarsest resolution that still has at least one image pixel per device pixel when fitted. */
+function fitReduction(width, height, levels) {
+  const box = $("viewport").getBoundingClientRect();
+  const scale = Math.min(box.width / width, box.height / height) * (window.devicePixelRatio || 1);
+  let reduce = 0;
+  while (reduce < levels && 2 ** -(reduce + 1) >= scale) reduce++;
+  return reduce;
+}
+
+async function showWholeObject(python, decoder, url, reduceChoice) {
+  setState("loading");
+  $("message").hidden = true;
+  status(`Reading ${url}…`);
+  const description = await python.browser.open_dicom(new URL(url, location.href).href);
+  const cs = description.codestream;
+  const reduce = reduceChoice === "auto" || reduceChoice == null
+    ? fitReduction(cs.width, cs.height, cs.decomposition_levels)
+    : Math.min(Math.max(0, parseInt(reduceChoice, 10) || 0), cs.decomposition_levels);
+  fillReduceChoice(cs, reduceChoice);
+  const decoded = await decoder.decode(description.codestream_bytes, { reduce });
+  let canvas = $("image");
+  if (!canvas) {
+    $("viewport").replaceChildren(canvas = Object.assign(document.createElement("canvas"), { id: "image" }));
+  }
+  const window = paintGreyscale(canvas, decoded, description.greyscale);
+  if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
+  const a = description.attributes;
+  $("image-info").textContent = `${a.Modality} ${a.SeriesDescription}`.trim();
+  document.body.dataset.reduce = String(reduce);
+  status([
+    `${cs.width}×${cs.height} ${cs.precision}-bit${cs.signed ? " signed" : ""}`,
+    `shown at 1/${2 ** reduce} (${decoded.width}×${decoded.height})`,
+    `${cs.decomposition_levels} levels, ${cs.layers} layers, ${cs.progression_order}`,
+    `${description.codestream_bytes.byteLength.toLocaleString("en")} bytes`,
+    `decode ${decoded.milliseconds.toFixed(0)} ms`,
+    window ? `W/L ${+window.width.toFixed(1)}/${+window.center.toFixed(1)}` : "VOI LUT",
+    ...description.mismatches.map((m) => `warning: ${m}`),
+  ].join(" · "));
+  setState("painted");
+}
+
+function fillReduceChoice(cs, reduceChoice) {
+  const select = $("reduce-choice");
+  const options = [["auto", "fit"]];
+  for (let r = 0; r <= cs.decomposition_levels; r++) {
+    options.push([String(r), `1/${2 ** r} (${Math.ceil(cs.width / 2 ** r)}×${Math.ceil(cs.height / 2 ** r)})`]);
+  }
+  select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
+  select.value = reduceChoice ?? "auto";
+  select.disabled = false;
+}
+
+async function main() {
+  if (params.get("jpip")) return showJpip(params.get("jpip"));
+  if (params.get("study")) return showStudy(params.get("study"));
+  return showDicom();
 }
 
 main().catch(showError);

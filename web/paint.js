@@ -1,6 +1,8 @@
-// Grey-scale painting: stored values → modality (rescale) → VOI window → 8-bit grey, MONOCHROME1
-// inverted (DICOM PS3.3 C.11.1, C.11.2.1.2 LINEAR, C.11.2.1.3 LINEAR_EXACT and SIGMOID).
-// Python decides the parameters; this file only applies them, through one lookup table per image.
+// Painting decoded samples: grey-scale through stored value → modality value (rescale, PS3.3 C.11.1)
+// → VOI (window: C.11.2.1.2 LINEAR, C.11.2.1.3 LINEAR_EXACT and SIGMOID; or the VOI LUT Sequence,
+// C.11.2.1.1) → 8-bit grey, MONOCHROME1 inverted, padding (C.7.5.1.1.2) black; colour as RGB.
+// Python decides the parameters; this file applies them through one lookup table over every value
+// the samples can take, so a new window costs one table and one pass over the pixels.
 
 /** Typed view of decoded samples: OpenJPEG hands out 16-bit little-endian for more than 8 bits. */
 export function samplesOf(decoded) {
@@ -21,54 +23,134 @@ export function voiFunction({ center, width, fn }) {
   return (x) => (x <= c - w / 2 ? 0 : x > c + w / 2 ? 255 : ((x - c) / w + 0.5) * 255);
 }
 
-/**
- * Paint decoded grey samples to the canvas. greyscale is pyjpip's GreyscalePipeline as a plain object;
- * without a window the image's own modality-value range is mapped from black to white.
- * Returns the window actually used.
- */
-export function paintGreyscale(canvas, decoded, greyscale) {
-  if (decoded.components !== 1) {
-    throw new Error(`${decoded.components}-component images are not grey-scale; colour painting is not available yet`);
-  }
-  const samples = samplesOf(decoded);
-  const { rescale_slope: slope, rescale_intercept: intercept } = greyscale;
-  // Pixel Representation says signed but the codestream says unsigned (real archives hold such files):
+/** How a decoded sample becomes the stored value DICOM means (Pixel Representation wins over the codestream). */
+function storedValue(greyscale, decoded) {
+  // Real archives hold files whose Pixel Representation says signed while the codestream says unsigned:
   // the attributes win, as pydicom's J2K sign correction does, over Bits Stored.
   const bits = greyscale.bits_stored || decoded.bitsPerSample;
-  const stored = greyscale.signed && !decoded.signed
-    ? (v) => (v >= 2 ** (bits - 1) ? v - 2 ** bits : v)
-    : (v) => v;
+  return greyscale.signed && !decoded.signed ? (v) => (v >= 2 ** (bits - 1) ? v - 2 ** bits : v) : (v) => v;
+}
+
+/** The range a decoded image's samples can take: the lookup table covers all of it. */
+function sampleRange(decoded) {
+  const bits = decoded.bitsPerSample > 8 ? 16 : 8;
+  return decoded.signed ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
+}
+
+/** The modality-value range of an image (padding left out): the window of an image without one. */
+export function autoWindow(decoded, greyscale) {
+  const samples = samplesOf(decoded);
+  const stored = storedValue(greyscale, decoded);
+  const [plow, phigh] = greyscale.padding || [Infinity, -Infinity];
   let min = Infinity, max = -Infinity;
   for (let i = 0; i < samples.length; i++) {
     const v = samples[i];
     if (v < min) min = v;
     if (v > max) max = v;
   }
-  let window;
-  if (greyscale.window_center != null && greyscale.window_width != null) {
-    window = { center: greyscale.window_center, width: greyscale.window_width, fn: greyscale.voi_lut_function };
-  } else {
-    let low = Infinity, high = -Infinity;
-    for (let v = min; v <= max; v++) {
-      const m = stored(v) * slope + intercept;
-      if (m < low) low = m;
-      if (m > high) high = m;
-    }
-    window = { center: (low + high) / 2, width: Math.max(high - low, 1e-9), fn: "LINEAR_EXACT" };
-  }
-  const voi = voiFunction(window);
-  const lut = new Uint32Array(max - min + 1); // RGBA as one little-endian word per stored value
+  let low = Infinity, high = -Infinity;
   for (let v = min; v <= max; v++) {
-    let y = Math.round(voi(stored(v) * slope + intercept));
-    if (greyscale.invert) y = 255 - y;
-    lut[v - min] = 0xff000000 | (y << 16) | (y << 8) | y;
+    const s = stored(v);
+    if (s >= plow && s <= phigh) continue;
+    const m = s * greyscale.rescale_slope + greyscale.rescale_intercept;
+    if (m < low) low = m;
+    if (m > high) high = m;
   }
-  canvas.width = decoded.width;
-  canvas.height = decoded.height;
-  const context = canvas.getContext("2d");
-  const image = context.createImageData(decoded.width, decoded.height);
+  if (low > high) low = high = 0;
+  return { center: (low + high) / 2, width: Math.max(high - low, 1e-9), fn: "LINEAR_EXACT" };
+}
+
+/**
+ * The window to paint with: the user's, else the object's window, else (with a VOI LUT Sequence)
+ * null, meaning the LUT, else the image's own range (``fallback``, from autoWindow).
+ */
+export function chooseWindow(greyscale, user, fallback) {
+  if (user) return { center: user.center, width: user.width, fn: "LINEAR" };
+  if (greyscale.window_center != null && greyscale.window_width != null) {
+    return { center: greyscale.window_center, width: greyscale.window_width, fn: greyscale.voi_lut_function };
+  }
+  if (greyscale.voi_lut) return null;
+  return fallback;
+}
+
+/** One RGBA word (little-endian) per possible decoded value: {lut, offset}. */
+export function greyLookup(decoded, greyscale, window) {
+  const [first, last] = sampleRange(decoded);
+  const stored = storedValue(greyscale, decoded);
+  const { rescale_slope: slope, rescale_intercept: intercept } = greyscale;
+  let voi;
+  if (window) {
+    voi = voiFunction(window);
+  } else {  // VOI LUT Sequence: entries indexed from the first mapped value, clamped at both ends
+    const { first_mapped: from, bits, data } = greyscale.voi_lut;
+    const top = 2 ** bits - 1;
+    voi = (x) => data[Math.min(Math.max(Math.round(x) - from, 0), data.length - 1)] * 255 / top;
+  }
+  const [plow, phigh] = greyscale.padding || [Infinity, -Infinity];
+  const lut = new Uint32Array(last - first + 1);
+  for (let v = first; v <= last; v++) {
+    const s = stored(v);
+    let y = Math.round(voi(s * slope + intercept));
+    if (greyscale.invert) y = 255 - y;
+    if (s >= plow && s <= phigh) y = 0;
+    lut[v - first] = 0xff000000 | (y << 16) | (y << 8) | y;
+  }
+  return { lut, offset: first };
+}
+
+/** Paint a decoded tile (one component) through a lookup table from greyLookup. */
+export function paintGrey(canvas, decoded, { lut, offset }) {
+  const samples = samplesOf(decoded);
+  const image = new ImageData(decoded.width, decoded.height);
   const out = new Uint32Array(image.data.buffer);
-  for (let i = 0; i < samples.length; i++) out[i] = lut[samples[i] - min];
-  context.putImageData(image, 0, 0);
+  for (let i = 0; i < samples.length; i++) out[i] = lut[samples[i] - offset];
+  put(canvas, image);
+}
+
+/**
+ * Paint a decoded colour tile: three interleaved components. YBR_RCT and YBR_ICT mean the codestream's
+ * multiple component transform, which the decoder has already inverted, so they arrive as RGB;
+ * YBR_FULL (no component transform) is converted here (PS3.3 C.7.6.3.1.2).
+ */
+export function paintColour(canvas, decoded, photometric) {
+  if (decoded.components < 3) throw new Error(`${photometric} needs three components; the image has ${decoded.components}`);
+  const samples = samplesOf(decoded);
+  const n = decoded.width * decoded.height, step = decoded.components;
+  const shift = Math.max(0, decoded.bitsPerSample - 8);
+  const image = new ImageData(decoded.width, decoded.height);
+  const out = image.data;
+  const ybr = photometric === "YBR_FULL" || photometric === "YBR_FULL_422";
+  const half = 128 << shift;
+  for (let i = 0, j = 0; i < n; i++, j += step) {
+    let r = samples[j] >> shift, g = samples[j + 1] >> shift, b = samples[j + 2] >> shift;
+    if (ybr) {
+      const y = samples[j], cb = samples[j + 1] - half, cr = samples[j + 2] - half;
+      r = (y + 1.402 * cr) / 2 ** shift;
+      g = (y - 0.344136 * cb - 0.714136 * cr) / 2 ** shift;
+      b = (y + 1.772 * cb) / 2 ** shift;
+    }
+    out[4 * i] = r;  // Uint8ClampedArray rounds and clamps
+    out[4 * i + 1] = g;
+    out[4 * i + 2] = b;
+    out[4 * i + 3] = 255;
+  }
+  put(canvas, image);
+}
+
+function put(canvas, image) {
+  if (canvas.width !== image.width || canvas.height !== image.height) {
+    canvas.width = image.width;
+    canvas.height = image.height;
+  }
+  canvas.getContext("2d").putImageData(image, 0, 0);
+}
+
+/** The old single-call form: paint grey samples and return the window used. */
+export function paintGreyscale(canvas, decoded, greyscale, user = null) {
+  if (decoded.components !== 1) {
+    throw new Error(`${decoded.components}-component images are not grey-scale`);
+  }
+  const window = chooseWindow(greyscale, user, null) ?? (greyscale.voi_lut ? null : autoWindow(decoded, greyscale));
+  paintGrey(canvas, decoded, greyLookup(decoded, greyscale, window));
   return window;
 }

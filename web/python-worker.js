@@ -1,7 +1,15 @@
-// Module Web Worker running Python (Pyodide): the JPIP client and the rebuild live here, so the
-// page never waits on Python. Messages in: {id, type: "jpip", url, viewport: [w, h]} or
-// {id, type: "study", base, study} (the layout of a study from its DICOMweb metadata).
-// Messages out: {id, type: "ready" | "view" | "error", ...}; "view" carries a codestream to decode.
+// Module Web Worker running Python (Pyodide): the JPIP clients, the rebuilds and the layout live here,
+// so the page never waits on Python. One JPIP client per image is kept (pyjpip.jpip.viewing), so
+// zooming, panning and scrolling back never ask for bytes already held.
+//
+// In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata
+//      {id, type: "header", url}                  an image's size, levels and components
+//      {id, type: "show", url, reduce, region, prefetch}  a window, streamed; region [x0, y0, x1, y1]
+//                                                 or null; prefetch: into the cache only
+//      {type: "cancel", id}                       stop a "show" (a newer view replaced it)
+// Out: {type: "ready"}, {id, type: "study" | "header" | "done", ...},
+//      {id, type: "picture", codestream, reduce, frame, region, layers, final, ...}  (decodable),
+//      {id, type: "error", message}
 import { startPython } from "./python.js";
 
 const python = startPython();
@@ -9,24 +17,29 @@ const cancelled = new Set();
 
 self.onmessage = async ({ data }) => {
   const { id } = data;
+  if (data.type === "cancel") {
+    cancelled.add(id);
+    return;
+  }
+  const stop = () => cancelled.has(id);
   try {
-    if (data.type === "cancel") {
-      cancelled.add(data.id);
-      return;
-    }
     const { browser } = await python;
     if (data.type === "study") {
-      const layout = await browser.open_study(data.base, data.study);
-      self.postMessage({ id, type: "study", layout });
-    } else if (data.type === "jpip") {
-      await browser.stream_jpip(data.url, data.viewport[0], data.viewport[1], (view) => {
-        if (cancelled.has(id)) return;
-        const codestream = view.codestream;
-        self.postMessage({ id, type: "view", ...view }, [codestream.buffer]);
-      }, () => cancelled.has(id));
+      self.postMessage({ id, type: "study", layout: await browser.open_study(data.base, data.study) });
+    } else if (data.type === "header") {
+      self.postMessage({ id, type: "header", info: await browser.image_header(data.url, stop) });
+    } else if (data.type === "show") {
+      const post = data.prefetch ? null : (picture) => {
+        if (!stop()) self.postMessage({ id, type: "picture", ...picture }, [picture.codestream.buffer]);
+      };
+      const info = await browser.show_window(data.url, data.reduce, data.region ?? null, post, stop);
+      if (!stop()) self.postMessage({ id, type: "done", info });
     }
   } catch (error) {
-    if (!cancelled.has(id)) self.postMessage({ id, type: "error", message: String(error && error.message || error) });
+    const message = String((error && error.message) || error);
+    if (!stop() && !message.includes("Superseded")) self.postMessage({ id, type: "error", message });
+  } finally {
+    cancelled.delete(id);
   }
 };
 

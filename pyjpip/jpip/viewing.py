@@ -3,7 +3,8 @@
 A viewer shows one image per viewport and changes its mind all the time: it zooms, pans, scrolls
 to the next slice and back. ``ImageStreams`` keeps one ``JPIPClient`` per image URL, so whatever
 was received for an image (by any earlier window, or a prefetch) is never asked for again
-(ISO/IEC 15444-9 C.9 cache model), and a newer window for an image abandons the older one.
+(ISO/IEC 15444-9 C.9 cache model). Windows of one image take turns on its client; the viewer
+abandons a window it no longer wants through ``stop``, and the next one starts at once.
 
 A window is given as the viewer thinks of it: discard ``reduce`` resolution levels and look at the
 ``region`` (x0, y0, x1, y1) of that resolution's frame. It becomes the view-window request fields
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class Superseded(Exception):
-    """A newer window for the same image (or the viewer) ended this one: not a failure."""
+    """The viewer stopped this window (a newer one replaced it): not a failure."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,6 @@ class ImageStreams:
         self.every_bytes = every_bytes
         self._clients: OrderedDict[str, JPIPClient] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._generation: dict[str, int] = {}
         self.headers: dict[str, dict] = {}
 
     def client(self, url: str) -> JPIPClient:
@@ -111,16 +111,15 @@ class ImageStreams:
                    layers: int | None = None) -> dict:
         """Fetch the window (``reduce`` None: the header only), calling ``post(Picture)`` with a picture
         from the cache at once, then whenever ``every_bytes`` more have arrived, and when complete.
-        ``stop()`` true, or a newer ``show`` of the same URL, raises Superseded at the next piece of
-        body. Returns the header's description."""
-        generation = self._generation[url] = self._generation.get(url, 0) + 1
+        ``stop()`` true raises Superseded before the next request or at the next piece of body.
+        Returns the header's description."""
         lock = self._locks.setdefault(url, asyncio.Lock())
 
         def check(events=None) -> None:
-            if self._generation.get(url) != generation or (stop is not None and stop()):
+            if stop is not None and stop():
                 raise Superseded(url)
 
-        async with lock:  # one request at a time per client; the older one gives way at its next bytes
+        async with lock:  # one request at a time per client: a stopped one gives way at its next bytes
             check()
             client = self.client(url)
             if url not in self.headers:

@@ -107,18 +107,20 @@ def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
     assert client.bytes_new == client.bytes_received, "nothing was received twice"
 
 
-def test_a_newer_window_abandons_the_older_and_nothing_is_lost(root):
+def test_a_stopped_window_gives_way_to_the_next_and_nothing_is_lost(root):
     transport = AsyncInProcess(JPIPServer(str(root)), piece=1500)
-    streams = ImageStreams(transport)
+    streams = ImageStreams(transport, every_bytes=5000)
     url = f"http://viewer.test/jpip?target={NAME}"
     asyncio.run(streams.show(url))
     pictures = []
 
+    stopped = []
+
     async def zoom_while_loading():
-        older = asyncio.ensure_future(streams.show(url, 0, None, pictures.append))
-        await asyncio.sleep(0.001)
+        older = asyncio.ensure_future(streams.show(url, 0, None, pictures.append, lambda: bool(stopped)))
         for _ in range(20):  # let the older one get some bytes
             await asyncio.sleep(0)
+        stopped.append(True)  # what the viewer does when a gesture makes a window stale
         newer = asyncio.ensure_future(streams.show(url, 0, (200, 100, 500, 400), pictures.append))
         results = await asyncio.gather(older, newer, return_exceptions=True)
         return results
@@ -128,9 +130,15 @@ def test_a_newer_window_abandons_the_older_and_nothing_is_lost(root):
     assert isinstance(newer, dict) and transport.closed == 1
     final = pictures[-1]
     assert final.final and final.region == (200, 100, 500, 400)
+    assert 0 < client_bytes_before_newer(pictures) < streams.client(url).body_bytes
     assert np.array_equal(decoded_region(final), reference(root, 0)[100:400, 200:500])
     client = streams.client(url)
     assert client.bytes_new == client.bytes_received
+
+
+def client_bytes_before_newer(pictures):
+    """Bytes the older window had when it was stopped: it had begun."""
+    return max(p.body_bytes for p in pictures if p.region == (0, 0, 768, 640))
 
 
 def test_a_prefetched_preview_is_shown_from_the_cache_before_any_request(root):
@@ -142,6 +150,21 @@ def test_a_prefetched_preview_is_shown_from_the_cache_before_any_request(root):
     assert pictures[0].from_cache and not pictures[0].final and pictures[0].layers == 0
     assert pictures[-1].final and pictures[-1].layers == 3
     assert np.array_equal(decoded_region(pictures[-1]), reference(root, 1))
+
+
+def test_windows_of_one_image_from_two_viewers_take_turns(root):
+    """A thumbnail and a viewport asking for the same image at once both get their pictures."""
+    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root)), piece=1500))
+    url = f"http://viewer.test/jpip?target={NAME}"
+    thumbnail, viewport = [], []
+
+    async def both():
+        return await asyncio.gather(streams.show(url, 4, None, thumbnail.append), streams.show(url, 1, None, viewport.append),
+                                    streams.show(url))
+
+    asyncio.run(both())
+    assert thumbnail[-1].final and viewport[-1].final
+    assert np.array_equal(decoded_region(viewport[-1]), reference(root, 1))
 
 
 def test_a_missing_image_is_a_clear_error(root):

@@ -1,0 +1,89 @@
+// <jpip-viewer src="JPIP target URL"> or <jpip-viewer study="Study Instance UID" server="base URL">:
+// the viewer as a custom element for any page of the site serving it (workers must be same-origin;
+// other sites embed the page in an iframe, see embed.js). Everything lives in the element's shadow
+// root; the module defines no global names but the element's tag.
+//
+// Methods: setWindow(center, width) (null: the object's own), zoom(factor), fit(), scroll(step).
+// Events (bubbling, composed): "jpip-picture" {layer, reduce, region, final, bytes}, "jpip-window",
+// "jpip-error" {message}, "jpip-painted".
+import { Decoder } from "./decoder.js";
+import { PythonWorker } from "./python-client.js";
+import { Stack } from "./stack.js";
+
+const STYLE = new URL("./viewer.css", import.meta.url).href;
+const BARE = { bits_stored: 0, signed: false, rescale_slope: 1, rescale_intercept: 0, window_center: null,
+               window_width: null, voi_lut_function: "LINEAR", invert: false, voi_lut: null, padding: null };
+let shared = null;  // one Python worker and one decoder pool for every element of a page
+
+function engines() {
+  shared ??= { python: new PythonWorker(), decoder: new Decoder() };
+  return shared;
+}
+
+class JpipViewer extends HTMLElement {
+  static get observedAttributes() { return ["src", "study", "server"]; }
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: "open" });
+    root.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href: STYLE }),
+                this.cellElement = Object.assign(document.createElement("div"), { className: "cell" }));
+    this.stack = null;
+  }
+
+  connectedCallback() { this.open(); }
+  disconnectedCallback() { this.stack?.close(); this.stack = null; }
+  attributeChangedCallback() { if (this.isConnected) this.open(); }
+
+  async open() {
+    const token = (this.opening = {});
+    this.stack?.close();
+    this.stack = null;
+    const { python, decoder } = engines();
+    try {
+      let series;
+      if (this.getAttribute("study")) {
+        const server = new URL(this.getAttribute("server") || "/", location.href).origin;
+        const layout = await python.study(server, this.getAttribute("study"));
+        series = layout.viewports[0];
+      } else if (this.getAttribute("src")) {
+        const url = new URL(this.getAttribute("src"), location.href).href;
+        series = { series: url, modality: "", stack: [{ url, corners: {} }], instance: 0, greyscale: BARE,
+                   photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
+      } else {
+        return;
+      }
+      if (token !== this.opening) return;
+      this.stack = new Stack(this.cellElement, series, { python, decoder, tool: "pan", wheelZooms: true });
+      const viewport = this.stack.viewport;
+      viewport.addEventListener("picture", ({ detail: { layer, picture } }) => {
+        this.emit("jpip-picture", { layer, reduce: picture.reduce, region: picture.region, final: picture.final,
+                                    bytes: picture.body_bytes });
+        if (layer === "base" && picture.final) this.emit("jpip-painted", { reduce: picture.reduce });
+      });
+      viewport.addEventListener("window", (event) => this.emit("jpip-window", event.detail));
+      viewport.addEventListener("failure", (event) => this.emit("jpip-error", { message: event.detail }));
+    } catch (error) {
+      this.emit("jpip-error", { message: String(error.message || error) });
+      this.cellElement.textContent = `This image could not be opened: ${error.message || error}`;
+    }
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+
+  /** The base canvas (for tests and hosts that read pixels). */
+  get canvas() { return this.stack?.viewport.base.canvas ?? null; }
+
+  setWindow(center, width) {
+    this.stack?.viewport.setWindow(center == null ? null : { center: Number(center), width: Number(width) });
+    this.stack?.showWindow();
+  }
+
+  zoom(factor) { this.stack?.viewport.zoom(factor); }
+  fit() { this.stack?.viewport.fit(); }
+  scroll(step) { this.stack?.scroll(step); }
+}
+
+if (!customElements.get("jpip-viewer")) customElements.define("jpip-viewer", JpipViewer);

@@ -1,0 +1,71 @@
+// The page's side of the Python worker (python-worker.js): requests by id, pictures routed to
+// whoever asked, cancellation. Nothing here knows JPIP; the worker's Python does.
+export class PythonWorker extends EventTarget {
+  constructor() {
+    super();
+    this.worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
+    this.calls = new Map();
+    this.nextId = 1;
+    this.worker.onmessage = ({ data }) => {
+      if (data.type === "ready") {
+        this.dispatchEvent(new Event("ready"));
+        return;
+      }
+      const call = this.calls.get(data.id);
+      if (data.id === undefined && data.type === "error") {
+        this.dispatchEvent(new CustomEvent("failure", { detail: data.message }));
+        for (const pending of this.calls.values()) pending.reject(new Error(data.message));
+        this.calls.clear();
+        return;
+      }
+      if (!call) return;
+      if (data.type === "picture") {
+        call.onPicture?.(data);
+        return;
+      }
+      this.calls.delete(data.id);
+      if (data.type === "error") call.reject(new Error(data.message));
+      else call.resolve(data);
+    };
+    this.worker.onerror = (event) => {
+      const message = `Python worker failed: ${event.message || "could not start"}`;
+      this.dispatchEvent(new CustomEvent("failure", { detail: message }));
+      for (const call of this.calls.values()) call.reject(new Error(message));
+      this.calls.clear();
+    };
+  }
+
+  _send(message, onPicture) {
+    const id = this.nextId++;
+    const done = new Promise((resolve, reject) => this.calls.set(id, { resolve, reject, onPicture }));
+    this.worker.postMessage({ id, ...message });
+    return { id, done };
+  }
+
+  /** The layout of a study (DICOMweb metadata → hanging, stacks, corner text). */
+  study(base, study) {
+    return this._send({ type: "study", base, study }).done.then((reply) => reply.layout);
+  }
+
+  /** An image's header facts: width, height, levels, frames per level, components, layers. */
+  header(url) {
+    return this._send({ type: "header", url }).done.then((reply) => reply.info);
+  }
+
+  /**
+   * Stream a window; ``onPicture`` gets decodable codestreams as they improve. Returns {done, cancel}:
+   * ``done`` settles when the window is complete (or rejects with the reason it cannot be).
+   */
+  show(url, reduce, region, onPicture) {
+    const { id, done } = this._send({ type: "show", url, reduce, region, prefetch: !onPicture }, onPicture);
+    return {
+      id, done,
+      cancel: () => {
+        if (!this.calls.has(id)) return;
+        this.calls.get(id).resolve({ cancelled: true });
+        this.calls.delete(id);
+        this.worker.postMessage({ type: "cancel", id });
+      },
+    };
+  }
+}

@@ -1,0 +1,449 @@
+// One viewport: an image streamed by JPIP at the resolution and region on screen.
+//
+// Two layers, as kdu_show and tiled viewers do: the base is the whole image at the resolution that
+// fits the viewport; the detail is the visible region at the resolution the current zoom needs.
+// A gesture moves both at once (a CSS transform: the scaled lower resolution shows immediately);
+// the detail is then asked for, the older request cancelled, and repainted as its bytes arrive.
+// Decoded samples are kept, so a new window/level is only a new lookup table.
+import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey } from "./paint.js";
+
+const ZOOM_STEP = 2 ** 0.5;
+const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
+
+/** Cut a region (x0, y0, x1, y1) out of a decoded frame: the samples of the window only. */
+function crop(decoded, [x0, y0, x1, y1]) {
+  const bytes = decoded.bitsPerSample > 8 ? 2 : 1, c = decoded.components;
+  if (x0 === 0 && y0 === 0 && x1 === decoded.width && y1 === decoded.height) return decoded;
+  if (x1 > decoded.width || y1 > decoded.height) {
+    throw new Error(`the decoded frame (${decoded.width}×${decoded.height}) does not hold the region ${[x0, y0, x1, y1]}`);
+  }
+  const source = new Uint8Array(decoded.pixels);
+  const rowBytes = (x1 - x0) * c * bytes, stride = decoded.width * c * bytes;
+  const out = new Uint8Array(rowBytes * (y1 - y0));
+  for (let y = y0; y < y1; y++) {
+    const from = y * stride + x0 * c * bytes;
+    out.set(source.subarray(from, from + rowBytes), (y - y0) * rowBytes);
+  }
+  return { ...decoded, width: x1 - x0, height: y1 - y0, pixels: out.buffer };
+}
+
+/** One layer: a canvas showing a (reduce, region) window of the image, fed by one request at a time. */
+class Layer {
+  constructor(viewport, className) {
+    this.viewport = viewport;
+    this.canvas = Object.assign(document.createElement("canvas"), { className });
+    this.request = null;  // {reduce, region, stream (from PythonWorker.show)}
+    this.tile = null;  // {reduce, region, decoded (cropped)}
+    this.pending = null;
+    this.decoding = false;
+    this.generation = 0;
+  }
+
+  covers(reduce, region) {
+    const r = this.request;
+    return r && r.reduce === reduce && r.region[0] <= region[0] && r.region[1] <= region[1] &&
+      r.region[2] >= region[2] && r.region[3] >= region[3];
+  }
+
+  ask(url, reduce, region) {
+    this.cancel();
+    const generation = ++this.generation;
+    const stream = this.viewport.python.show(url, reduce, region, (picture) => {
+      if (generation !== this.generation) return;
+      this.pending = picture;
+      if (!this.decoding) this.decodeLoop(generation);
+    });
+    this.request = { reduce, region, stream, generation };
+    return stream.done.then((reply) => reply, (error) => {
+      if (generation === this.generation) throw error;
+      return { cancelled: true };
+    });
+  }
+
+  async decodeLoop(generation) {
+    this.decoding = true;
+    try {
+      while (this.pending && generation === this.generation) {
+        const picture = this.pending;
+        this.pending = null;
+        const decoded = await this.viewport.decoder.decode(picture.codestream, { reduce: picture.reduce });
+        if (generation !== this.generation) break;
+        if (decoded.width !== picture.frame[0] || decoded.height !== picture.frame[1]) {
+          throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the frame ${picture.frame.join("×")}`);
+        }
+        this.tile = { reduce: picture.reduce, region: picture.region, decoded: crop(decoded, picture.region), picture };
+        this.viewport.painted(this, picture);
+      }
+    } catch (error) {
+      if (generation === this.generation) this.viewport.fail(error);
+    } finally {
+      this.decoding = false;
+    }
+  }
+
+  cancel() {
+    this.generation++;
+    this.request?.stream.cancel();
+    this.request = null;
+    this.pending = null;
+  }
+
+  clear() {
+    this.cancel();
+    this.tile = null;
+    this.canvas.hidden = true;
+  }
+}
+
+export class Viewport extends EventTarget {
+  /**
+   * cell: the element to fill. python: a PythonWorker. decoder: a decoder pool.
+   * tool: what a plain left drag does, "window" (window/level) or "pan".
+   */
+  constructor(cell, { python, decoder, tool = "window" }) {
+    super();
+    this.cell = cell;
+    this.python = python;
+    this.decoder = decoder;
+    this.tool = tool;
+    this.base = new Layer(this, "base");
+    this.detail = new Layer(this, "detail");
+    this.stage = Object.assign(document.createElement("div"), { className: "stage" });
+    this.stage.append(this.base.canvas, this.detail.canvas);
+    this.message = Object.assign(document.createElement("div"), { className: "notice", textContent: "Loading…" });
+    this.failure = Object.assign(document.createElement("div"), { className: "failure", hidden: true });
+    this.failureReason = document.createElement("div");
+    const retry = Object.assign(document.createElement("button"), { textContent: "Retry" });
+    retry.addEventListener("click", (event) => {
+      event.stopPropagation();
+      this.retry();
+    });
+    this.failure.append(this.failureReason, retry);
+    cell.prepend(this.stage);
+    cell.append(this.message, this.failure);
+    this.image = null;
+    this.view = null;  // {scale: CSS pixels per image sample, cx, cy: the image point at the centre, fitted}
+    this.user = null;  // the user's window/level, or null for the object's own
+    this.listen();
+    new ResizeObserver(() => this.resized()).observe(cell);
+  }
+
+  // --- what is shown -------------------------------------------------------------------------
+
+  /**
+   * Show an image: url (a JPIP target URL), greyscale (pyjpip's GreyscalePipeline as an object, or
+   * null for colour), photometric. keepView: keep zoom and pan (scrolling a stack of same-size images).
+   */
+  async load(url, { greyscale = null, photometric = "MONOCHROME2", keepView = false } = {}) {
+    const token = (this.loading = {});
+    const previous = this.image;
+    this.image = { url, greyscale, photometric, info: null, autoWindow: null };
+    this.detail.cancel();
+    this.base.cancel();
+    this.failure.hidden = true;
+    this.setState("loading");
+    try {
+      const info = await this.python.header(url);
+      if (token !== this.loading) return;
+      this.image.info = info;
+      const sameSize = previous?.info && previous.info.width === info.width && previous.info.height === info.height;
+      if (!keepView || !sameSize || !this.view) this.view = this.fitView();
+      this.cell.dataset.levels = String(info.levels);
+      await this.requestBase();
+    } catch (error) {
+      if (token === this.loading) this.fail(error);
+    }
+  }
+
+  retry() {
+    if (this.image) this.load(this.image.url, { ...this.image, keepView: true });
+  }
+
+  async requestBase() {
+    const { info, url } = this.image;
+    const reduce = this.neededReduce(this.fitView().scale);
+    this.base.canvas.dataset.reduce = String(reduce);
+    const reply = await this.base.ask(url, reduce, [0, 0, ...info.frames[reduce]]);
+    if (reply.cancelled) return;
+    this.dispatchEvent(new CustomEvent("complete", { detail: { layer: "base", reduce } }));
+    this.requestDetail();
+  }
+
+  /** Ask for the visible region at the resolution the zoom needs, if the base is not enough. */
+  requestDetail() {
+    if (!this.image?.info || !this.base.tile) return;
+    const { info, url } = this.image;
+    const reduce = this.neededReduce(this.view.scale);
+    if (reduce >= this.base.tile.reduce) {
+      this.detail.clear();
+      return;
+    }
+    const region = this.visibleRegion(reduce);
+    if (this.detail.covers(reduce, region)) return;
+    this.detail.canvas.dataset.state = "loading";
+    this.detail.ask(url, reduce, region).then((reply) => {
+      if (reply.cancelled) return;
+      this.detail.canvas.dataset.state = "painted";
+      this.dispatchEvent(new CustomEvent("complete", { detail: { layer: "detail", reduce, region } }));
+    }, (error) => this.fail(error));
+  }
+
+  // --- geometry ------------------------------------------------------------------------------
+
+  size() {
+    const box = this.cell.getBoundingClientRect();
+    return { width: Math.max(1, box.width), height: Math.max(1, box.height) };
+  }
+
+  fitView() {
+    const { width, height } = this.size();
+    const { info } = this.image;
+    return { scale: Math.min(width / info.width, height / info.height), cx: info.width / 2, cy: info.height / 2, fitted: true };
+  }
+
+  /** The most levels that can be discarded while keeping a sample per device pixel. */
+  neededReduce(scale) {
+    const perSample = scale * (window.devicePixelRatio || 1);
+    let reduce = 0;
+    while (reduce < this.image.info.levels && 2 ** -(reduce + 1) >= perSample) reduce++;
+    return reduce;
+  }
+
+  /** The part of the frame at ``reduce`` that is on screen: [x0, y0, x1, y1], rounded outwards. */
+  visibleRegion(reduce) {
+    const { width, height } = this.size();
+    const { scale, cx, cy } = this.view;
+    const [fw, fh] = this.image.info.frames[reduce];
+    const k = 2 ** reduce;
+    const clamp = (v, top) => Math.min(Math.max(v, 0), top);
+    const x0 = clamp(Math.floor((cx - width / 2 / scale) / k), fw - 1), y0 = clamp(Math.floor((cy - height / 2 / scale) / k), fh - 1);
+    const x1 = clamp(Math.ceil((cx + width / 2 / scale) / k), fw), y1 = clamp(Math.ceil((cy + height / 2 / scale) / k), fh);
+    return [x0, y0, Math.max(x1, x0 + 1), Math.max(y1, y0 + 1)];
+  }
+
+  /** Place the layers: CSS transforms from their windows to the view. */
+  layout() {
+    if (!this.view) return;
+    const { width, height } = this.size();
+    const { scale, cx, cy } = this.view;
+    const dpr = window.devicePixelRatio || 1;
+    for (const layer of [this.base, this.detail]) {
+      const tile = layer.tile;
+      if (!tile) continue;
+      const k = 2 ** tile.reduce, s = scale * k;
+      const x = (tile.region[0] * k - cx) * scale + width / 2, y = (tile.region[1] * k - cy) * scale + height / 2;
+      const canvas = layer.canvas;
+      canvas.style.width = `${tile.decoded.width}px`;
+      canvas.style.height = `${tile.decoded.height}px`;
+      canvas.style.transform = `translate(${x}px, ${y}px) scale(${s})`;
+      canvas.style.imageRendering = s * dpr > 1 ? "pixelated" : "auto";
+    }
+    this.cell.dataset.zoom = String(this.view.scale);
+  }
+
+  resized() {
+    if (!this.image?.info || !this.view) return;
+    if (this.view.fitted) {
+      this.view = this.fitView();
+      if (this.base.tile && this.neededReduce(this.view.scale) !== this.base.tile.reduce) this.requestBase();
+    }
+    this.layout();
+    this.requestDetail();
+  }
+
+  // --- gestures ------------------------------------------------------------------------------
+
+  /** Zoom by ``factor`` keeping the image point under (x, y) (CSS pixels in the cell) in place. */
+  zoom(factor, x, y) {
+    if (!this.view) return;
+    const { width, height } = this.size();
+    const fit = this.fitView().scale;
+    const top = MAX_DEVICE_PIXELS_PER_SAMPLE / (window.devicePixelRatio || 1);
+    const scale = Math.min(Math.max(this.view.scale * factor, fit / 4), Math.max(top, fit));
+    x ??= width / 2;
+    y ??= height / 2;
+    const ix = this.view.cx + (x - width / 2) / this.view.scale, iy = this.view.cy + (y - height / 2) / this.view.scale;
+    this.setView({ scale, cx: ix - (x - width / 2) / scale, cy: iy - (y - height / 2) / scale, fitted: false });
+  }
+
+  pan(dx, dy) {
+    if (!this.view) return;
+    this.setView({ ...this.view, cx: this.view.cx - dx / this.view.scale, cy: this.view.cy - dy / this.view.scale, fitted: false });
+  }
+
+  fit() {
+    if (this.image?.info) this.setView(this.fitView());
+  }
+
+  /** One image sample per device pixel, centred where the view is. */
+  actualSize() {
+    if (this.view) this.setView({ ...this.view, scale: 1 / (window.devicePixelRatio || 1), fitted: false });
+  }
+
+  setView(view) {
+    this.view = view;
+    this.layout();
+    if (!this.refine) {  // one new request per animation frame, whatever the rate of wheel events
+      this.refine = requestAnimationFrame(() => {
+        this.refine = null;
+        this.requestDetail();
+      });
+    }
+    this.dispatchEvent(new CustomEvent("view", { detail: view }));
+  }
+
+  /** The user's window/level ({center, width}), or null for the object's own. */
+  setWindow(user) {
+    this.user = user;
+    this.repaint();
+    this.base.canvas.dataset.window = JSON.stringify(user);
+  }
+
+  /** The window in use: the user's, the object's, or the image's own range. */
+  currentWindow() {
+    const greyscale = this.image?.greyscale;
+    if (!greyscale) return null;
+    return chooseWindow(greyscale, this.user, this.image.autoWindow);
+  }
+
+  listen() {
+    const cell = this.cell;
+    // The wheel scrolls a stack (the owner listens for "scroll"); ctrl+wheel (and a touchpad pinch,
+    // which browsers send as ctrl+wheel) zooms, as does the plain wheel where there is no stack.
+    cell.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      if (event.ctrlKey || this.wheelZooms) {
+        const box = cell.getBoundingClientRect();
+        this.zoom(2 ** (-event.deltaY / (event.ctrlKey ? 100 : 240)), event.clientX - box.left, event.clientY - box.top);
+      } else {
+        this.dispatchEvent(new CustomEvent("scroll", { detail: Math.sign(event.deltaY) }));
+      }
+    }, { passive: false });
+    const pointers = new Map();
+    let gesture = null;
+    cell.addEventListener("contextmenu", (event) => event.preventDefault());
+    cell.addEventListener("pointerdown", (event) => {
+      if (!this.view || event.target.closest("button")) return;
+      cell.setPointerCapture(event.pointerId);
+      pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+      if (pointers.size === 2) {  // pinch: two fingers zoom about their middle
+        const [a, b] = [...pointers.values()];
+        gesture = { kind: "pinch", distance: Math.hypot(a.x - b.x, a.y - b.y) };
+        return;
+      }
+      const pan = event.button === 1 || event.shiftKey || (event.button === 0 && this.tool === "pan") || !this.image?.greyscale;
+      const windowing = !pan && (event.button === 0 || event.button === 2);
+      if (!pan && !windowing) return;
+      const start = this.currentWindow() || { center: 0, width: 1 };
+      gesture = { kind: pan ? "pan" : "window", x: event.clientX, y: event.clientY, window: { ...start } };
+    });
+    cell.addEventListener("pointermove", (event) => {
+      if (!pointers.has(event.pointerId) || !gesture) return;
+      const last = pointers.get(event.pointerId);
+      pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+      if (gesture.kind === "pinch") {
+        const [a, b] = [...pointers.values()];
+        const distance = Math.hypot(a.x - b.x, a.y - b.y), box = cell.getBoundingClientRect();
+        if (gesture.distance > 0) this.zoom(distance / gesture.distance, (a.x + b.x) / 2 - box.left, (a.y + b.y) / 2 - box.top);
+        gesture.distance = distance;
+      } else if (gesture.kind === "pan") {
+        this.pan(event.clientX - last.x, event.clientY - last.y);
+      } else {  // right for a wider window, down for a higher level
+        const step = Math.max(gesture.window.width, 1) / 256;
+        this.user = { center: gesture.window.center + (event.clientY - gesture.y) * step,
+                      width: Math.max(1, gesture.window.width + (event.clientX - gesture.x) * step) };
+        this.repaint();
+      }
+    });
+    const end = (event) => {
+      if (!pointers.delete(event.pointerId)) return;
+      if (gesture?.kind === "window") this.setWindow(this.user);
+      gesture = null;
+    };
+    cell.addEventListener("pointerup", end);
+    cell.addEventListener("pointercancel", end);
+    cell.addEventListener("keydown", (event) => {
+      const box = this.size();
+      const handled = {
+        "+": () => this.zoom(ZOOM_STEP), "=": () => this.zoom(ZOOM_STEP), "-": () => this.zoom(1 / ZOOM_STEP),
+        f: () => this.fit(), r: () => this.actualSize(),
+        p: () => this.setTool("pan"), w: () => this.setTool("window"),
+        ArrowLeft: () => event.shiftKey && this.pan(box.width / 8, 0), ArrowRight: () => event.shiftKey && this.pan(-box.width / 8, 0),
+      }[event.key];
+      if (handled && !event.ctrlKey && !event.metaKey) {
+        handled();
+        event.preventDefault();
+      }
+    });
+  }
+
+  setTool(tool) {
+    this.tool = tool;
+    this.cell.dataset.tool = tool;
+  }
+
+  // --- painting ------------------------------------------------------------------------------
+
+  painted(layer, picture) {
+    const image = this.image;
+    if (layer === this.base && image.greyscale && (picture.final || !image.autoWindow)) {
+      image.autoWindow = autoWindow(layer.tile.decoded, image.greyscale);  // the whole image's range
+    }
+    this.paintLayer(layer);
+    if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
+    layer.canvas.hidden = false;
+    this.message.hidden = true;
+    this.layout();
+    if (layer === this.base) {
+      this.base.canvas.dataset.reduce = String(picture.reduce);
+      if (picture.final) this.setState("painted");
+      else if (this.state !== "painted") this.setState("refining");
+    } else {
+      layer.canvas.dataset.reduce = String(picture.reduce);
+      layer.canvas.dataset.region = picture.region.join(",");
+      layer.canvas.dataset.final = String(picture.final);
+    }
+    this.dispatchEvent(new CustomEvent("picture", { detail: { layer: layer === this.base ? "base" : "detail", picture,
+      tile: layer.tile, window: this.currentWindow() } }));
+  }
+
+  paintLayer(layer, lookup) {
+    const { decoded } = layer.tile;
+    const image = this.image;
+    if (!image.greyscale) {
+      paintColour(layer.canvas, decoded, image.photometric);
+      return;
+    }
+    if (decoded.components !== 1) throw new Error(`a grey-scale image decoded to ${decoded.components} components`);
+    paintGrey(layer.canvas, decoded, lookup || greyLookup(decoded, image.greyscale, this.currentWindow()));
+  }
+
+  /** Repaint kept samples with the current window: one lookup table for both layers. */
+  repaint() {
+    const tiles = [this.base, this.detail].filter((layer) => layer.tile && !layer.canvas.hidden);
+    if (!tiles.length || !this.image.greyscale) return;
+    const lookup = greyLookup(tiles[0].tile.decoded, this.image.greyscale, this.currentWindow());
+    for (const layer of tiles) this.paintLayer(layer, lookup);
+    this.dispatchEvent(new CustomEvent("window", { detail: this.currentWindow() }));
+  }
+
+  setState(state) {
+    this.state = state;
+    this.base.canvas.dataset.state = state;
+    this.cell.dataset.state = state;
+  }
+
+  fail(error) {
+    const text = String((error && error.message) || error);
+    this.failureReason.textContent = `This image could not be loaded: ${text.split("\n").filter(Boolean).pop()}`;
+    this.failure.hidden = false;
+    this.message.hidden = true;
+    this.setState("error");
+    this.dispatchEvent(new CustomEvent("failure", { detail: text }));
+  }
+
+  close() {
+    this.base.clear();
+    this.detail.clear();
+  }
+}
