@@ -94,6 +94,10 @@ async def show_window(url: str, reduce: int, region, post, stop=None):
     ``stop()`` says so or a newer window of the same image comes."""
     if region is not None and hasattr(region, "to_py"):
         region = region.to_py()
+    if not region:  # None, or a JavaScript null
+        region = None
+    if not post:
+        post = None
     deliver = None if post is None else (lambda picture: post(_to_js(picture.to_dict())))
     return _to_js(await streams().show(url, reduce, region, deliver, stop))
 

@@ -32,8 +32,10 @@ class JpipViewer extends HTMLElement {
   }
 
   connectedCallback() { this.open(); }
-  disconnectedCallback() { this.stack?.close(); this.stack = null; }
-  attributeChangedCallback() { if (this.isConnected) this.open(); }
+  disconnectedCallback() { this.opening = null; this.stack?.close(); this.stack = null; }
+  attributeChangedCallback(name, before, after) {
+    if (this.opening && before !== after) this.open();  // a change after the first open, not the parse
+  }
 
   async open() {
     const token = (this.opening = {});

@@ -29,10 +29,11 @@ self.onmessage = async ({ data }) => {
     } else if (data.type === "header") {
       self.postMessage({ id, type: "header", info: await browser.image_header(data.url, stop) });
     } else if (data.type === "show") {
-      const post = data.prefetch ? null : (picture) => {
+      const post = data.prefetch ? undefined : (picture) => {
         if (!stop()) self.postMessage({ id, type: "picture", ...picture }, [picture.codestream.buffer]);
       };
-      const info = await browser.show_window(data.url, data.reduce, data.region ?? null, post, stop);
+      // undefined, not null: Pyodide turns undefined into None (null would arrive as JsNull)
+      const info = await browser.show_window(data.url, data.reduce, data.region ?? undefined, post ?? undefined, stop);
       if (!stop()) self.postMessage({ id, type: "done", info });
     }
   } catch (error) {

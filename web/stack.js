@@ -43,7 +43,8 @@ export class Stack extends EventTarget {
     this.viewport.addEventListener("window", () => this.showWindow());
     this.viewport.addEventListener("complete", (event) => event.detail.layer === "base" && this.prefetch(event.detail.reduce));
     this.viewport.addEventListener("failure", (event) => this.dispatchEvent(new CustomEvent("failure", { detail: event.detail })));
-    cell.addEventListener("keydown", (event) => this.key(event));
+    this.listening = new AbortController();
+    cell.addEventListener("keydown", (event) => this.key(event), { signal: this.listening.signal });
     this.show(this.index);
   }
 
@@ -69,7 +70,13 @@ export class Stack extends EventTarget {
       const item = this.series.stack[this.index + offset];
       if (item) this.prefetches.push(this.python.show(item.url, reduce + PREVIEW_LEVELS, null, null));
     }
-    for (const prefetch of this.prefetches) prefetch.done.catch(() => {});  // a neighbour that fails says so when shown
+    let done = 0;
+    this.cell.dataset.prefetched = "0";
+    for (const prefetch of this.prefetches) {
+      prefetch.done.then((reply) => {
+        if (!reply.cancelled) this.cell.dataset.prefetched = String(++done);
+      }, () => {});  // a neighbour that fails says so when it is shown
+    }
   }
 
   toggleCine() {
@@ -122,6 +129,7 @@ export class Stack extends EventTarget {
   }
 
   close() {
+    this.listening.abort();
     if (this.cine) clearInterval(this.cine);
     for (const prefetch of this.prefetches) prefetch.cancel();
     this.viewport.close();

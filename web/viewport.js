@@ -31,7 +31,7 @@ function crop(decoded, [x0, y0, x1, y1]) {
 class Layer {
   constructor(viewport, className) {
     this.viewport = viewport;
-    this.canvas = Object.assign(document.createElement("canvas"), { className });
+    this.canvas = Object.assign(document.createElement("canvas"), { className, hidden: true });
     this.request = null;  // {reduce, region, stream (from PythonWorker.show)}
     this.tile = null;  // {reduce, region, decoded (cropped)}
     this.pending = null;
@@ -124,8 +124,10 @@ export class Viewport extends EventTarget {
     this.image = null;
     this.view = null;  // {scale: CSS pixels per image sample, cx, cy: the image point at the centre, fitted}
     this.user = null;  // the user's window/level, or null for the object's own
-    this.listen();
-    new ResizeObserver(() => this.resized()).observe(cell);
+    this.listening = new AbortController();  // every listener on the cell goes when the viewport closes
+    this.listen(this.listening.signal);
+    this.resizing = new ResizeObserver(() => this.resized());
+    this.resizing.observe(cell);
   }
 
   // --- what is shown -------------------------------------------------------------------------
@@ -141,10 +143,11 @@ export class Viewport extends EventTarget {
     this.detail.cancel();
     this.base.cancel();
     this.failure.hidden = true;
+    delete this.base.canvas.dataset.preview;
     this.setState("loading");
     try {
       const info = await this.python.header(url);
-      if (token !== this.loading) return;
+      if (token !== this.loading) return;  // another image, or closed
       this.image.info = info;
       const sameSize = previous?.info && previous.info.width === info.width && previous.info.height === info.height;
       if (!keepView || !sameSize || !this.view) this.view = this.fitView();
@@ -231,7 +234,9 @@ export class Viewport extends EventTarget {
       const tile = layer.tile;
       if (!tile) continue;
       const k = 2 ** tile.reduce, s = scale * k;
-      const x = (tile.region[0] * k - cx) * scale + width / 2, y = (tile.region[1] * k - cy) * scale + height / 2;
+      // Whole device pixels: at real size (one sample per device pixel) the screen shows samples unresampled.
+      const x = Math.round(((tile.region[0] * k - cx) * scale + width / 2) * dpr) / dpr;
+      const y = Math.round(((tile.region[1] * k - cy) * scale + height / 2) * dpr) / dpr;
       const canvas = layer.canvas;
       canvas.style.width = `${tile.decoded.width}px`;
       canvas.style.height = `${tile.decoded.height}px`;
@@ -306,11 +311,12 @@ export class Viewport extends EventTarget {
     return chooseWindow(greyscale, this.user, this.image.autoWindow);
   }
 
-  listen() {
+  listen(signal) {
     const cell = this.cell;
+    const on = (type, handler, options = {}) => cell.addEventListener(type, handler, { ...options, signal });
     // The wheel scrolls a stack (the owner listens for "scroll"); ctrl+wheel (and a touchpad pinch,
     // which browsers send as ctrl+wheel) zooms, as does the plain wheel where there is no stack.
-    cell.addEventListener("wheel", (event) => {
+    on("wheel", (event) => {
       event.preventDefault();
       if (event.ctrlKey || this.wheelZooms) {
         const box = cell.getBoundingClientRect();
@@ -321,8 +327,8 @@ export class Viewport extends EventTarget {
     }, { passive: false });
     const pointers = new Map();
     let gesture = null;
-    cell.addEventListener("contextmenu", (event) => event.preventDefault());
-    cell.addEventListener("pointerdown", (event) => {
+    on("contextmenu", (event) => event.preventDefault());
+    on("pointerdown", (event) => {
       if (!this.view || event.target.closest("button")) return;
       cell.setPointerCapture(event.pointerId);
       pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
@@ -337,7 +343,7 @@ export class Viewport extends EventTarget {
       const start = this.currentWindow() || { center: 0, width: 1 };
       gesture = { kind: pan ? "pan" : "window", x: event.clientX, y: event.clientY, window: { ...start } };
     });
-    cell.addEventListener("pointermove", (event) => {
+    on("pointermove", (event) => {
       if (!pointers.has(event.pointerId) || !gesture) return;
       const last = pointers.get(event.pointerId);
       pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
@@ -360,9 +366,9 @@ export class Viewport extends EventTarget {
       if (gesture?.kind === "window") this.setWindow(this.user);
       gesture = null;
     };
-    cell.addEventListener("pointerup", end);
-    cell.addEventListener("pointercancel", end);
-    cell.addEventListener("keydown", (event) => {
+    on("pointerup", end);
+    on("pointercancel", end);
+    on("keydown", (event) => {
       const box = this.size();
       const handled = {
         "+": () => this.zoom(ZOOM_STEP), "=": () => this.zoom(ZOOM_STEP), "-": () => this.zoom(1 / ZOOM_STEP),
@@ -394,8 +400,11 @@ export class Viewport extends EventTarget {
     layer.canvas.hidden = false;
     this.message.hidden = true;
     this.layout();
+    Object.assign(this.cell.dataset, { bodyBytes: picture.body_bytes, receivedBytes: picture.received_bytes,
+                                       newBytes: picture.new_bytes });
     if (layer === this.base) {
       this.base.canvas.dataset.reduce = String(picture.reduce);
+      if (picture.from_cache) this.base.canvas.dataset.preview = "cache";  // a prefetched neighbour, at once
       if (picture.final) this.setState("painted");
       else if (this.state !== "painted") this.setState("refining");
     } else {
@@ -443,6 +452,10 @@ export class Viewport extends EventTarget {
   }
 
   close() {
+    this.loading = null;
+    this.image = null;
+    this.listening.abort();
+    this.resizing.disconnect();
     this.base.clear();
     this.detail.clear();
   }

@@ -66,3 +66,16 @@ def watched_page(page, site):
     page.watch = watch
     yield page
     assert watch.blocked == [], f"requests left the machine: {watch.blocked}"
+
+
+@pytest.fixture(scope="session")
+def jpip_site():
+    """The site and JPIP for static/data from one server, as `pyjpip serve` runs them."""
+    import threading
+
+    from pyjpip.transport.http_server import make_server
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(ROOT / "static" / "data"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()

@@ -114,19 +114,6 @@ def test_faults_are_shown_in_the_viewport(watched_page, site, target, message):
     assert message in page.locator("#status").text_content()
 
 
-@pytest.fixture(scope="module")
-def jpip_site():
-    """The site and JPIP for static/data from one server, as `pyjpip serve` runs them."""
-    import threading
-
-    from pyjpip.transport.http_server import make_server
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(DATA))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
 def test_a_bare_jpeg2000_image_streams_in_by_jpip_and_refines(watched_page, jpip_site):
     page = watched_page
     page.watch.origin = jpip_site.rstrip("/")
@@ -235,7 +222,13 @@ def test_stack_scroll_by_keys_and_wheel(watched_page, study_site):
     selector = f"canvas[data-series='{ct.SeriesInstanceUID}']"
     cell = page.locator(".cell", has=page.locator(selector))
     cell.focus()
+    # Opened at slice 3 of 5: its four neighbours are prefetched at preview resolution...
+    page.wait_for_function(f"document.querySelector(\"{selector}\").parentElement.parentElement.dataset.prefetched === '4'",
+                           timeout=30_000)
     page.keyboard.press("ArrowDown")
+    wait_for_image(page, selector, 3)
+    # ...so the next one shows something from the cache before any request for it is answered.
+    assert page.locator(selector).get_attribute("data-preview") == "cache"
     page.keyboard.press("ArrowDown")
     wait_for_image(page, selector, 4)
     assert_viewport_shows(page, sources / "ct-4.dcm", store)
