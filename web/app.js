@@ -103,8 +103,8 @@ class Screen {
         if (stack === this.focused || !this.focused) status(`${this.description ? `${this.description} · ` : ""}${event.detail}`);
       });
       stack.viewport.addEventListener("picture", (event) => {
-        const { layer, picture } = event.detail;
-        if (layer === "base" && picture.final) {
+        const { layer, picture, complete } = event.detail;
+        if (complete) {  // the fitted picture of this viewport is whole
           painted.add(index);
           if (painted.size === this.stacks.length) setState("painted");
         }
@@ -221,11 +221,11 @@ function showJpip(target) {
                    instance: 0, greyscale: BARE_GREYSCALE, photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
   screen = new Screen(python, decoder, [series], { rows: 1, columns: 1, tool: "pan", wheelZooms: true });
   const viewport = screen.stacks[0].viewport;
-  viewport.addEventListener("picture", ({ detail: { layer, picture } }) => {
+  viewport.addEventListener("picture", ({ detail: { layer, picture, complete } }) => {
     if (layer !== "base") return;
     document.body.dataset.reduce = String(picture.reduce);
     document.body.dataset.paints = String(Number(document.body.dataset.paints || 0) + 1);
-    if (!picture.final) setState("refining");
+    if (!complete) setState("refining");
   });
 }
 

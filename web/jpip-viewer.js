@@ -58,10 +58,10 @@ class JpipViewer extends HTMLElement {
       if (token !== this.opening) return;
       this.stack = new Stack(this.cellElement, series, { python, decoder, tool: "pan", wheelZooms: true });
       const viewport = this.stack.viewport;
-      viewport.addEventListener("picture", ({ detail: { layer, picture } }) => {
+      viewport.addEventListener("picture", ({ detail: { layer, picture, complete } }) => {
         this.emit("jpip-picture", { layer, reduce: picture.reduce, region: picture.region, final: picture.final,
                                     bytes: picture.body_bytes });
-        if (layer === "base" && picture.final) this.emit("jpip-painted", { reduce: picture.reduce });
+        if (complete) this.emit("jpip-painted", { reduce: picture.reduce });
       });
       viewport.addEventListener("window", (event) => this.emit("jpip-window", event.detail));
       viewport.addEventListener("failure", (event) => this.emit("jpip-error", { message: event.detail }));

@@ -8,6 +8,7 @@ export class PythonWorker extends EventTarget {
     this.nextId = 1;
     this.worker.onmessage = ({ data }) => {
       if (data.type === "ready") {
+        if (!performance.getEntriesByName("python-ready").length) performance.mark("python-ready");
         this.dispatchEvent(new Event("ready"));
         return;
       }
@@ -56,8 +57,8 @@ export class PythonWorker extends EventTarget {
    * Stream a window; ``onPicture`` gets decodable codestreams as they improve. Returns {done, cancel}:
    * ``done`` settles when the window is complete (or rejects with the reason it cannot be).
    */
-  show(url, reduce, region, onPicture) {
-    const { id, done } = this._send({ type: "show", url, reduce, region, prefetch: !onPicture }, onPicture);
+  show(url, reduce, region, onPicture, { preview = true } = {}) {
+    const { id, done } = this._send({ type: "show", url, reduce, region, prefetch: !onPicture, preview }, onPicture);
     return {
       id, done,
       cancel: () => {

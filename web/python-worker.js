@@ -5,7 +5,8 @@
 // In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata
 //      {id, type: "header", url}                  an image's size, levels and components
 //      {id, type: "show", url, reduce, region, prefetch}  a window, streamed; region [x0, y0, x1, y1]
-//                                                 or null; prefetch: into the cache only
+//                                                 or null; prefetch: into the cache only; preview:
+//                                                 false: no first picture from what is cached
 //      {type: "cancel", id}                       stop a "show" (a newer view replaced it)
 // Out: {type: "ready"}, {id, type: "study" | "header" | "done", ...},
 //      {id, type: "picture", codestream, reduce, frame, region, layers, final, ...}  (decodable),
@@ -33,7 +34,8 @@ self.onmessage = async ({ data }) => {
         if (!stop()) self.postMessage({ id, type: "picture", ...picture }, [picture.codestream.buffer]);
       };
       // undefined, not null: Pyodide turns undefined into None (null would arrive as JsNull)
-      const info = await browser.show_window(data.url, data.reduce, data.region ?? undefined, post ?? undefined, stop);
+      const info = await browser.show_window(data.url, data.reduce, data.region ?? undefined, post ?? undefined, stop,
+                                             data.preview !== false);
       if (!stop()) self.postMessage({ id, type: "done", info });
     }
   } catch (error) {

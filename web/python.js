@@ -28,6 +28,7 @@ export async function startPython({ packages = "bundle" } = {}) {
   const contents = await Promise.all(archives.map(([file]) => fetchBytes(here(`./wheels/${file}`))));
   archives.forEach(([, format], i) => pyodide.unpackArchive(contents[i], format, { extractDir: sitePackages }));
   const browser = pyodide.pyimport("pyjpip.browser");
+  pyodide.runPython("import pyjpip.jpip.viewing, pyjpip.transport.pyodide_fetch");  // every page streams by JPIP
   performance.mark("packages-imported");
   return { pyodide, browser };
 }

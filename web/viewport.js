@@ -8,6 +8,7 @@
 import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey } from "./paint.js";
 
 const ZOOM_STEP = 2 ** 0.5;
+const PREVIEW_LEVELS = 2;  // a first picture at a quarter of the fitted resolution
 const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
 
 /** Cut a region (x0, y0, x1, y1) out of a decoded frame: the samples of the window only. */
@@ -45,14 +46,18 @@ class Layer {
       r.region[2] >= region[2] && r.region[3] >= region[3];
   }
 
-  ask(url, reduce, region) {
-    this.cancel();
-    const generation = ++this.generation;
+  /**
+   * Ask for a window and paint its pictures. follow: the previous request of this layer is complete
+   * and its pictures are still worth painting until this one's arrive (a coarse first picture).
+   */
+  ask(url, reduce, region, { preview = true, follow = false } = {}) {
+    if (!follow) this.cancel();
+    const generation = follow ? this.generation : ++this.generation;
     const stream = this.viewport.python.show(url, reduce, region, (picture) => {
       if (generation !== this.generation) return;
-      this.pending = picture;
-      if (!this.decoding) this.decodeLoop(generation);
-    });
+      this.pending = { picture, generation };  // only the newest waits: older ones are dropped unseen
+      if (!this.decoding) this.decodeLoop();
+    }, { preview });
     this.request = { reduce, region, stream, generation };
     return stream.done.then((reply) => reply, (error) => {
       if (generation === this.generation) throw error;
@@ -60,22 +65,26 @@ class Layer {
     });
   }
 
-  async decodeLoop(generation) {
+  /** Decode and paint the newest picture, one at a time, until none is waiting. */
+  async decodeLoop() {
     this.decoding = true;
     try {
-      while (this.pending && generation === this.generation) {
-        const picture = this.pending;
+      while (this.pending) {
+        const { picture, generation } = this.pending;
         this.pending = null;
-        const decoded = await this.viewport.decoder.decode(picture.codestream, { reduce: picture.reduce });
-        if (generation !== this.generation) break;
-        if (decoded.width !== picture.frame[0] || decoded.height !== picture.frame[1]) {
-          throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the frame ${picture.frame.join("×")}`);
+        if (generation !== this.generation) continue;
+        try {
+          const decoded = await this.viewport.decoder.decode(picture.codestream, { reduce: picture.reduce });
+          if (generation !== this.generation) continue;  // superseded while decoding
+          if (decoded.width !== picture.frame[0] || decoded.height !== picture.frame[1]) {
+            throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the frame ${picture.frame.join("×")}`);
+          }
+          this.tile = { reduce: picture.reduce, region: picture.region, decoded: crop(decoded, picture.region), picture };
+          this.viewport.painted(this, picture);
+        } catch (error) {
+          if (generation === this.generation) this.viewport.fail(error);
         }
-        this.tile = { reduce: picture.reduce, region: picture.region, decoded: crop(decoded, picture.region), picture };
-        this.viewport.painted(this, picture);
       }
-    } catch (error) {
-      if (generation === this.generation) this.viewport.fail(error);
     } finally {
       this.decoding = false;
     }
@@ -164,9 +173,18 @@ export class Viewport extends EventTarget {
 
   async requestBase() {
     const { info, url } = this.image;
-    const reduce = this.neededReduce(this.fitView().scale);
+    const reduce = this.baseReduce = this.neededReduce(this.fitView().scale);
     this.base.canvas.dataset.reduce = String(reduce);
-    const reply = await this.base.ask(url, reduce, [0, 0, ...info.frames[reduce]]);
+    const preview = Math.min(reduce + PREVIEW_LEVELS, info.levels);
+    const previewed = !this.base.tile && preview > reduce;
+    if (previewed) {
+      // A first image comes coarse first: a sixteenth of the bytes and of the decoding, and every byte
+      // of it is part of the fitted picture. (Scrolling a stack needs no such step: its neighbours are
+      // prefetched at preview resolution and shown from the cache.)
+      const first = await this.base.ask(url, preview, [0, 0, ...info.frames[preview]]);
+      if (first.cancelled || this.image?.url !== url) return;
+    }
+    const reply = await this.base.ask(url, reduce, [0, 0, ...info.frames[reduce]], { follow: previewed });
     if (reply.cancelled) return;
     this.dispatchEvent(new CustomEvent("complete", { detail: { layer: "base", reduce } }));
     this.requestDetail();
@@ -184,7 +202,9 @@ export class Viewport extends EventTarget {
     const region = this.visibleRegion(reduce);
     if (this.detail.covers(reduce, region)) return;
     this.detail.canvas.dataset.state = "loading";
-    this.detail.ask(url, reduce, region).then((reply) => {
+    // No picture from the cache before the answer: for a window held whole the answer is an immediate
+    // EOR, and otherwise the base layer already shows about what the cache holds (one decode saved).
+    this.detail.ask(url, reduce, region, { preview: false }).then((reply) => {
       if (reply.cancelled) return;
       this.detail.canvas.dataset.state = "painted";
       this.dispatchEvent(new CustomEvent("complete", { detail: { layer: "detail", reduce, region } }));
@@ -265,6 +285,7 @@ export class Viewport extends EventTarget {
     const fit = this.fitView().scale;
     const top = MAX_DEVICE_PIXELS_PER_SAMPLE / (window.devicePixelRatio || 1);
     const scale = Math.min(Math.max(this.view.scale * factor, fit / 4), Math.max(top, fit));
+    if (scale !== this.view.scale) performance.mark("zoom-gesture");
     x ??= width / 2;
     y ??= height / 2;
     const ix = this.view.cx + (x - width / 2) / this.view.scale, iy = this.view.cy + (y - height / 2) / this.view.scale;
@@ -402,17 +423,19 @@ export class Viewport extends EventTarget {
     this.layout();
     Object.assign(this.cell.dataset, { bodyBytes: picture.body_bytes, receivedBytes: picture.received_bytes,
                                        newBytes: picture.new_bytes });
+    const complete = layer === this.base && picture.final && picture.reduce === this.baseReduce;
     if (layer === this.base) {
       this.base.canvas.dataset.reduce = String(picture.reduce);
       if (picture.from_cache) this.base.canvas.dataset.preview = "cache";  // a prefetched neighbour, at once
-      if (picture.final) this.setState("painted");
+      if (complete) this.setState("painted");
       else if (this.state !== "painted") this.setState("refining");
     } else {
       layer.canvas.dataset.reduce = String(picture.reduce);
       layer.canvas.dataset.region = picture.region.join(",");
       layer.canvas.dataset.final = String(picture.final);
+      if (picture.final) performance.mark("detail-refined");
     }
-    this.dispatchEvent(new CustomEvent("picture", { detail: { layer: layer === this.base ? "base" : "detail", picture,
+    this.dispatchEvent(new CustomEvent("picture", { detail: { layer: layer === this.base ? "base" : "detail", picture, complete,
       tile: layer.tile, window: this.currentWindow() } }));
   }
 
@@ -431,8 +454,10 @@ export class Viewport extends EventTarget {
   repaint() {
     const tiles = [this.base, this.detail].filter((layer) => layer.tile && !layer.canvas.hidden);
     if (!tiles.length || !this.image.greyscale) return;
+    const start = performance.now();
     const lookup = greyLookup(tiles[0].tile.decoded, this.image.greyscale, this.currentWindow());
     for (const layer of tiles) this.paintLayer(layer, lookup);
+    performance.measure("window-repaint", { start, detail: tiles.map((layer) => layer.tile.decoded.width * layer.tile.decoded.height) });
     this.dispatchEvent(new CustomEvent("window", { detail: this.currentWindow() }));
   }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -76,11 +77,15 @@ def describe_header(main_header: bytes) -> dict:
 class ImageStreams:
     """One JPIP client per image URL, kept (least recently used first out) across windows."""
 
-    def __init__(self, send, *, keep: int = 64, cache_bytes: int = 256 << 20, every_bytes: int = 1 << 18):
+    def __init__(self, send, *, keep: int = 64, cache_bytes: int = 256 << 20, every_seconds: float = 0.15,
+                 clock=time.monotonic):
         self._send = send
         self.keep = keep
         self.cache_bytes = cache_bytes
-        self.every_bytes = every_bytes
+        # A picture costs a rebuild and a decode: on a fast link the window is complete before a
+        # better-so-far picture would help, on a slow one a picture this often shows progress.
+        self.every_seconds = every_seconds
+        self.clock = clock
         self._clients: OrderedDict[str, JPIPClient] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self.headers: dict[str, dict] = {}
@@ -108,9 +113,10 @@ class ImageStreams:
                 return
 
     async def show(self, url: str, reduce: int | None = None, region=None, post=None, stop=None,
-                   layers: int | None = None) -> dict:
+                   layers: int | None = None, preview: bool = True) -> dict:
         """Fetch the window (``reduce`` None: the header only), calling ``post(Picture)`` with a picture
-        from the cache at once, then whenever ``every_bytes`` more have arrived, and when complete.
+        from the cache at once (``preview``), then every ``every_seconds`` while bytes arrive, and
+        when complete.
         ``stop()`` true raises Superseded before the next request or at the next piece of body.
         Returns the header's description."""
         lock = self._locks.setdefault(url, asyncio.Lock())
@@ -137,7 +143,7 @@ class ImageStreams:
             x0, y0 = max(0, min(x0, frame[0] - 1)), max(0, min(y0, frame[1] - 1))
             x1, y1 = max(x0 + 1, min(x1, frame[0])), max(y0 + 1, min(y1, frame[1]))
             window = ViewWindow(fsiz=frame, roff=(x0, y0), rsiz=(x1 - x0, y1 - y0), layers=layers)
-            state = {"next": client.body_bytes + self.every_bytes, "posted": -1}
+            state = {"next": self.clock() + self.every_seconds, "posted": -1}
 
             def picture(final: bool, from_cache: bool = False) -> None:
                 if post is None:
@@ -152,11 +158,11 @@ class ImageStreams:
 
             def progress(events) -> None:
                 check()
-                if client.body_bytes >= state["next"]:
-                    state["next"] = client.body_bytes + self.every_bytes
+                if self.clock() >= state["next"]:
                     picture(False)
+                    state["next"] = self.clock() + self.every_seconds
 
-            if client.cache.bytes:
+            if preview and client.cache.bytes:
                 picture(False, from_cache=True)
             await self._fetch(url, client, window, progress)
             picture(True)

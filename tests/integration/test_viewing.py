@@ -83,7 +83,7 @@ def decoded_region(picture):
 
 
 def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
-    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))), every_bytes=20_000)
+    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))), every_seconds=0)
     url = f"http://viewer.test/jpip?target={NAME}"
     pictures = []
     info = asyncio.run(streams.show(url))
@@ -109,7 +109,7 @@ def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
 
 def test_a_stopped_window_gives_way_to_the_next_and_nothing_is_lost(root):
     transport = AsyncInProcess(JPIPServer(str(root)), piece=1500)
-    streams = ImageStreams(transport, every_bytes=5000)
+    streams = ImageStreams(transport, every_seconds=0)
     url = f"http://viewer.test/jpip?target={NAME}"
     asyncio.run(streams.show(url))
     pictures = []

@@ -1,0 +1,152 @@
+"""The viewer in headless Chromium: first image cold and warm, Python ready → first image, wheel zoom
+→ refined region, and window/level frame time.
+
+    .venv/bin/python bench/viewer.py [--runs 5]
+
+Pages are served by pyjpip's dev server on loopback (site + JPIP + DICOMweb), as `build.py serve` does.
+- cold: a new browser per run (empty caches), navigation → first image painted (performance marks);
+- warm: the same browser navigating to the page again (HTTP cache revalidated, Pyodide compiled);
+- Python ready → first image: from the Python worker's "ready" to the first painted picture;
+- zoom: ctrl+wheel (one notch, 2x) on the fitted CT 2048², from the gesture to the refined region's
+  final picture painted (request, bytes, rebuild, decode, paint);
+- window/level: a 40-step drag on the fitted CT 2048² (its base is 1024²), time per repaint.
+Medians over the runs; variants interleaved run by run so machine noise hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from pyjpip.transport.http_server import make_server  # noqa: E402
+
+CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic", "--disable-gpu"]
+READ_MARKS = """() => {
+  const first = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
+  return { ready: first("python-ready"), painted: first("first-image-painted") };
+}"""
+
+
+def demo_study(cache: Path, base: str) -> tuple[Path, str]:
+    """The demo study set, made and ingested once into .cache/bench-study (URLs for this server)."""
+    import pydicom
+
+    from pyjpip.dicom.ingest import ingest
+
+    sources, store = cache / "sources", cache / "store"
+    if not sources.exists():
+        subprocess.run([sys.executable, str(ROOT / "tools" / "demo_study.py"), str(sources)], check=True)
+    shutil.rmtree(store, ignore_errors=True)  # the URLs inside name this run's port
+    store.mkdir(parents=True)
+    (store / "index.json").write_text('{"instances": {}}')
+    ingest([str(sources)], str(store), base)
+    study = next(ds.StudyInstanceUID for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in sources.rglob("*.dcm"))
+                 if ds.get("Modality") == "CR")
+    return store, study
+
+
+def wait_painted(page) -> None:
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=120_000)
+    if page.evaluate("document.body.dataset.state") != "painted":
+        raise RuntimeError(page.locator("#message").text_content())
+
+
+def first_image(browser_type, url: str) -> dict:
+    browser = browser_type.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(url)
+        wait_painted(page)
+        cold = page.evaluate(READ_MARKS)
+        page.goto("about:blank")
+        page.goto(url)
+        wait_painted(page)
+        warm = page.evaluate(READ_MARKS)
+        return {"cold": cold["painted"], "warm": warm["painted"], "ready_to_first": cold["painted"] - cold["ready"],
+                "warm_ready_to_first": warm["painted"] - warm["ready"]}
+    finally:
+        browser.close()
+
+
+def interaction(browser_type, url: str) -> dict:
+    browser = browser_type.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(url)
+        wait_painted(page)
+        cell = page.locator(".cell").first.bounding_box()
+        x, y = cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2
+        page.mouse.move(x, y)
+        page.keyboard.down("Control")
+        page.mouse.wheel(0, -100)  # one notch: 2x about the pointer
+        page.keyboard.up("Control")
+        page.wait_for_function("performance.getEntriesByName('detail-refined').length > 0", timeout=60_000)
+        zoom = page.evaluate("performance.getEntriesByName('detail-refined')[0].startTime - "
+                             "performance.getEntriesByName('zoom-gesture')[0].startTime")
+        page.keyboard.press("f")  # back to fit: the window drag repaints the 1024² base
+        page.wait_for_timeout(200)
+        page.evaluate("performance.clearMeasures('window-repaint')")
+        page.mouse.move(x, y)
+        page.mouse.down(button="right")  # a bare image pans with the left button; the right one windows
+        for step in range(40):
+            page.mouse.move(x + 3 * step, y + 2 * step)
+        page.mouse.up(button="right")
+        repaints = page.evaluate("performance.getEntriesByName('window-repaint').map((m) => [m.duration, Math.max(...m.detail)])")
+        return {"zoom": zoom, "window": statistics.median(d for d, _ in repaints), "window_pixels": repaints[0][1]}
+    finally:
+        browser.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    cache = ROOT / ".cache" / "bench-study"
+    (cache / "store").mkdir(parents=True, exist_ok=True)
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(cache / "store"))
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    store, study = demo_study(cache, base)
+    (store / "ct_phantom_2048.j2k").write_bytes((ROOT / "static" / "data" / "ct_phantom_2048.j2k").read_bytes())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pages = {"CT 2048² by JPIP (?jpip=)": f"{base}/?jpip=/jpip?target=ct_phantom_2048.j2k",
+             "demo study, chest CR 2048×2500 ×2 (?study=)": f"{base}/?study={study}"}
+    loads = {name: [] for name in pages}
+    interactions = []
+    with sync_playwright() as playwright:
+        for run in range(args.runs):
+            for name, url in pages.items():
+                loads[name].append(first_image(playwright.chromium, url))
+            interactions.append(interaction(playwright.chromium, pages["CT 2048² by JPIP (?jpip=)"]))
+            print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+    server.shutdown()
+
+    def median(values):
+        return f"{statistics.median(values):,.0f}"
+
+    print(f"\nMedians over {args.runs} runs (new browser each), milliseconds; 1280×720 page, loopback\n")
+    print("| page | navigation → first image, cold | warm | Python ready → first image, cold | warm |")
+    print("|---|---:|---:|---:|---:|")
+    for name, runs in loads.items():
+        print(f"| {name} | {median([r['cold'] for r in runs])} | {median([r['warm'] for r in runs])} | "
+              f"{median([r['ready_to_first'] for r in runs])} | {median([r['warm_ready_to_first'] for r in runs])} |")
+    print("\n| interaction (CT 2048², fitted at 1/2) | median ms | target |")
+    print("|---|---:|---:|")
+    print(f"| ctrl+wheel 2x → refined region painted (full resolution) | {median([r['zoom'] for r in interactions])} | 150 |")
+    pixels = interactions[0]["window_pixels"]
+    print(f"| window/level drag, per repaint ({pixels:,} samples) | "
+          f"{statistics.median(r['window'] for r in interactions):.1f} | 16 |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
