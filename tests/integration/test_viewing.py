@@ -60,6 +60,14 @@ class AsyncInProcess:
         return client.end_of_body()
 
 
+def run(coroutine):
+    """asyncio.run in a thread of its own: Playwright's sync API may hold this thread's event loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as executor:
+        return executor.submit(asyncio.run, coroutine).result()
+
+
 def reference(root, reduce):
     return pgx_array(opj_decode_all((root / NAME).read_bytes(), reduce)[0])
 
@@ -86,7 +94,7 @@ def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
     streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))), every_seconds=0)
     url = f"http://viewer.test/jpip?target={NAME}"
     pictures = []
-    info = asyncio.run(streams.show(url))
+    info = run(streams.show(url))
     assert (info["width"], info["height"], info["levels"]) == (*SIZE, 4)
     assert info["frames"][2] == [192, 160]
     steps = [(2, None), (1, (100, 60, 300, 220)), (0, (300, 200, 700, 560)), (0, (340, 200, 740, 560)),
@@ -94,7 +102,7 @@ def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
     client = streams.client(url)
     for step, (reduce, region) in enumerate(steps):
         before = client.body_bytes
-        asyncio.run(streams.show(url, reduce, region, pictures.append))
+        run(streams.show(url, reduce, region, pictures.append))
         final = pictures[-1]
         assert final.final and final.reduce == reduce
         assert final.codestream_length == (root / NAME).stat().st_size  # the server says, for "x of y bytes"
@@ -111,7 +119,7 @@ def test_a_stopped_window_gives_way_to_the_next_and_nothing_is_lost(root):
     transport = AsyncInProcess(JPIPServer(str(root)), piece=1500)
     streams = ImageStreams(transport, every_seconds=0)
     url = f"http://viewer.test/jpip?target={NAME}"
-    asyncio.run(streams.show(url))
+    run(streams.show(url))
     pictures = []
 
     stopped = []
@@ -125,7 +133,7 @@ def test_a_stopped_window_gives_way_to_the_next_and_nothing_is_lost(root):
         results = await asyncio.gather(older, newer, return_exceptions=True)
         return results
 
-    older, newer = asyncio.run(zoom_while_loading())
+    older, newer = run(zoom_while_loading())
     assert isinstance(older, Superseded)
     assert isinstance(newer, dict) and transport.closed == 1
     final = pictures[-1]
@@ -144,9 +152,9 @@ def client_bytes_before_newer(pictures):
 def test_a_prefetched_preview_is_shown_from_the_cache_before_any_request(root):
     streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))))
     url = f"http://viewer.test/jpip?target={NAME}"
-    asyncio.run(streams.show(url, 3))  # the preview, as a neighbour in a stack is prefetched
+    run(streams.show(url, 3))  # the preview, as a neighbour in a stack is prefetched
     pictures = []
-    asyncio.run(streams.show(url, 1, None, pictures.append))
+    run(streams.show(url, 1, None, pictures.append))
     assert pictures[0].from_cache and not pictures[0].final and pictures[0].layers == 0
     assert pictures[-1].final and pictures[-1].layers == 3
     assert np.array_equal(decoded_region(pictures[-1]), reference(root, 1))
@@ -162,7 +170,7 @@ def test_windows_of_one_image_from_two_viewers_take_turns(root):
         return await asyncio.gather(streams.show(url, 4, None, thumbnail.append), streams.show(url, 1, None, viewport.append),
                                     streams.show(url))
 
-    asyncio.run(both())
+    run(both())
     assert thumbnail[-1].final and viewport[-1].final
     assert np.array_equal(decoded_region(viewport[-1]), reference(root, 1))
 
@@ -172,4 +180,4 @@ def test_a_missing_image_is_a_clear_error(root):
 
     streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))))
     with pytest.raises(JPIPClientError, match="404"):
-        asyncio.run(streams.show("http://viewer.test/jpip?target=missing.j2k", 0))
+        run(streams.show("http://viewer.test/jpip?target=missing.j2k", 0))

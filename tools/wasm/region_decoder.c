@@ -1,0 +1,163 @@
+/*
+ * A JPEG 2000 / HTJ2K decoder for the browser: OpenJPEG's own library, compiled to WebAssembly,
+ * with the one call the prebuilt decoders do not offer: decode a region (opj_set_decode_area).
+ *
+ * A viewer zoomed into a large image needs the samples on screen only. Decoding the whole frame
+ * and cutting the region out costs the inverse wavelet transform of every sample; OpenJPEG's
+ * partial decoding touches only the code-blocks and the transform the region depends on, and
+ * gives the same samples (ISO/IEC 15444-1 Annex F, the synthesis is local).
+ *
+ * Interface (one decode at a time per module instance):
+ *   decode_region(data, length, reduce, layers, x0, y0, x1, y1): 0 or -1. The region is on the
+ *     reference grid (full resolution); x1 <= x0 means the whole image. layers 0 means all.
+ *   result_*(): the decoded samples, pixel-interleaved, 8-bit or 16-bit little-endian as the
+ *     precision needs, and their geometry; last_error(): what OpenJPEG said when it failed.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "openjpeg.h"
+
+typedef struct {
+    const uint8_t *data;
+    OPJ_SIZE_T length;
+    OPJ_SIZE_T position;
+} memory_source;
+
+static uint8_t *pixels = NULL;
+static int width = 0, height = 0, components = 0, precision = 0, is_signed = 0, sample_bytes = 0;
+static char error_text[1024];
+
+static OPJ_SIZE_T source_read(void *buffer, OPJ_SIZE_T count, void *user) {
+    memory_source *source = (memory_source *)user;
+    OPJ_SIZE_T left = source->length - source->position;
+    if (left == 0) return (OPJ_SIZE_T)-1;
+    if (count > left) count = left;
+    memcpy(buffer, source->data + source->position, count);
+    source->position += count;
+    return count;
+}
+
+static OPJ_OFF_T source_skip(OPJ_OFF_T count, void *user) {
+    memory_source *source = (memory_source *)user;
+    if (count < 0) {
+        if ((OPJ_SIZE_T)(-count) > source->position) return -1;
+    } else if ((OPJ_SIZE_T)count > source->length - source->position) {
+        count = (OPJ_OFF_T)(source->length - source->position);
+    }
+    source->position += count;
+    return count;
+}
+
+static OPJ_BOOL source_seek(OPJ_OFF_T position, void *user) {
+    memory_source *source = (memory_source *)user;
+    if (position < 0 || (OPJ_SIZE_T)position > source->length) return OPJ_FALSE;
+    source->position = (OPJ_SIZE_T)position;
+    return OPJ_TRUE;
+}
+
+static void on_error(const char *message, void *user) {
+    (void)user;
+    size_t used = strlen(error_text);
+    if (used + 2 < sizeof(error_text)) {
+        snprintf(error_text + used, sizeof(error_text) - used, "%s%s", used ? " " : "", message);
+        used = strlen(error_text);
+        if (used && error_text[used - 1] == '\n') error_text[used - 1] = '\0';
+    }
+}
+
+static void quiet(const char *message, void *user) {
+    (void)message;
+    (void)user;
+}
+
+void release(void) {
+    free(pixels);
+    pixels = NULL;
+    width = height = components = precision = is_signed = sample_bytes = 0;
+}
+
+static int fail(const char *message) {
+    if (message) on_error(message, NULL);
+    return -1;
+}
+
+int decode_region(const uint8_t *data, int length, int reduce, int layers, int x0, int y0, int x1, int y1) {
+    opj_dparameters_t parameters;
+    opj_codec_t *codec = NULL;
+    opj_stream_t *stream = NULL;
+    opj_image_t *image = NULL;
+    memory_source source = {data, (OPJ_SIZE_T)length, 0};
+    int status = -1;
+
+    release();
+    error_text[0] = '\0';
+    /* A JP2 file starts with its signature box; anything else is taken for a raw codestream. */
+    int jp2 = length >= 12 && data[4] == 'j' && data[5] == 'P' && data[6] == ' ' && data[7] == ' ';
+    codec = opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
+    opj_set_error_handler(codec, on_error, NULL);
+    opj_set_warning_handler(codec, quiet, NULL);
+    opj_set_info_handler(codec, quiet, NULL);
+    opj_set_default_decoder_parameters(&parameters);
+    parameters.cp_reduce = (OPJ_UINT32)reduce;
+    parameters.cp_layer = (OPJ_UINT32)layers;
+    if (!opj_setup_decoder(codec, &parameters)) { fail("the decoder could not be set up"); goto done; }
+    stream = opj_stream_create(OPJ_J2K_STREAM_CHUNK_SIZE, OPJ_TRUE);
+    opj_stream_set_user_data(stream, &source, NULL);
+    opj_stream_set_user_data_length(stream, source.length);
+    opj_stream_set_read_function(stream, source_read);
+    opj_stream_set_skip_function(stream, source_skip);
+    opj_stream_set_seek_function(stream, source_seek);
+    if (!opj_read_header(stream, codec, &image)) { fail("the main header could not be read"); goto done; }
+    if (x1 > x0 && y1 > y0 && !opj_set_decode_area(codec, image, x0, y0, x1, y1)) {
+        fail("the region is outside the image");
+        goto done;
+    }
+    if (!opj_decode(codec, stream, image) || !opj_end_decompress(codec, stream)) {
+        fail("the codestream could not be decoded");
+        goto done;
+    }
+    if (image->numcomps == 0 || !image->comps[0].data) { fail("no samples were decoded"); goto done; }
+    width = (int)image->comps[0].w;
+    height = (int)image->comps[0].h;
+    components = (int)image->numcomps;
+    precision = (int)image->comps[0].prec;
+    is_signed = (int)image->comps[0].sgnd;
+    for (int c = 1; c < components; c++) {
+        if ((int)image->comps[c].w != width || (int)image->comps[c].h != height || !image->comps[c].data) {
+            fail("components of different sizes (subsampled) are not supported");
+            goto done;
+        }
+    }
+    sample_bytes = precision > 8 ? 2 : 1;
+    size_t count = (size_t)width * (size_t)height;
+    pixels = (uint8_t *)malloc(count * (size_t)components * (size_t)sample_bytes);
+    if (!pixels) { fail("out of memory for the decoded samples"); goto done; }
+    for (int c = 0; c < components; c++) {
+        const OPJ_INT32 *plane = image->comps[c].data;
+        if (sample_bytes == 1) {
+            for (size_t i = 0; i < count; i++) pixels[i * components + c] = (uint8_t)plane[i];
+        } else {
+            uint16_t *out = (uint16_t *)pixels;
+            for (size_t i = 0; i < count; i++) out[i * components + c] = (uint16_t)plane[i];
+        }
+    }
+    status = 0;
+done:
+    if (status != 0) release();
+    if (image) opj_image_destroy(image);
+    if (stream) opj_stream_destroy(stream);
+    if (codec) opj_destroy_codec(codec);
+    return status;
+}
+
+uint8_t *result_pixels(void) { return pixels; }
+int result_width(void) { return width; }
+int result_height(void) { return height; }
+int result_components(void) { return components; }
+int result_precision(void) { return precision; }
+int result_signed(void) { return is_signed; }
+int result_bytes(void) { return width * height * components * sample_bytes; }
+const char *last_error(void) { return error_text; }
