@@ -30,11 +30,11 @@ WEB = ROOT / "web"
 STAMP = STATIC / ".build-stamp"
 NODE_MODULES = ROOT / "node_modules"
 PYODIDE_CORE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
-OPENJPEG_FILES = ("openjpegwasm_decode.js", "openjpegwasm_decode.wasm")
+OPENJPEG_FILES = ("region_decoder.js", "region_decoder.wasm", "LICENSE-OpenJPEG")
 BUNDLE = "python-packages.zip"
 
 #: command → Debian package, for each purpose.
-SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools"}
+SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten"}
 SYSTEM_PACKAGES_TEST = {**SYSTEM_PACKAGES_BUILD, "opj_decompress": "libopenjp2-tools", "chromium": "chromium"}
 
 
@@ -192,6 +192,12 @@ def make_wheels() -> None:
     (wheels / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
+def make_decoder() -> None:
+    """OpenJPEG compiled to WebAssembly with region decoding (tools/wasm/build_decoder.py says why)."""
+    shutil.rmtree(STATIC / "openjpeg", ignore_errors=True)
+    run(sys.executable, ROOT / "tools" / "wasm" / "build_decoder.py", STATIC / "openjpeg")
+
+
 def make_demo_data() -> None:
     run(venv_python(), ROOT / "tools" / "demo_data.py", STATIC / "data")
 
@@ -206,8 +212,8 @@ def build() -> None:
     step(stamps, "web", [WEB], [STATIC / "index.html"], copy_web)
     step(stamps, "pyodide", [lock], [STATIC / "pyodide" / n for n in PYODIDE_CORE_FILES],
          lambda: copy_files(NODE_MODULES / "pyodide", PYODIDE_CORE_FILES, STATIC / "pyodide"))
-    step(stamps, "openjpeg", [lock], [STATIC / "openjpeg" / n for n in OPENJPEG_FILES],
-         lambda: copy_files(NODE_MODULES / "@cornerstonejs" / "codec-openjpeg" / "dist", OPENJPEG_FILES, STATIC / "openjpeg"))
+    step(stamps, "openjpeg", [ROOT / "tools" / "wasm"], [STATIC / "openjpeg" / n for n in OPENJPEG_FILES],
+         make_decoder)
     step(stamps, "wheels", [ROOT / "pyjpip", ROOT / "pyproject.toml", ROOT / "requirements-browser.txt", lock,
                             ROOT / "tools" / "pyodide_bundle.mjs"],
          [STATIC / "wheels" / "manifest.json", STATIC / "wheels" / BUNDLE], make_wheels)

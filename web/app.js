@@ -288,6 +288,7 @@ async function showWholeObject(python, decoder, url, reduceChoice) {
     : Math.min(Math.max(0, parseInt(reduceChoice, 10) || 0), cs.decomposition_levels);
   fillReduceChoice(cs, reduceChoice);
   const decoded = await decoder.decode(description.codestream_bytes, { reduce });
+  performance.mark("image-decoded", { detail: { milliseconds: decoded.milliseconds, reduce } });
   let canvas = $("image");
   if (!canvas) {
     $("viewport").replaceChildren(canvas = Object.assign(document.createElement("canvas"), { id: "image" }));

@@ -1,42 +1,38 @@
-// Classic Web Worker: decodes JPEG 2000 / HTJ2K codestreams with OpenJPEG compiled to WebAssembly.
-// One fresh decoder per request: a failed decode does not throw, and a reused decoder would hand
-// back the previous image, so failures are detected from OpenJPEG's [ERROR] lines and the output size.
-/* global OpenJPEGWASM */
-importScripts("openjpeg/openjpegwasm_decode.js");
+// Classic Web Worker: decodes JPEG 2000 / HTJ2K codestreams with OpenJPEG compiled to WebAssembly
+// (tools/wasm: OpenJPEG 2.5.3 plus region decoding). In: {id, codestream, reduce, layers, region}
+// where region [x0, y0, x1, y1] is on the reference grid (omitted: the whole image). Out: the
+// samples, pixel-interleaved, 8-bit or 16-bit little-endian, or {id, error}.
+/* global RegionDecoder */
+importScripts("openjpeg/region_decoder.js");
 
-let messages = [];
-const codecReady = OpenJPEGWASM({
-  locateFile: (file) => `openjpeg/${file}`,
-  print: (line) => messages.push(line),
-  printErr: (line) => messages.push(line),
-});
+const ready = RegionDecoder({ locateFile: (file) => `openjpeg/${file}` });
 
-self.onmessage = async ({ data: { id, codestream, reduce = 0, layers = 0 } }) => {
-  let decoder;
+self.onmessage = async ({ data: { id, codestream, reduce = 0, layers = 0, region = null } }) => {
   try {
-    const codec = await codecReady;
-    decoder = new codec.J2KDecoder();
-    messages = [];
-    decoder.getEncodedBuffer(codestream.byteLength).set(codestream);
+    const codec = await ready;
+    const input = codec._malloc(codestream.byteLength);
+    let status;
     const start = performance.now();
-    if (reduce > 0 || layers > 0) decoder.decodeSubResolution(reduce, layers);
-    else decoder.decode();
-    const milliseconds = performance.now() - start;
-    const info = decoder.getFrameInfo();
-    const { width, height } = reduce > 0 ? decoder.calculateSizeAtDecompositionLevel(reduce) : info;
-    const pixels = decoder.getDecodedBuffer(); // a copy, not a view of WebAssembly memory
-    const bytesPerSample = info.bitsPerSample > 8 ? 2 : 1;
-    const errors = messages.filter((line) => line.includes("[ERROR]"));
-    if (errors.length || width * height * info.componentCount * bytesPerSample !== pixels.byteLength || !pixels.byteLength) {
-      throw new Error(`OpenJPEG could not decode the codestream: ${errors.join(" ") || "no image produced"}`);
+    try {
+      codec.HEAPU8.set(codestream, input);
+      const [x0, y0, x1, y1] = region || [0, 0, 0, 0];
+      status = codec._decode_region(input, codestream.byteLength, reduce, layers, x0, y0, x1, y1);
+    } finally {
+      codec._free(input);
     }
-    self.postMessage({
-      id, width, height, milliseconds, pixels: pixels.buffer,
-      bitsPerSample: info.bitsPerSample, signed: info.isSigned, components: info.componentCount,
-    }, [pixels.buffer]);
+    const milliseconds = performance.now() - start;
+    if (status !== 0) {
+      throw new Error(`OpenJPEG could not decode the codestream: ${codec.UTF8ToString(codec._last_error()) || "no reason given"}`);
+    }
+    const from = codec._result_pixels();
+    const pixels = codec.HEAPU8.slice(from, from + codec._result_bytes());  // a copy: the heap is reused
+    const reply = {
+      id, width: codec._result_width(), height: codec._result_height(), milliseconds, pixels: pixels.buffer,
+      bitsPerSample: codec._result_precision(), signed: codec._result_signed() === 1, components: codec._result_components(),
+    };
+    codec._release();
+    self.postMessage(reply, [pixels.buffer]);
   } catch (error) {
-    self.postMessage({ id, error: String(error && error.message || error) });
-  } finally {
-    if (decoder) decoder.delete();
+    self.postMessage({ id, error: String((error && error.message) || error) });
   }
 };

@@ -29,8 +29,11 @@ export class Decoder {
     this.nextId = 1;
   }
 
-  /** Decode at 1/2^reduce of full size. The codestream is copied, so the caller keeps its bytes. */
-  decode(codestream, { reduce = 0, layers = 0 } = {}) {
+  /**
+   * Decode at 1/2^reduce of full size, only ``region`` ([x0, y0, x1, y1] on the reference grid) if
+   * given. The codestream is copied, so the caller keeps its bytes.
+   */
+  decode(codestream, { reduce = 0, layers = 0, region = null } = {}) {
     if (this.workers.length < this.size && this.workers.every((w) => w.pending.size > 0)) {
       this.workers.push(new DecodeWorker());  // started on demand: a page showing one image needs one
     }
@@ -39,7 +42,7 @@ export class Decoder {
     const copy = codestream.slice();
     return new Promise((resolve, reject) => {
       target.pending.set(id, { resolve, reject });
-      target.worker.postMessage({ id, codestream: copy, reduce, layers }, [copy.buffer]);
+      target.worker.postMessage({ id, codestream: copy, reduce, layers, region }, [copy.buffer]);
     });
   }
 }

@@ -11,23 +11,6 @@ const ZOOM_STEP = 2 ** 0.5;
 const PREVIEW_LEVELS = 2;  // a first picture at a quarter of the fitted resolution
 const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
 
-/** Cut a region (x0, y0, x1, y1) out of a decoded frame: the samples of the window only. */
-function crop(decoded, [x0, y0, x1, y1]) {
-  const bytes = decoded.bitsPerSample > 8 ? 2 : 1, c = decoded.components;
-  if (x0 === 0 && y0 === 0 && x1 === decoded.width && y1 === decoded.height) return decoded;
-  if (x1 > decoded.width || y1 > decoded.height) {
-    throw new Error(`the decoded frame (${decoded.width}×${decoded.height}) does not hold the region ${[x0, y0, x1, y1]}`);
-  }
-  const source = new Uint8Array(decoded.pixels);
-  const rowBytes = (x1 - x0) * c * bytes, stride = decoded.width * c * bytes;
-  const out = new Uint8Array(rowBytes * (y1 - y0));
-  for (let y = y0; y < y1; y++) {
-    const from = y * stride + x0 * c * bytes;
-    out.set(source.subarray(from, from + rowBytes), (y - y0) * rowBytes);
-  }
-  return { ...decoded, width: x1 - x0, height: y1 - y0, pixels: out.buffer };
-}
-
 /** One layer: a canvas showing a (reduce, region) window of the image, fed by one request at a time. */
 class Layer {
   constructor(viewport, className) {
@@ -74,12 +57,15 @@ class Layer {
         this.pending = null;
         if (generation !== this.generation) continue;
         try {
-          const decoded = await this.viewport.decoder.decode(picture.codestream, { reduce: picture.reduce });
+          // Only the window's samples are decoded (the region on the reference grid).
+          const decoded = await this.viewport.decoder.decode(picture.codestream,
+            { reduce: picture.reduce, region: picture.grid_region });
           if (generation !== this.generation) continue;  // superseded while decoding
-          if (decoded.width !== picture.frame[0] || decoded.height !== picture.frame[1]) {
-            throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the frame ${picture.frame.join("×")}`);
+          const [x0, y0, x1, y1] = picture.region;
+          if (decoded.width !== x1 - x0 || decoded.height !== y1 - y0) {
+            throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the window ${x1 - x0}×${y1 - y0}`);
           }
-          this.tile = { reduce: picture.reduce, region: picture.region, decoded: crop(decoded, picture.region), picture };
+          this.tile = { reduce: picture.reduce, region: picture.region, decoded, picture };
           this.viewport.painted(this, picture);
         } catch (error) {
           if (generation === this.generation) this.viewport.fail(error);

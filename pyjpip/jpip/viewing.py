@@ -51,13 +51,15 @@ class Picture:
     received_bytes: int  # data-bin bytes received (equal to new_bytes unless something came twice)
     requests: int
     codestream_length: int | None = None  # the whole codestream's bytes, when the server says
+    grid_region: tuple[int, int, int, int] | None = None  # ``region`` on the reference grid (what to decode)
 
     def to_dict(self) -> dict:
         return {"codestream": self.codestream, "reduce": self.reduce, "frame": list(self.frame),
                 "region": list(self.region), "layers": self.layers, "final": self.final,
                 "from_cache": self.from_cache, "body_bytes": self.body_bytes, "new_bytes": self.new_bytes,
                 "received_bytes": self.received_bytes, "requests": self.requests,
-                "codestream_length": self.codestream_length}
+                "codestream_length": self.codestream_length,
+                "grid_region": None if self.grid_region is None else list(self.grid_region)}
 
 
 def describe_header(main_header: bytes) -> dict:
@@ -154,7 +156,7 @@ class ImageStreams:
                 state["posted"] = view.rebuilt.packets_present
                 post(Picture(view.codestream, view.reduce, view.frame, (x0, y0, x1, y1),
                              view.rebuilt.layers_complete, final, from_cache, client.body_bytes, client.bytes_new,
-                             client.bytes_received, client.requests_sent, client.codestream_length))
+                             client.bytes_received, client.requests_sent, client.codestream_length, view.region))
 
             def progress(events) -> None:
                 check()

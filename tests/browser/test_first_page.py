@@ -73,7 +73,7 @@ def test_canvas_equals_reference_at_full_and_reduced_resolution(watched_page, si
     assert page.watch.errors == []
     requested = {url.removeprefix(site) for url in page.watch.requests}
     assert {"pyodide/pyodide.asm.wasm", "wheels/python-packages.zip", f"data/{name}",
-            "openjpeg/openjpegwasm_decode.wasm"} <= requested, "the request guard must see the worker's requests too"
+            "openjpeg/region_decoder.wasm"} <= requested, "the request guard must see the worker's requests too"
     assert all(url.startswith(site) for url in page.watch.requests)
 
 

@@ -1,0 +1,100 @@
+"""Build the browser's JPEG 2000 decoder: OpenJPEG 2.5.3 compiled to WebAssembly with region decoding.
+
+    python3 tools/wasm/build_decoder.py OUTPUT_DIR
+
+Why our own build: the prebuilt OpenJPEG WebAssembly decoders on npm (@cornerstonejs/codec-openjpeg)
+decode whole frames only. A viewer zoomed into a 2048² or 4096² image needs the samples on screen;
+OpenJPEG's opj_set_decode_area decodes just those (5x faster for a 1000x560 region of a 4096²
+image, identical samples). The library is OpenJPEG itself, unchanged: its sources come from the
+pinned, hash-checked sdist of pylibjpeg-openjpeg on PyPI (which carries OpenJPEG 2.5.3 under
+lib/openjpeg); region_decoder.c beside this script is the only code of ours. Emscripten is Debian's
+(package emscripten). Standard library only; writes region_decoder.js and region_decoder.wasm,
+and OpenJPEG's LICENSE beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SDIST_URL = ("https://files.pythonhosted.org/packages/4d/ed/f65377285d004afbae3a281d146080ff8e4d33672512a3e755d3dfc09c08/"
+             "pylibjpeg_openjpeg-2.5.0.tar.gz")
+SDIST_SHA256 = "e0ea4d9e59820b02c8437121ae65cc28e98d9e9150f4a6967f2c3ba805e7f873"
+OPENJPEG_VERSION = (2, 5, 3)
+#: Encoder-side JPIP index writers and tools: not part of a decoder.
+LEFT_OUT = {"bench_dwt.c", "t1_generate_luts.c", "cidx_manager.c", "phix_manager.c", "ppix_manager.c",
+            "thix_manager.c", "tpix_manager.c"}
+EXPORTS = ["decode_region", "result_pixels", "result_width", "result_height", "result_components", "result_precision",
+           "result_signed", "result_bytes", "last_error", "release", "malloc", "free"]
+
+
+def sources(cache: Path) -> Path:
+    """The openjp2 source folder, downloaded once and checked against the pinned hash."""
+    archive = cache / SDIST_URL.rsplit("/", 1)[1]
+    if not archive.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        print(f"[decoder] downloading {SDIST_URL}", flush=True)
+        with urllib.request.urlopen(SDIST_URL, timeout=120) as response:
+            data = response.read()
+        if hashlib.sha256(data).hexdigest() != SDIST_SHA256:
+            sys.exit(f"[decoder] {archive.name}: sha256 does not match the pinned {SDIST_SHA256}")
+        archive.write_bytes(data)
+    elif hashlib.sha256(archive.read_bytes()).hexdigest() != SDIST_SHA256:
+        archive.unlink()
+        sys.exit(f"[decoder] {archive} was not the pinned file and was removed: run again")
+    folder = cache / "openjpeg-source"
+    library = folder / "lib" / "openjpeg"
+    if not (library / "src" / "lib" / "openjp2" / "openjpeg.h").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            top = tar.getnames()[0].split("/")[0]
+            members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/lib/openjpeg/")
+                       and (m.isfile() or m.isdir()) and ".." not in m.name.split("/")]
+            for member in members:
+                member.name = member.name[len(top) + 1:]
+            tar.extractall(folder, members=members)
+    return library
+
+
+def main() -> int:
+    output = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "static" / "openjpeg"
+    emcc = shutil.which("emcc")
+    if not emcc:
+        sys.exit("[decoder] emcc not found: install Debian's emscripten (apt-get install emscripten)")
+    library = sources(ROOT / ".cache" / "decoder")
+    openjp2 = library / "src" / "lib" / "openjp2"
+    config = ROOT / ".cache" / "decoder" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    major, minor, build = OPENJPEG_VERSION
+    (config / "opj_config.h").write_text(f"#ifndef OPJ_CONFIG_H_INCLUDED\n#define OPJ_CONFIG_H_INCLUDED\n"
+                                         f"#define OPJ_VERSION_MAJOR {major}\n#define OPJ_VERSION_MINOR {minor}\n"
+                                         f"#define OPJ_VERSION_BUILD {build}\n#endif\n")
+    (config / "opj_config_private.h").write_text(f'#define OPJ_PACKAGE_VERSION "{major}.{minor}.{build}"\n'
+                                                 "#define OPJ_HAVE_POSIX_MEMALIGN 1\n")
+    files = sorted(str(p) for p in openjp2.glob("*.c") if p.name not in LEFT_OUT and not p.name.startswith("test_"))
+    output.mkdir(parents=True, exist_ok=True)
+    # Debian's emscripten finds its JavaScript tools (acorn) through NODE_PATH when node is not Debian's.
+    env = {**os.environ, "NODE_PATH": os.pathsep.join(filter(None, [os.environ.get("NODE_PATH"), "/usr/share/nodejs"]))}
+    command = [emcc, "-O3", "-flto", "-msimd128", "-msse2", "-DNDEBUG", f"-I{config}", f"-I{openjp2}", *files,
+               str(HERE / "region_decoder.c"), "-o", str(output / "region_decoder.js"),
+               "-sMODULARIZE", "-sEXPORT_NAME=RegionDecoder", "-sALLOW_MEMORY_GROWTH", "-sENVIRONMENT=web,worker,node",
+               "-sEXPORTED_FUNCTIONS=" + ",".join(f"_{name}" for name in EXPORTS),
+               "-sEXPORTED_RUNTIME_METHODS=UTF8ToString,HEAPU8"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"[decoder] emcc failed:\n{result.stderr[-3000:]}")
+    shutil.copy2(library / "LICENSE", output / "LICENSE-OpenJPEG")
+    print(f"[decoder] {output / 'region_decoder.wasm'}: {(output / 'region_decoder.wasm').stat().st_size:,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
