@@ -66,6 +66,10 @@ async def open_dicom(url: str, frame: int = 1):
 
 
 _streams = None
+_local = None
+#: Where ordinary DICOM objects' frames are served from inside the worker (never fetched).
+LOCAL_BASE = "http://local.pyjpip.invalid"
+LOCAL_ROOT = "/tmp/pyjpip-local"
 
 
 def streams():
@@ -73,10 +77,83 @@ def streams():
     global _streams
     if _streams is None:
         from pyjpip.jpip.viewing import ImageStreams
-        from pyjpip.transport.pyodide_fetch import send
+        from pyjpip.transport.pyodide_fetch import send as fetch
+
+        async def send(request, client, on_bytes=None):
+            if request.url.startswith(LOCAL_BASE):
+                return await _local_transport()(request, client, on_bytes)
+            return await fetch(request, client, on_bytes)
 
         _streams = ImageStreams(send)
     return _streams
+
+
+def _local_transport():
+    global _local
+    if _local is None:
+        import os
+
+        from pyjpip.jpip.server import JPIPServer
+        from pyjpip.transport.local import LocalTransport
+
+        os.makedirs(LOCAL_ROOT, exist_ok=True)
+        _local = LocalTransport(JPIPServer(LOCAL_ROOT))
+    return _local
+
+
+def serve_locally(image, name: str) -> str:
+    """Put an ordinary object's JPEG 2000 frames where the in-worker JPIP server finds them; returns
+    the URL that stands in for its Pixel Data Provider URL (stream=n for frame n, as for hollow ones)."""
+    import os
+
+    from pyjpip.codestream.file_format import write_frames_file
+    from pyjpip.codestream.markers import read_main_header
+
+    _local_transport()
+    if len(image.frames) == 1:
+        data, file = image.frames[0], f"{name}.j2k"
+    else:
+        size = read_main_header(image.frames[0]).size
+        data = write_frames_file(list(image.frames), size.width, size.height, len(size.components),
+                                 size.components[0].precision, size.components[0].signed)
+        file = f"{name}.jpx"
+    with open(os.path.join(LOCAL_ROOT, file), "wb") as f:
+        f.write(data)
+    return f"{LOCAL_BASE}/jpip?target={file}"
+
+
+async def open_objects(urls):
+    """?dicom=<url>,<url>...: the objects fetched (hollow ones are a few kilobytes; ordinary ones
+    whole, their frames then served in the worker) and laid out like a study."""
+    import hashlib
+
+    from pyjpip.dicom.hollow import read_hollow
+    from pyjpip.dicom.pixel_data import read_encapsulated_image
+    from pyjpip.transport.pyodide_fetch import fetch_bytes
+
+    if hasattr(urls, "to_py"):
+        urls = urls.to_py()
+    datasets = []
+    for url in urls:
+        data = await fetch_bytes(url)
+        try:
+            hollow = read_hollow(data, url)
+        except DicomError as not_hollow:
+            if "not a JPIP Referenced" not in str(not_hollow) and "not a DICOM Part 10" not in str(not_hollow):
+                raise  # a hollow object, damaged: say so rather than that it is not JPEG 2000
+            image = read_encapsulated_image(data, url)
+            dataset = image.dataset
+            dataset.NumberOfFrames = len(image.frames)
+            dataset.PixelDataProviderURL = serve_locally(image, hashlib.sha1(url.encode()).hexdigest()[:16])
+            del dataset.PixelData
+        else:
+            dataset = hollow.dataset
+        datasets.append(dataset)
+    from pyjpip.layout.ordering import group_studies
+
+    studies = group_studies(datasets)
+    first = {ds.SOPInstanceUID for series in studies[0].series for ds in (i.dataset for i in series.instances)}
+    return _to_js(study_layout([ds for ds in datasets if ds.SOPInstanceUID in first]))
 
 
 def _to_js(value):

@@ -2,9 +2,10 @@
 //   study=<Study Instance UID>  the study laid out from the server's DICOMweb metadata (attributes
 //                               only), each viewport streamed by JPIP;
 //   jpip=<JPIP target URL>      a bare JPEG 2000 image, streamed, zoomed and panned by JPIP;
-//   dicom=<url of a DICOM object>  an ordinary (encapsulated JPEG 2000) object, fetched whole
-//                               (default: the first demo image), with reduce=<levels>|auto and
-//                               packages=bundle|wheels (how pyjpip and pydicom reach Pyodide);
+//   dicom=<url>[,<url>...]      DICOM objects, hollow (streamed by JPIP) or ordinary (JPEG 2000 frames
+//                               fetched whole, then served to the same JPIP client inside the worker);
+//   dicom=<url>&reduce=<levels>|auto  one ordinary object decoded whole at that resolution (the
+//                               default page: the first demo image), packages=bundle|wheels;
 //   layout=1x1|1x2|2x2          the grid, instead of the hanging protocol's.
 // Embedded in an iframe, the page answers postMessage (embed.js).
 import { startPython } from "./python.js";
@@ -321,9 +322,23 @@ function fillReduceChoice(cs, reduceChoice) {
   select.disabled = false;
 }
 
+/** ?dicom=<url>[,<url>...]: DICOM objects, hollow or ordinary, laid out and streamed like a study. */
+async function showObjects(urls) {
+  const python = startWorker(), decoder = new Decoder();
+  status("Starting Python…");
+  const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
+  const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
+  $("image-info").textContent = layout.description;
+  screen = new Screen(python, decoder, layout.series, { rows, columns, description: layout.description });
+  layoutChooser(screen);
+  if (layout.series.length > 1) seriesStrip(screen, python, decoder);
+}
+
 async function main() {
   if (params.get("jpip")) return showJpip(params.get("jpip"));
   if (params.get("study")) return showStudy(params.get("study"));
+  // With reduce= (or nothing at all: the demo image) an object is decoded whole at that resolution.
+  if (params.get("dicom") && !params.has("reduce")) return showObjects(params.get("dicom").split(",").filter(Boolean));
   return showDicom();
 }
 

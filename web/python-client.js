@@ -48,6 +48,11 @@ export class PythonWorker extends EventTarget {
     return this._send({ type: "study", base, study }).done.then((reply) => reply.layout);
   }
 
+  /** The layout of DICOM objects by URL, hollow (streamed by JPIP) or ordinary (fetched whole). */
+  objects(urls) {
+    return this._send({ type: "objects", urls }).done.then((reply) => reply.layout);
+  }
+
   /** An image's header facts: width, height, levels, frames per level, components, layers. */
   header(url) {
     return this._send({ type: "header", url }).done.then((reply) => reply.info);

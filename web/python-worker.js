@@ -3,6 +3,7 @@
 // zooming, panning and scrolling back never ask for bytes already held.
 //
 // In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata
+//      {id, type: "objects", urls}                the layout of DICOM objects (hollow or ordinary)
 //      {id, type: "header", url}                  an image's size, levels and components
 //      {id, type: "show", url, reduce, region, prefetch}  a window, streamed; region [x0, y0, x1, y1]
 //                                                 or null; prefetch: into the cache only; preview:
@@ -27,6 +28,8 @@ self.onmessage = async ({ data }) => {
     const { browser } = await python;
     if (data.type === "study") {
       self.postMessage({ id, type: "study", layout: await browser.open_study(data.base, data.study) });
+    } else if (data.type === "objects") {
+      self.postMessage({ id, type: "study", layout: await browser.open_objects(data.urls) });
     } else if (data.type === "header") {
       self.postMessage({ id, type: "header", info: await browser.image_header(data.url, stop) });
     } else if (data.type === "show") {

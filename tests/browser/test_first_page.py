@@ -380,3 +380,42 @@ def test_presets_and_the_shortcut_list(watched_page, study_site):
     assert not page.locator("#help").is_visible()
     assert "bytes" in page.locator("#status").text_content()
     assert page.watch.errors == []
+
+
+def test_dicom_objects_by_url_hollow_and_ordinary(watched_page, study_site):
+    """?dicom=<url>,<url>...: hollow objects (pixels by JPIP) laid out like a study, and an ordinary
+    object whose frames are served inside the worker, zoomed to real size exactly."""
+    page = watched_page
+    site, study, sources, store = study_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    urls = []
+    for path in sorted(sources.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        urls.append(f"/dicomweb/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}")
+    page.goto(f"{site}?dicom={','.join(urls)}")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#status").text_content()
+    assert page.locator(".cell").count() == 2
+    for name in ("ct-2.dcm", "MR_small.dcm"):
+        assert_viewport_shows(page, sources / name, store)
+    # An ordinary object: JPEG 2000 frames fetched whole, streamed to the same client in the worker.
+    page.goto(f"{site}?dicom=data/ct_phantom_2048.dcm")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#status").text_content()
+    ds = pydicom.dcmread(DATA / "ct_phantom_2048.dcm")
+    codestream = first_codestream(DATA / "ct_phantom_2048.dcm")
+    reduce = int(page.locator(".cell canvas.base").get_attribute("data-reduce"))
+    actual = canvas_pixels(page, ".cell canvas.base")
+    assert np.abs(actual.astype(int) - windowed(opj_decode(codestream, reduce), ds).astype(int)).max() <= 1
+    page.locator(".cell").focus()
+    page.keyboard.press("r")
+    page.wait_for_function("(() => { const c = document.querySelector('.cell canvas.detail');"
+                           " return c && !c.hidden && c.dataset.final === 'true' && c.dataset.reduce === '0'; })()",
+                           timeout=60_000)
+    x0, y0, x1, y1 = map(int, page.locator(".cell canvas.detail").get_attribute("data-region").split(","))
+    expected = windowed(opj_decode(codestream, 0), ds)[y0:y1, x0:x1]
+    actual = canvas_pixels(page, ".cell canvas.detail")
+    assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    assert not any("local.pyjpip" in url for url in page.watch.requests), "frames served in the worker are not fetched"
+    assert page.watch.errors == []

@@ -3,14 +3,13 @@ zoomed and panned windows equal OpenJPEG's decode of the original, nothing is re
 newer window for an image abandons the older one, and a prefetch makes the next picture instant."""
 
 import asyncio
-import time
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
 
 from pyjpip.jpip.server import JPIPServer
 from pyjpip.jpip.viewing import ImageStreams, Superseded
+from pyjpip.transport.local import LocalTransport
 from reference import opj_decode_all, opj_encode, pgx_array, smooth_image
 
 pytestmark = pytest.mark.cpython_only
@@ -26,38 +25,9 @@ def root(tmp_path_factory):
     return folder
 
 
-class AsyncInProcess:
-    """The transport ImageStreams wants: the server core called in place, its body fed in pieces with a
-    pause between them (so a newer window can come in), and the client abandoning on Superseded."""
-
-    def __init__(self, server: JPIPServer, piece: int = 4000):
-        self.server, self.piece = server, piece
-        self.closed = 0
-
-    async def __call__(self, http_request, client, on_bytes):
-        parts = urlsplit(http_request.url)
-        query = http_request.body.decode() if http_request.method == "POST" else parts.query
-        target = unquote(parts.path[len("/jpip/"):]) if parts.path.startswith("/jpip/") else None
-        response = self.server.handle(http_request.method, query, time.monotonic(), target)
-        summary = client.receive_headers(response.status, dict(response.headers))
-        if response.status != 200:
-            summary.message = b"".join(response.body).decode()
-            return summary
-        try:
-            for chunk in response.body:
-                for start in range(0, len(chunk), self.piece):
-                    events = client.receive_body(chunk[start : start + self.piece])
-                    if events:
-                        on_bytes(events)
-                    await asyncio.sleep(0)
-        except Superseded:
-            response.body.close()
-            close = client.abandon()
-            if close is not None:
-                self.closed += 1
-                self.server.handle("GET", urlsplit(close.url).query, time.monotonic())
-            raise
-        return client.end_of_body()
+def AsyncInProcess(server, piece: int = 4000):
+    """The transport the browser uses for objects fetched whole, pausing between small pieces."""
+    return LocalTransport(server, piece)
 
 
 def run(coroutine):
