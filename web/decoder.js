@@ -1,6 +1,8 @@
-// A pool of decode workers (OpenJPEG WebAssembly): the page never decodes on its own thread, and
-// viewports decode side by side. Each job goes to the worker with the fewest jobs waiting.
+// A pool of decode workers (OpenJPEG WebAssembly): the page never decodes on its own thread,
+// viewports decode side by side, and a large region is decoded in bands by several workers at
+// once. Each job goes to the worker with the fewest jobs waiting.
 const WORKER_URL = new URL("./decode-worker.js", import.meta.url);
+const SAMPLES_PER_BAND = 1 << 19;  // below this, a second worker costs more than it saves
 
 class DecodeWorker {
   constructor() {
@@ -22,8 +24,8 @@ class DecodeWorker {
 }
 
 export class Decoder {
-  /** size: how many workers (default: one per core but one, at least one, at most four). */
-  constructor(size = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1))) {
+  /** size: how many workers (default: one per core, two at least, four at most). */
+  constructor(size = Math.max(2, Math.min(4, navigator.hardwareConcurrency || 2))) {
     this.size = size;
     this.workers = [];
     this.nextId = 1;
@@ -31,9 +33,32 @@ export class Decoder {
 
   /**
    * Decode at 1/2^reduce of full size, only ``region`` ([x0, y0, x1, y1] on the reference grid) if
-   * given. The codestream is copied, so the caller keeps its bytes.
+   * given. A large region is cut into horizontal bands decoded side by side in several workers
+   * (area decoding gives each band's samples exactly; ``split`` false prevents it, for codestreams
+   * decoded whole anyway). The codestream is copied, so the caller keeps its bytes.
    */
-  decode(codestream, { reduce = 0, layers = 0, region = null } = {}) {
+  async decode(codestream, { reduce = 0, layers = 0, region = null, split = true } = {}) {
+    const scale = 2 ** reduce;
+    const bands = split && region ? Math.min(this.size, Math.floor(
+      ((region[2] - region[0]) / scale) * ((region[3] - region[1]) / scale) / SAMPLES_PER_BAND)) : 1;
+    if (bands < 2) return this.job(codestream, { reduce, layers, region });
+    const first = Math.ceil(region[1] / scale), last = Math.ceil(region[3] / scale);
+    const edges = Array.from({ length: bands + 1 }, (_, i) => (first + Math.round(((last - first) * i) / bands)) * scale);
+    edges[0] = region[1];
+    edges[bands] = region[3];
+    const parts = await Promise.all(edges.slice(0, -1).map((top, i) =>
+      this.job(codestream, { reduce, layers, region: [region[0], top, region[2], edges[i + 1]] })));
+    const pixels = new Uint8Array(parts.reduce((total, part) => total + part.pixels.byteLength, 0));
+    let offset = 0;
+    for (const part of parts) {  // rows follow rows: the bands' samples simply follow each other
+      pixels.set(new Uint8Array(part.pixels), offset);
+      offset += part.pixels.byteLength;
+    }
+    return { ...parts[0], height: parts.reduce((total, part) => total + part.height, 0), pixels: pixels.buffer,
+             milliseconds: Math.max(...parts.map((part) => part.milliseconds)), bands };
+  }
+
+  job(codestream, { reduce, layers, region }) {
     if (this.workers.length < this.size && this.workers.every((w) => w.pending.size > 0)) {
       this.workers.push(new DecodeWorker());  // started on demand: a page showing one image needs one
     }

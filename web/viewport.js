@@ -17,7 +17,7 @@ class Layer {
     this.viewport = viewport;
     this.canvas = Object.assign(document.createElement("canvas"), { className, hidden: true });
     this.request = null;  // {reduce, region, stream (from PythonWorker.show)}
-    this.tile = null;  // {reduce, region, decoded (cropped)}
+    this.tile = null;  // {reduce, region (at that resolution), decoded (its samples only), picture}
     this.pending = null;
     this.decoding = false;
     this.generation = 0;
@@ -58,8 +58,10 @@ class Layer {
         if (generation !== this.generation) continue;
         try {
           // Only the window's samples are decoded (the region on the reference grid).
+          const started = performance.now();
           const decoded = await this.viewport.decoder.decode(picture.codestream,
-            { reduce: picture.reduce, region: picture.grid_region });
+            { reduce: picture.reduce, region: picture.grid_region, split: !this.viewport.image.info.high_throughput });
+          performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
           if (generation !== this.generation) continue;  // superseded while decoding
           const [x0, y0, x1, y1] = picture.region;
           if (decoded.width !== x1 - x0 || decoded.height !== y1 - y0) {
