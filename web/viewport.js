@@ -185,10 +185,14 @@ export class Viewport extends EventTarget {
     const reduce = this.neededReduce(this.view.scale);
     if (reduce >= this.base.tile.reduce) {
       this.detail.clear();
+      this.detail.canvas.dataset.state = "none";  // the base holds the resolution this zoom needs
       return;
     }
     const region = this.visibleRegion(reduce);
-    if (this.detail.covers(reduce, region)) return;
+    if (this.detail.covers(reduce, region)) {  // what is shown already holds this view: nothing to ask
+      if (this.detail.canvas.dataset.state === "painted") this.detail.canvas.dataset.state = "held";
+      return;
+    }
     this.detail.canvas.dataset.state = "loading";
     // No picture from the cache before the answer: for a window held whole the answer is an immediate
     // EOR, and otherwise the base layer already shows about what the cache holds (one decode saved).
@@ -329,7 +333,8 @@ export class Viewport extends EventTarget {
       event.preventDefault();
       if (event.ctrlKey || this.wheelZooms) {
         const box = cell.getBoundingClientRect();
-        this.zoom(2 ** (-event.deltaY / (event.ctrlKey ? 100 : 240)), event.clientX - box.left, event.clientY - box.top);
+        // A mouse notch (deltaY 100) zooms by √2, as +/- do; a pinch sends small deltas, so it is smooth.
+        this.zoom(2 ** (-event.deltaY / 200), event.clientX - box.left, event.clientY - box.top);
       } else {
         this.dispatchEvent(new CustomEvent("scroll", { detail: Math.sign(event.deltaY) }));
       }
