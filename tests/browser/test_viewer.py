@@ -280,3 +280,46 @@ def test_demo_study_monochrome1_colour_and_screenshots(watched_page, demo_site):
     page.screenshot(path=str(shots / "demo-study-zoomed.png"))
     assert (shots / "demo-study-zoomed.png").stat().st_size > 10_000
     assert page.watch.errors == []
+
+
+@pytest.fixture(scope="module")
+def htj2k_site(tmp_path_factory):
+    """An HTJ2K (Part 15) image, encoded by OpenJPH (imagecodecs), served with the site."""
+    import threading
+
+    import imagecodecs
+
+    from pyjpip.transport.http_server import make_server
+    from reference import smooth_image
+
+    folder = tmp_path_factory.mktemp("htj2k")
+    image = smooth_image(1800, 2400, 12, 7).astype(np.uint16)
+    (folder / "image.jhc").write_bytes(imagecodecs.htj2k_encode(image, reversible=True, resolutions=6))
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(folder))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", folder / "image.jhc"
+    server.shutdown()
+    server.server_close()
+
+
+def test_htj2k_streams_fits_and_zooms_exactly(watched_page, htj2k_site):
+    page = watched_page
+    site, path = htj2k_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?jpip=/jpip?target={path.name}")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#status").text_content()
+    reduce = int(page.locator(".cell canvas.base").get_attribute("data-reduce"))
+    assert reduce == 1  # 2400x1800 into about 1280x660 needs the half resolution
+    fitted = opj_decode(path.read_bytes(), reduce)
+    expected = bare_windowed(fitted, fitted.min(), fitted.max())
+    actual = canvas_pixels(page, ".cell canvas.base")
+    assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    page.locator(".cell").focus()
+    page.keyboard.press("r")
+    x0, y0, x1, y1 = wait_for_detail(page, 0)
+    expected = bare_windowed(opj_decode(path.read_bytes(), 0)[y0:y1, x0:x1], fitted.min(), fitted.max())
+    actual = canvas_pixels(page, ".cell canvas.detail")
+    assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    assert page.watch.errors == []
