@@ -12,7 +12,7 @@ import { startPython } from "./python.js";
 import { Decoder } from "./decoder.js";
 import { paintGreyscale } from "./paint.js";
 import { PythonWorker } from "./python-client.js";
-import { Stack } from "./stack.js";
+import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
 
 const $ = (id) => document.getElementById(id);
@@ -66,9 +66,6 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "Escape" && $("help").open) $("help").close();
 });
 
-/** Display parameters for a bare JPEG 2000 image: no DICOM attributes, so its own range is shown. */
-const BARE_GREYSCALE = { bits_stored: 0, signed: false, rescale_slope: 1, rescale_intercept: 0, window_center: null,
-                         window_width: null, voi_lut_function: "LINEAR", invert: false, voi_lut: null, padding: null };
 
 const LAYOUTS = { "1x1": [1, 1], "1x2": [1, 2], "2x2": [2, 2] };
 
@@ -218,8 +215,7 @@ function showJpip(target) {
   const python = startWorker(), decoder = new Decoder();
   $("image-choice").replaceChildren(new Option(target, target));
   status("Starting Python…");
-  const series = { series: "jpip", modality: "", description: target, stack: [{ url: new URL(target, location.href).href, corners: {} }],
-                   instance: 0, greyscale: BARE_GREYSCALE, photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
+  const series = bareSeries(new URL(target, location.href).href, target);
   screen = new Screen(python, decoder, [series], { rows: 1, columns: 1, tool: "pan", wheelZooms: true });
   const viewport = screen.stacks[0].viewport;
   viewport.addEventListener("picture", ({ detail: { layer, picture, complete } }) => {

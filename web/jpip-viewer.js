@@ -8,11 +8,9 @@
 // "jpip-error" {message}, "jpip-painted".
 import { Decoder } from "./decoder.js";
 import { PythonWorker } from "./python-client.js";
-import { Stack } from "./stack.js";
+import { Stack, bareSeries } from "./stack.js";
 
 const STYLE = new URL("./viewer.css", import.meta.url).href;
-const BARE = { bits_stored: 0, signed: false, rescale_slope: 1, rescale_intercept: 0, window_center: null,
-               window_width: null, voi_lut_function: "LINEAR", invert: false, voi_lut: null, padding: null };
 let shared = null;  // one Python worker and one decoder pool for every element of a page
 
 function engines() {
@@ -49,9 +47,7 @@ class JpipViewer extends HTMLElement {
         const layout = await python.study(server, this.getAttribute("study"));
         series = layout.viewports[0];
       } else if (this.getAttribute("src")) {
-        const url = new URL(this.getAttribute("src"), location.href).href;
-        series = { series: url, modality: "", stack: [{ url, corners: {} }], instance: 0, greyscale: BARE,
-                   photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
+        series = bareSeries(new URL(this.getAttribute("src"), location.href).href);
       } else {
         return;
       }

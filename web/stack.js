@@ -7,6 +7,15 @@ import { Viewport } from "./viewport.js";
 export const PRESETS = {
   CT: { 2: ["Brain", 40, 80], 3: ["Bone", 400, 2000], 4: ["Lung", -600, 1500], 5: ["Abdomen", 40, 400] },
 };
+/** Display parameters for a bare JPEG 2000 image: no DICOM attributes, so its own range is shown. */
+export const BARE_GREYSCALE = Object.freeze({ bits_stored: 0, signed: false, rescale_slope: 1, rescale_intercept: 0,
+  window_center: null, window_width: null, voi_lut_function: "LINEAR", invert: false, voi_lut: null, padding: null });
+
+/** A bare JPEG 2000 image as a one-image series. */
+export function bareSeries(url, description = url) {
+  return { series: url, modality: "", description, stack: [{ url, corners: {} }], instance: 0,
+           greyscale: BARE_GREYSCALE, photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
+}
 const PREFETCH = [1, -1, 2, -2];
 const PREVIEW_LEVELS = 2;  // neighbours come at a quarter of the base resolution
 

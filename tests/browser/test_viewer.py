@@ -40,7 +40,7 @@ def open_bare(page, jpip_site):
 def wait_for_detail(page, reduce: int) -> tuple[int, int, int, int]:
     page.wait_for_function(f"(() => {{ const c = document.querySelector('.cell canvas.detail');"
                            f" return c && !c.hidden && c.dataset.reduce === '{reduce}' && c.dataset.final === 'true'"
-                           f" && document.querySelector('.cell canvas.detail').dataset.state === 'painted'; }})()",
+                           f" && ['painted', 'held'].includes(c.dataset.state); }})()",
                            timeout=60_000)
     return tuple(int(v) for v in page.locator(".cell canvas.detail").get_attribute("data-region").split(","))
 
