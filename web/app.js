@@ -231,9 +231,11 @@ async function showStudy(studyUid) {
   const python = startWorker(), decoder = new Decoder();
   status("Starting Python…");
   const layout = await python.study(location.origin, studyUid);
+  performance.mark("layout-ready");
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   const order = [...layout.viewports, ...layout.series.filter((s) => !layout.viewports.some((v) => v.series === s.series))];
   $("image-info").textContent = layout.description;
+  $("series-strip").hidden = false;  // before the viewports are sized: they fit their images once
   screen = new Screen(python, decoder, order, { rows, columns, description: layout.description });
   layoutChooser(screen);
   seriesStrip(screen, python, decoder);
@@ -325,6 +327,7 @@ async function showObjects(urls) {
   const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   $("image-info").textContent = layout.description;
+  if (layout.series.length > 1) $("series-strip").hidden = false;
   screen = new Screen(python, decoder, layout.series, { rows, columns, description: layout.description });
   layoutChooser(screen);
   if (layout.series.length > 1) seriesStrip(screen, python, decoder);

@@ -262,7 +262,11 @@ export class Viewport extends EventTarget {
     if (!this.image?.info || !this.view) return;
     if (this.view.fitted) {
       this.view = this.fitView();
-      if (this.base.tile && this.neededReduce(this.view.scale) !== this.base.tile.reduce) this.requestBase();
+      if (this.base.tile && this.neededReduce(this.view.scale) !== this.base.tile.reduce) {
+        this.layout();
+        this.requestBase();  // a new fitted resolution; the detail follows when it is complete
+        return;
+      }
     }
     this.layout();
     this.requestDetail();
