@@ -31,7 +31,8 @@ STAMP = STATIC / ".build-stamp"
 NODE_MODULES = ROOT / "node_modules"
 PYODIDE_CORE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
 OPENJPEG_FILES = ("region_decoder.js", "region_decoder.wasm", "LICENSE-OpenJPEG")
-BUNDLE = "python-packages.zip"
+#: Precompiled bundles: pyjpip alone (every page), pydicom (pages that read DICOM attributes).
+BUNDLES = {"core": "python-core.zip", "dicom": "python-dicom.zip"}
 
 #: command → Debian package, for each purpose.
 SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten"}
@@ -183,12 +184,15 @@ def make_wheels() -> None:
     run(venv_python(), "-m", "pip", "--disable-pip-version-check", "-q", "wheel", "--no-deps",
         "--no-build-isolation", "-w", build_dir, ROOT)
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' scratch folder
-    names = []
-    for wheel in [*build_dir.glob("pyjpip-*.whl"), *download_wheels(ROOT / "requirements-browser.txt", CACHE / "wheels")]:
-        shutil.copy2(wheel, wheels / wheel.name)
-        names.append(wheel.name)
-    run("node", ROOT / "tools" / "pyodide_bundle.mjs", wheels / BUNDLE, *[wheels / n for n in names], cwd=ROOT)
-    manifest = {"bundle": BUNDLE, "wheels": names}
+    parts = {"core": list(build_dir.glob("pyjpip-*.whl")),
+             "dicom": download_wheels(ROOT / "requirements-browser.txt", CACHE / "wheels")}
+    manifest = {"bundles": BUNDLES, "wheels": {}}
+    for part, found in parts.items():
+        for wheel in found:
+            shutil.copy2(wheel, wheels / wheel.name)
+        manifest["wheels"][part] = [wheel.name for wheel in found]
+        run("node", ROOT / "tools" / "pyodide_bundle.mjs", wheels / BUNDLES[part], *[wheels / w.name for w in found],
+            cwd=ROOT)
     (wheels / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
@@ -216,7 +220,7 @@ def build() -> None:
          make_decoder)
     step(stamps, "wheels", [ROOT / "pyjpip", ROOT / "pyproject.toml", ROOT / "requirements-browser.txt", lock,
                             ROOT / "tools" / "pyodide_bundle.mjs"],
-         [STATIC / "wheels" / "manifest.json", STATIC / "wheels" / BUNDLE], make_wheels)
+         [STATIC / "wheels" / "manifest.json", *(STATIC / "wheels" / name for name in BUNDLES.values())], make_wheels)
     step(stamps, "demo data", [ROOT / "tools" / "demo_data.py", ROOT / "requirements-dev.txt"],
          [STATIC / "data" / "index.json"], make_demo_data)
     say(f"static/ is ready ({sum(p.stat().st_size for p in STATIC.rglob('*') if p.is_file()) / 1e6:.1f} MB)")

@@ -1,4 +1,4 @@
-// Make static/wheels/python-packages.zip: the given wheels installed into Pyodide's own Python
+// Make a bundle (static/wheels/python-core.zip, python-dicom.zip): the given wheels installed into Pyodide's own Python
 // (3.14 on WebAssembly, run here under Node) with bytecode precompiled by that same interpreter,
 // so the browser unpacks ready .pyc files instead of compiling every module at import.
 //

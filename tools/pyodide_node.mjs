@@ -1,4 +1,4 @@
-// Pyodide in Node with pyjpip and pydicom installed from static/wheels/python-packages.zip, the very
+// Pyodide in Node with pyjpip and pydicom installed from static/wheels/python-{core,dicom}.zip, the very
 // archive the browser loads: what tests and benchmarks use to run the browser's Python outside it.
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -12,6 +12,7 @@ export async function loadPyjpip(options = {}) {
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
   const install = (path, format) =>
     pyodide.unpackArchive(new Uint8Array(readFileSync(path)), format, { extractDir: sitePackages });
-  install(join(root, "static/wheels/python-packages.zip"), "zip");
+  install(join(root, "static/wheels/python-core.zip"), "zip");
+  install(join(root, "static/wheels/python-dicom.zip"), "zip");
   return { pyodide, sitePackages, install };
 }

@@ -244,7 +244,7 @@ async function showStudy(studyUid) {
 /** ?dicom=<url>: an ordinary DICOM object with JPEG 2000 pixel data, fetched whole and decoded. */
 async function showDicom() {
   const decoder = new Decoder();
-  const python = startPython({ packages: params.get("packages") || "bundle" });
+  const python = startPython({ packages: params.get("packages") || "bundle", dicom: true });
   const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
   const url = params.get("dicom") || (demos[0] && `data/${demos[0].file}`);
   const imageChoice = $("image-choice");

@@ -58,6 +58,11 @@ export class Decoder {
              milliseconds: Math.max(...parts.map((part) => part.milliseconds)), bands };
   }
 
+  /** Start every worker of the pool now (while nothing waits), not at the first split decode. */
+  warm() {
+    while (this.workers.length < this.size) this.workers.push(new DecodeWorker());
+  }
+
   job(codestream, { reduce, layers, region }) {
     if (this.workers.length < this.size && this.workers.every((w) => w.pending.size > 0)) {
       this.workers.push(new DecodeWorker());  // started on demand: a page showing one image needs one

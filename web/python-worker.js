@@ -25,7 +25,8 @@ self.onmessage = async ({ data }) => {
   }
   const stop = () => cancelled.has(id);
   try {
-    const { browser } = await python;
+    const { browser, installDicom } = await python;
+    if (data.type === "study" || data.type === "objects") await installDicom();  // pydicom, on first need
     if (data.type === "study") {
       self.postMessage({ id, type: "study", layout: await browser.open_study(data.base, data.study) });
     } else if (data.type === "objects") {

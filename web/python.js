@@ -10,25 +10,38 @@ async function fetchBytes(url) {
 }
 
 /**
- * Start Python and import pyjpip.browser.
+ * Start Python and import pyjpip.browser. pyjpip comes first; pydicom (most of the bytes and of the
+ * import time) only with ``dicom`` or when ``installDicom()`` is called: a bare JPEG 2000 page
+ * never needs it.
  * packages: "bundle" (bytecode precompiled for Pyodide at build time) or "wheels" (the plain wheels).
  */
-export async function startPython({ packages = "bundle" } = {}) {
+export async function startPython({ packages = "bundle", dicom = false } = {}) {
   const manifestPromise = fetch(here("./wheels/manifest.json")).then((r) => {
     if (!r.ok) throw new Error(`GET wheels/manifest.json: HTTP ${r.status}`);
     return r.json();
   });
+  const archivesOf = (manifest, part) => (packages === "wheels"
+    ? manifest.wheels[part].map((file) => [file, "wheel"])
+    : [[manifest.bundles[part], "zip"]]);
+  const download = (archives) => Promise.all(archives.map(([file]) => fetchBytes(here(`./wheels/${file}`))));
+  const coreBytes = manifestPromise.then((manifest) => download(archivesOf(manifest, "core")));
+  const dicomBytes = dicom ? manifestPromise.then((manifest) => download(archivesOf(manifest, "dicom"))) : null;
   const pyodide = await loadPyodide({ indexURL: here("./pyodide/") });
   performance.mark("pyodide-ready");
   const manifest = await manifestPromise;
-  const archives = packages === "wheels"
-    ? manifest.wheels.map((file) => [file, "wheel"])
-    : [[manifest.bundle, "zip"]];
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
-  const contents = await Promise.all(archives.map(([file]) => fetchBytes(here(`./wheels/${file}`))));
-  archives.forEach(([, format], i) => pyodide.unpackArchive(contents[i], format, { extractDir: sitePackages }));
+  const unpack = (archives, contents) =>
+    archives.forEach(([, format], i) => pyodide.unpackArchive(contents[i], format, { extractDir: sitePackages }));
+  unpack(archivesOf(manifest, "core"), await coreBytes);
+  let dicomInstalled = null;
+  const installDicom = () => {
+    dicomInstalled ??= (dicomBytes || download(archivesOf(manifest, "dicom")))
+      .then((contents) => unpack(archivesOf(manifest, "dicom"), contents));
+    return dicomInstalled;
+  };
+  if (dicom) await installDicom();
   const browser = pyodide.pyimport("pyjpip.browser");
   pyodide.runPython("import pyjpip.jpip.viewing, pyjpip.transport.pyodide_fetch");  // every page streams by JPIP
   performance.mark("packages-imported");
-  return { pyodide, browser };
+  return { pyodide, browser, installDicom };
 }

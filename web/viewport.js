@@ -60,7 +60,10 @@ class Layer {
           // Only the window's samples are decoded (the region on the reference grid).
           const started = performance.now();
           const decoded = await this.viewport.decoder.decode(picture.codestream,
-            { reduce: picture.reduce, region: picture.grid_region, split: !this.viewport.image.info.high_throughput });
+            // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
+            // worker starting up (the pool starts the rest once the first image is shown).
+            { reduce: picture.reduce, region: picture.grid_region,
+              split: this === this.viewport.detail && !this.viewport.image.info.high_throughput });
           performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
           if (generation !== this.generation) continue;  // superseded while decoding
           const [x0, y0, x1, y1] = picture.region;
@@ -424,7 +427,10 @@ export class Viewport extends EventTarget {
     if (layer === this.base) {
       this.base.canvas.dataset.reduce = String(picture.reduce);
       if (picture.from_cache) this.base.canvas.dataset.preview = "cache";  // a prefetched neighbour, at once
-      if (complete) this.setState("painted");
+      if (complete) {
+        this.setState("painted");
+        this.decoder.warm();
+      }
       else if (this.state !== "painted") this.setState("refining");
     } else {
       layer.canvas.dataset.reduce = String(picture.reduce);

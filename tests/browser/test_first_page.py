@@ -72,7 +72,7 @@ def test_canvas_equals_reference_at_full_and_reduced_resolution(watched_page, si
         assert_matches_reference(page, name, reduce)
     assert page.watch.errors == []
     requested = {url.removeprefix(site) for url in page.watch.requests}
-    assert {"pyodide/pyodide.asm.wasm", "wheels/python-packages.zip", f"data/{name}",
+    assert {"pyodide/pyodide.asm.wasm", "wheels/python-core.zip", "wheels/python-dicom.zip", f"data/{name}",
             "openjpeg/region_decoder.wasm"} <= requested, "the request guard must see the worker's requests too"
     assert all(url.startswith(site) for url in page.watch.requests)
 
@@ -96,7 +96,7 @@ def test_plain_wheels_install_the_same_packages(watched_page, site):
     wait_painted(page, 0)
     assert_matches_reference(page, "mr_small_jp2k.dcm", 0)
     requested = {url.removeprefix(site) for url in page.watch.requests}
-    assert "wheels/python-packages.zip" not in requested
+    assert not {"wheels/python-core.zip", "wheels/python-dicom.zip"} & requested
     assert any(url.startswith("wheels/pydicom-") and url.endswith(".whl") for url in requested)
     assert page.watch.errors == []
 
@@ -133,6 +133,7 @@ def test_a_bare_jpeg2000_image_streams_in_by_jpip_and_refines(watched_page, jpip
     assert page.watch.errors == []
     requested = [u for u in page.watch.requests if "/jpip?" in u]
     assert len(requested) >= 2 and all(u.startswith(jpip_site) for u in page.watch.requests)
+    assert not any(u.endswith("python-dicom.zip") for u in page.watch.requests), "no DICOM: pydicom never loads"
 
 
 @pytest.fixture(scope="module")

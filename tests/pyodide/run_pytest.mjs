@@ -1,5 +1,5 @@
 // Run pyjpip's unit tests under Pyodide in Node: Python 3.14 on WebAssembly, the browser's Python.
-// pyjpip and pydicom come from static/wheels/python-packages.zip, the very archive the page loads;
+// pyjpip and pydicom come from static/wheels/python-core.zip and python-dicom.zip, the very archives the page loads;
 // pytest from the pure-Python wheels that `build.py test` downloads into .cache/pyodide-test-wheels.
 //
 //   node tests/pyodide/run_pytest.mjs [pytest arguments]
