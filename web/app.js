@@ -203,8 +203,8 @@ const host = listenToHost({
   },
 });
 
-function startWorker() {
-  const python = new PythonWorker();
+function startWorker({ dicom = false } = {}) {
+  const python = new PythonWorker({ dicom });
   python.addEventListener("ready", () => status("Python ready…"));
   python.addEventListener("failure", (event) => showError(new Error(event.detail)));
   return python;
@@ -228,7 +228,7 @@ function showJpip(target) {
 
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
 async function showStudy(studyUid) {
-  const python = startWorker(), decoder = new Decoder();
+  const python = startWorker({ dicom: true }), decoder = new Decoder();
   status("Starting Python…");
   const layout = await python.study(location.origin, studyUid);
   performance.mark("layout-ready");
@@ -322,7 +322,7 @@ function fillReduceChoice(cs, reduceChoice) {
 
 /** ?dicom=<url>[,<url>...]: DICOM objects, hollow or ordinary, laid out and streamed like a study. */
 async function showObjects(urls) {
-  const python = startWorker(), decoder = new Decoder();
+  const python = startWorker({ dicom: true }), decoder = new Decoder();
   status("Starting Python…");
   const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];

@@ -1,9 +1,12 @@
 // The page's side of the Python worker (python-worker.js): requests by id, pictures routed to
 // whoever asked, cancellation. Nothing here knows JPIP; the worker's Python does.
 export class PythonWorker extends EventTarget {
-  constructor() {
+  /** dicom: the page will read DICOM attributes, so pydicom is installed while Python starts. */
+  constructor({ dicom = false } = {}) {
     super();
-    this.worker = new Worker(new URL("./python-worker.js", import.meta.url), { type: "module" });
+    const url = new URL("./python-worker.js", import.meta.url);
+    if (dicom) url.search = "?dicom=1";
+    this.worker = new Worker(url, { type: "module" });
     this.calls = new Map();
     this.nextId = 1;
     this.worker.onmessage = ({ data }) => {

@@ -14,7 +14,8 @@
 //      {id, type: "error", message}
 import { startPython } from "./python.js";
 
-const python = startPython();
+// ?dicom=1 (a page that will read DICOM attributes): pydicom is fetched while Python starts.
+const python = startPython({ dicom: new URLSearchParams(self.location.search).get("dicom") === "1" });
 const cancelled = new Set();
 
 self.onmessage = async ({ data }) => {
