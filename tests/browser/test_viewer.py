@@ -323,3 +323,17 @@ def test_htj2k_streams_fits_and_zooms_exactly(watched_page, htj2k_site):
     actual = canvas_pixels(page, ".cell canvas.detail")
     assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
     assert page.watch.errors == []
+
+
+def test_undecodable_image_says_so_in_its_viewport(watched_page, htj2k_site):
+    page = watched_page
+    site, path = htj2k_site
+    page.watch.origin = site.rstrip("/")
+    good = (DATA / TARGET).read_bytes()
+    (path.parent / "broken.j2k").write_bytes(good[:4000] + bytes(range(256)) * 40)  # packets cut and garbled
+    page.goto(f"{site}?jpip=/jpip?target=broken.j2k")
+    page.wait_for_function("document.querySelector('.cell')?.dataset.state === 'error'", timeout=BOOT_TIMEOUT_MS)
+    failure = page.locator(".cell .failure")
+    assert failure.is_visible() and "could not be loaded" in failure.text_content()
+    assert page.locator(".cell .failure button").is_visible()  # Retry
+    assert page.locator(".cell .notice").is_hidden()  # no "Loading…" left over a failure
