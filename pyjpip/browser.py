@@ -185,13 +185,17 @@ async def show_window(url: str, reduce: int, region, post, stop=None, preview: b
 async def open_study(base_url: str, study_uid: str):
     """Lay out a study from its hollow objects' attributes alone (no pixel data): the hanging, and for
     each viewport the JPIP URL, the grey-scale parameters and the corner text."""
+    import asyncio
     import json as json_module
-
-    from pydicom.dataset import Dataset
 
     from pyjpip.transport.pyodide_fetch import fetch_bytes
 
-    listing = await fetch_bytes(f"{base_url.rstrip('/')}/dicomweb/studies/{study_uid}/metadata")
+    # The request goes out first; pydicom's import (a few hundred ms in the browser) runs while it is answered.
+    pending = asyncio.ensure_future(fetch_bytes(f"{base_url.rstrip('/')}/dicomweb/studies/{study_uid}/metadata"))
+    await asyncio.sleep(0)
+    from pydicom.dataset import Dataset
+
+    listing = await pending
     datasets = [Dataset.from_json(item) for item in json_module.loads(listing)]
     if not datasets:
         raise DicomError(f"study {study_uid} has no instances")
