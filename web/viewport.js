@@ -413,8 +413,12 @@ export class Viewport extends EventTarget {
 
   painted(layer, picture) {
     const image = this.image;
-    if (layer === this.base && image.greyscale && (picture.final || !image.autoWindow)) {
-      image.autoWindow = autoWindow(layer.tile.decoded, image.greyscale);  // the whole image's range
+    // An image without a window of its own is shown over its range, taken from the whole image: from the
+    // first picture until the fitted one is complete, then kept, so zooming and resizing never shift it.
+    const fitted = picture.final && picture.reduce === this.baseReduce;
+    if (layer === this.base && image.greyscale && (!image.autoWindow || (fitted && !image.autoWindowKept))) {
+      image.autoWindow = autoWindow(layer.tile.decoded, image.greyscale);
+      image.autoWindowKept = fitted;
     }
     this.paintLayer(layer);
     if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
