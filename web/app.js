@@ -230,6 +230,7 @@ function showJpip(target) {
 async function showStudy(studyUid) {
   const python = startWorker({ dicom: true }), decoder = new Decoder();
   status("Starting Python…");
+  $("image-choice").parentElement.hidden = true;  // the series strip chooses here
   const layout = await python.study(location.origin, studyUid);
   performance.mark("layout-ready");
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
@@ -324,6 +325,7 @@ function fillReduceChoice(cs, reduceChoice) {
 async function showObjects(urls) {
   const python = startWorker({ dicom: true }), decoder = new Decoder();
   status("Starting Python…");
+  $("image-choice").parentElement.hidden = true;
   const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   $("image-info").textContent = layout.description;

@@ -125,7 +125,9 @@ export class Stack extends EventTarget {
     this.showWindow();
     const info = this.viewport.image.info;
     const full = picture.codestream_length;
-    const bytes = `${picture.body_bytes.toLocaleString("en")}${full ? ` of ${full.toLocaleString("en")} bytes (${(100 * picture.body_bytes / full).toFixed(1)}%)` : " bytes"}`;
+    // Data-bin bytes held (what the codestream is made of; responses add message headers) of the whole.
+    const held = picture.received_bytes;
+    const bytes = `${held.toLocaleString("en")}${full ? ` of ${full.toLocaleString("en")} bytes (${(100 * held / full).toFixed(1)}%)` : " bytes"}`;
     const [x0, y0, x1, y1] = picture.region;
     this.status = [
       this.series.modality && `${this.series.modality} image ${this.index + 1}/${this.series.stack.length}`,
