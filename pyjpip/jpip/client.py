@@ -362,3 +362,20 @@ def fetch_window(client: JPIPClient, window: ViewWindow, send, maximum_requests:
         if finished:
             return count
     raise JPIPClientError(f"{client.url[:200]}: the window was not complete after {maximum_requests} requests")
+
+
+async def fetch_window_async(client: JPIPClient, window: ViewWindow, send, on_bytes=None,
+                             maximum_requests: int = 10000) -> int:
+    """fetch_window for an async transport ``send(request, client, on_bytes)`` (Pyodide's fetch,
+    an in-process server): the same loop and the same recovery, awaited."""
+    failures = 0
+    for count in range(1, maximum_requests + 1):
+        try:
+            summary = await send(client.next_request(window), client, on_bytes)
+        except (ConnectionError, OSError, TimeoutError) as error:
+            log.info("connection failed (%s); asking again", error)
+            summary = None
+        finished, failures = next_step(client, summary, failures)
+        if finished:
+            return count
+    raise JPIPClientError(f"{client.url[:200]}: the window was not complete after {maximum_requests} requests")

@@ -17,18 +17,14 @@ that returns the client's ResponseSummary (pyjpip.transport.pyodide_fetch.send i
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from pyjpip.codestream.markers import read_main_header
-from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow, next_step
+from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow, fetch_window_async
 from pyjpip.jpip.client_cache import DataBinCache
 from pyjpip.jpip.view_window import frame_size
-
-log = logging.getLogger(__name__)
-
 
 class Superseded(Exception):
     """The viewer stopped this window (a newer one replaced it): not a failure."""
@@ -102,18 +98,6 @@ class ImageStreams:
         self._clients.move_to_end(url)
         return client
 
-    async def _fetch(self, url: str, client: JPIPClient, window: ViewWindow, check) -> None:
-        failures = 0
-        while True:
-            try:
-                summary = await self._send(client.next_request(window), client, check)
-            except ConnectionError as error:
-                log.info("%s: connection failed (%s); asking again", url[:120], error)
-                summary = None
-            finished, failures = next_step(client, summary, failures)
-            if finished:
-                return
-
     async def show(self, url: str, reduce: int | None = None, region=None, post=None, stop=None,
                    layers: int | None = None, preview: bool = True) -> dict:
         """Fetch the window (``reduce`` None: the header only), calling ``post(Picture)`` with a picture
@@ -131,7 +115,7 @@ class ImageStreams:
             check()
             client = self.client(url)
             if url not in self.headers:
-                await self._fetch(url, client, ViewWindow(), check)
+                await fetch_window_async(client, ViewWindow(), self._send, check)
                 main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
                 if main is None:
                     raise JPIPClientError(f"{url[:200]}: the server sent no main header")
@@ -166,11 +150,6 @@ class ImageStreams:
 
             if preview and client.cache.bytes:
                 picture(False, from_cache=True)
-            await self._fetch(url, client, window, progress)
+            await fetch_window_async(client, window, self._send, progress)
             picture(True)
             return info
-
-    def forget(self, url: str) -> None:
-        """Drop an image's client and cache (its target changed or failed for good)."""
-        self._clients.pop(url, None)
-        self.headers.pop(url, None)

@@ -9,7 +9,7 @@ import asyncio
 import logging
 
 from pyjpip.errors import TransportError
-from pyjpip.jpip.client import HTTPRequest, JPIPClient, JPIPClientError, ResponseSummary, ViewWindow, next_step
+from pyjpip.jpip.client import HTTPRequest, JPIPClient, ResponseSummary, ViewWindow, fetch_window_async
 from pyjpip.jpip.viewing import Superseded
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,4 @@ async def _quietly(awaitable) -> None:
 
 async def fetch_window(client: JPIPClient, window: ViewWindow, maximum_requests: int = 10000, on_bytes=None) -> int:
     """pyjpip.jpip.client.fetch_window for Pyodide: ask until the window is complete."""
-    failures = 0
-    for count in range(1, maximum_requests + 1):
-        try:
-            summary = await send(client.next_request(window), client, on_bytes)
-        except ConnectionError as error:
-            log.info("connection failed (%s); asking again", error)
-            summary = None
-        finished, failures = next_step(client, summary, failures)
-        if finished:
-            return count
-    raise JPIPClientError(f"{client.url[:200]}: the window was not complete after {maximum_requests} requests")
+    return await fetch_window_async(client, window, send, on_bytes, maximum_requests)

@@ -25,11 +25,6 @@ def root(tmp_path_factory):
     return folder
 
 
-def AsyncInProcess(server, piece: int = 4000):
-    """The transport the browser uses for objects fetched whole, pausing between small pieces."""
-    return LocalTransport(server, piece)
-
-
 def run(coroutine):
     """asyncio.run in a thread of its own: Playwright's sync API may hold this thread's event loop."""
     from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +56,7 @@ def decoded_region(picture):
 
 
 def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
-    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))), every_seconds=0)
+    streams = ImageStreams(LocalTransport(JPIPServer(str(root)), 4000), every_seconds=0)
     url = f"http://viewer.test/jpip?target={NAME}"
     pictures = []
     info = run(streams.show(url))
@@ -86,7 +81,7 @@ def test_zoom_and_pan_pictures_are_exact_and_nothing_comes_twice(root):
 
 
 def test_a_stopped_window_gives_way_to_the_next_and_nothing_is_lost(root):
-    transport = AsyncInProcess(JPIPServer(str(root)), piece=1500)
+    transport = LocalTransport(JPIPServer(str(root)), piece=1500)
     streams = ImageStreams(transport, every_seconds=0)
     url = f"http://viewer.test/jpip?target={NAME}"
     run(streams.show(url))
@@ -120,7 +115,7 @@ def client_bytes_before_newer(pictures):
 
 
 def test_a_prefetched_preview_is_shown_from_the_cache_before_any_request(root):
-    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))))
+    streams = ImageStreams(LocalTransport(JPIPServer(str(root)), 4000))
     url = f"http://viewer.test/jpip?target={NAME}"
     run(streams.show(url, 3))  # the preview, as a neighbour in a stack is prefetched
     pictures = []
@@ -132,7 +127,7 @@ def test_a_prefetched_preview_is_shown_from_the_cache_before_any_request(root):
 
 def test_windows_of_one_image_from_two_viewers_take_turns(root):
     """A thumbnail and a viewport asking for the same image at once both get their pictures."""
-    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root)), piece=1500))
+    streams = ImageStreams(LocalTransport(JPIPServer(str(root)), piece=1500))
     url = f"http://viewer.test/jpip?target={NAME}"
     thumbnail, viewport = [], []
 
@@ -148,6 +143,6 @@ def test_windows_of_one_image_from_two_viewers_take_turns(root):
 def test_a_missing_image_is_a_clear_error(root):
     from pyjpip.jpip.client import JPIPClientError
 
-    streams = ImageStreams(AsyncInProcess(JPIPServer(str(root))))
+    streams = ImageStreams(LocalTransport(JPIPServer(str(root)), 4000))
     with pytest.raises(JPIPClientError, match="404"):
         run(streams.show("http://viewer.test/jpip?target=missing.j2k", 0))
