@@ -21,16 +21,16 @@ import statistics
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from page_load import CHROMIUM_ARGS  # noqa: E402
 from pyjpip.transport.http_server import make_server  # noqa: E402
 
-CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--disable-quic", "--disable-gpu"]
 READ_MARKS = """() => {
   const first = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
   return { ready: first("python-ready"), painted: first("first-image-painted") };
@@ -61,12 +61,21 @@ def wait_painted(page) -> None:
         raise RuntimeError(page.locator("#message").text_content())
 
 
-def first_image(browser_type, url: str) -> dict:
+@contextmanager
+def new_browser_page(browser_type, url: str):
+    """A new browser (empty caches) with a 1280x720 page showing ``url``, painted."""
     browser = browser_type.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 720})
         page.goto(url)
         wait_painted(page)
+        yield page
+    finally:
+        browser.close()
+
+
+def first_image(browser_type, url: str) -> dict:
+    with new_browser_page(browser_type, url) as page:
         cold = page.evaluate(READ_MARKS)
         page.goto("about:blank")
         page.goto(url)
@@ -74,16 +83,10 @@ def first_image(browser_type, url: str) -> dict:
         warm = page.evaluate(READ_MARKS)
         return {"cold": cold["painted"], "warm": warm["painted"], "ready_to_first": cold["painted"] - cold["ready"],
                 "warm_ready_to_first": warm["painted"] - warm["ready"]}
-    finally:
-        browser.close()
 
 
 def interaction(browser_type, url: str) -> dict:
-    browser = browser_type.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.goto(url)
-        wait_painted(page)
+    with new_browser_page(browser_type, url) as page:
         cell = page.locator(".cell").first.bounding_box()
         x, y = cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2
         page.mouse.move(x, y)
@@ -117,8 +120,6 @@ def interaction(browser_type, url: str) -> dict:
         page.mouse.up(button="right")
         repaints = page.evaluate("performance.getEntriesByName('window-repaint').map((m) => [m.duration, Math.max(...m.detail)])")
         return {"zooms": zooms, "window": statistics.median(d for d, _ in repaints), "window_pixels": repaints[0][1]}
-    finally:
-        browser.close()
 
 
 def main() -> int:

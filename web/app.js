@@ -10,7 +10,7 @@
 // Embedded in an iframe, the page answers postMessage (embed.js).
 import { startPython } from "./python.js";
 import { Decoder } from "./decoder.js";
-import { paintGreyscale } from "./paint.js";
+import { paintColour, paintGreyscale } from "./paint.js";
 import { PythonWorker } from "./python-client.js";
 import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
@@ -170,7 +170,7 @@ async function thumbnail(python, decoder, series, canvas) {
   if (!last) return;
   const decoded = await decoder.decode(last.codestream, { reduce: last.reduce });
   if (series.greyscale) paintGreyscale(canvas, decoded, series.greyscale);
-  else (await import("./paint.js")).paintColour(canvas, decoded, series.photometric);
+  else paintColour(canvas, decoded, series.photometric);
 }
 
 function layoutChooser(screen) {

@@ -145,12 +145,12 @@ function put(canvas, image) {
   canvas.getContext("2d").putImageData(image, 0, 0);
 }
 
-/** The old single-call form: paint grey samples and return the window used. */
-export function paintGreyscale(canvas, decoded, greyscale, user = null) {
+/** Paint one decoded grey image with its own window (or its range); returns the window used. */
+export function paintGreyscale(canvas, decoded, greyscale) {
   if (decoded.components !== 1) {
     throw new Error(`${decoded.components}-component images are not grey-scale`);
   }
-  const window = chooseWindow(greyscale, user, null) ?? (greyscale.voi_lut ? null : autoWindow(decoded, greyscale));
+  const window = chooseWindow(greyscale, null, null) ?? (greyscale.voi_lut ? null : autoWindow(decoded, greyscale));
   paintGrey(canvas, decoded, greyLookup(decoded, greyscale, window));
   return window;
 }

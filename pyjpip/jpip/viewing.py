@@ -26,6 +26,7 @@ from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow, fetch_wi
 from pyjpip.jpip.client_cache import DataBinCache
 from pyjpip.jpip.view_window import frame_size
 
+
 class Superseded(Exception):
     """The viewer stopped this window (a newer one replaced it): not a failure."""
 

@@ -1,14 +1,13 @@
 """Headless Debian Chromium driven by pytest-playwright, against the built site on a local server."""
 
 import shutil
-import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import pytest
 
 from paths import ROOT
-from pyjpip.transport.http_server import make_server
+from local_site import served
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Keep Chromium from calling home: this machine has no network, and the tests forbid it anyway.
@@ -26,12 +25,8 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def site():
     """The dev server over static/ on a free local port; yields its base URL."""
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with served() as base:
+        yield base
 
 
 @dataclass
@@ -71,11 +66,5 @@ def watched_page(page, site):
 @pytest.fixture(scope="session")
 def jpip_site():
     """The site and JPIP for static/data from one server, as `pyjpip serve` runs them."""
-    import threading
-
-    from pyjpip.transport.http_server import make_server
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(ROOT / "static" / "data"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with served(ROOT / "static" / "data") as base:
+        yield base

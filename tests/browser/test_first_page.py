@@ -7,6 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from local_site import ingested
 from paths import ROOT
 from reference import first_codestream, opj_decode, windowed
 
@@ -139,16 +140,10 @@ def test_a_bare_jpeg2000_image_streams_in_by_jpip_and_refines(watched_page, jpip
 @pytest.fixture(scope="module")
 def study_site(tmp_path_factory):
     """One study of two series (CT and MR from pydicom's files), ingested and served with the site."""
-    import threading
-
     from pydicom.data import get_testdata_file
     from pydicom.uid import generate_uid
 
-    from pyjpip.dicom.ingest import ingest
-    from pyjpip.transport.http_server import make_server
-
     sources, store = tmp_path_factory.mktemp("study-sources"), tmp_path_factory.mktemp("study-store")
-    (store / "index.json").write_text('{"instances": {}}')
     study = generate_uid(entropy_srcs=["browser study"])
     mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     mr.StudyInstanceUID, mr.StudyDescription = study, "Browser test study"
@@ -161,13 +156,8 @@ def study_site(tmp_path_factory):
         ct.ImagePositionPatient = [0, 0, 5.0 * k]
         ct.PixelData = (ct.pixel_array.astype(np.int16) + np.int16(80 * k)).tobytes()
         ct.save_as(sources / f"ct-{k}.dcm")
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(store))
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    assert not ingest([str(sources)], str(store), base).failed
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield base + "/", study, sources, store
-    server.shutdown()
-    server.server_close()
+    with ingested(sources, store) as base:
+        yield base, study, sources, store
 
 
 def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page, study_site):
@@ -296,16 +286,10 @@ def test_a_viewport_that_cannot_load_says_why_and_retries(watched_page, study_si
 @pytest.fixture(scope="module")
 def cine_site(tmp_path_factory):
     """A study of one ultrasound cine (multi-frame, uncompressed source), ingested and served."""
-    import threading
-
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from pyjpip.dicom.ingest import ingest
-    from pyjpip.transport.http_server import make_server
-
     sources, store = tmp_path_factory.mktemp("cine-sources"), tmp_path_factory.mktemp("cine-store")
-    (store / "index.json").write_text('{"instances": {}}')
     ds = pydicom.Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
     ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid(entropy_srcs=["cine", k])
@@ -319,13 +303,8 @@ def cine_site(tmp_path_factory):
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
     ds.save_as(sources / "cine.dcm", enforce_file_format=True)
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(store))
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    assert not ingest([str(sources)], str(store), base).failed
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield base + "/", ds, store
-    server.shutdown()
-    server.server_close()
+    with ingested(sources, store) as base:
+        yield base, ds, store
 
 
 def test_multi_frame_objects_scroll_by_frame_and_play_as_cine(watched_page, cine_site):

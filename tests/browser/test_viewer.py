@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from local_site import ingested, served
 from paths import ROOT
 from reference import opj_decode
 from test_first_page import BOOT_TIMEOUT_MS, canvas_pixels
@@ -190,21 +191,11 @@ def demo_site(tmp_path_factory):
     """The demo study set (what `build.py serve` shows), made, ingested and served with the site."""
     import subprocess
     import sys
-    import threading
-
-    from pyjpip.dicom.ingest import ingest
-    from pyjpip.transport.http_server import make_server
 
     sources, store = tmp_path_factory.mktemp("demo-sources"), tmp_path_factory.mktemp("demo-store")
     subprocess.run([sys.executable, str(ROOT / "tools" / "demo_study.py"), str(sources)], check=True, capture_output=True)
-    (store / "index.json").write_text('{"instances": {}}')
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(store))
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    assert not ingest([str(sources)], str(store), base).failed
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield base + "/", sources, store
-    server.shutdown()
-    server.server_close()
+    with ingested(sources, store) as base:
+        yield base, sources, store
 
 
 def read_rgb(page, selector):
@@ -285,21 +276,15 @@ def test_demo_study_monochrome1_colour_and_screenshots(watched_page, demo_site):
 @pytest.fixture(scope="module")
 def htj2k_site(tmp_path_factory):
     """An HTJ2K (Part 15) image, encoded by OpenJPH (imagecodecs), served with the site."""
-    import threading
-
     import imagecodecs
 
-    from pyjpip.transport.http_server import make_server
     from reference import smooth_image
 
     folder = tmp_path_factory.mktemp("htj2k")
     image = smooth_image(1800, 2400, 12, 7).astype(np.uint16)
     (folder / "image.jhc").write_bytes(imagecodecs.htj2k_encode(image, reversible=True, resolutions=6))
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(folder))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", folder / "image.jhc"
-    server.shutdown()
-    server.server_close()
+    with served(folder) as base:
+        yield base, folder / "image.jhc"
 
 
 def test_htj2k_streams_fits_and_zooms_exactly(watched_page, htj2k_site):

@@ -1,0 +1,30 @@
+"""The built site served on a free local port in a thread, as `pyjpip serve` runs it."""
+
+import threading
+from contextlib import contextmanager
+
+from paths import ROOT
+from pyjpip.transport.http_server import make_server
+
+
+@contextmanager
+def served(jpip_root=None):
+    """static/ (and JPIP + DICOMweb over ``jpip_root``) on 127.0.0.1; yields the base URL with a final '/'."""
+    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=None if jpip_root is None else str(jpip_root))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def ingested(sources, store):
+    """DICOM objects in ``sources`` ingested into an empty ``store`` with URLs of a server serving it."""
+    from pyjpip.dicom.ingest import ingest
+
+    (store / "index.json").write_text('{"instances": {}}')
+    with served(store) as base:
+        assert not ingest([str(sources)], str(store), base.rstrip("/")).failed
+        yield base
