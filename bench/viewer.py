@@ -125,6 +125,7 @@ def interaction(browser_type, url: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=("load", "interaction"), help="measure one part (default: both)")
     args = parser.parse_args()
     cache = ROOT / ".cache" / "bench-study"
     (cache / "store").mkdir(parents=True, exist_ok=True)
@@ -140,8 +141,10 @@ def main() -> int:
     with sync_playwright() as playwright:
         for run in range(args.runs):
             for name, url in pages.items():
-                loads[name].append(first_image(playwright.chromium, url))
-            interactions.append(interaction(playwright.chromium, pages["CT 2048² by JPIP (?jpip=)"]))
+                if args.only != "interaction":
+                    loads[name].append(first_image(playwright.chromium, url))
+            if args.only != "load":
+                interactions.append(interaction(playwright.chromium, pages["CT 2048² by JPIP (?jpip=)"]))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     server.shutdown()
 
@@ -149,11 +152,22 @@ def main() -> int:
         return f"{statistics.median(values):,.0f}"
 
     print(f"\nMedians over {args.runs} runs (new browser each), milliseconds; 1280×720 page, loopback\n")
+    if args.only != "interaction":
+        print_loads(loads, median)
+    if args.only != "load":
+        print_interactions(interactions, median)
+    return 0
+
+
+def print_loads(loads, median) -> None:
     print("| page | navigation → first image, cold | warm | Python ready → first image, cold | warm |")
     print("|---|---:|---:|---:|---:|")
     for name, runs in loads.items():
         print(f"| {name} | {median([r['cold'] for r in runs])} | {median([r['warm'] for r in runs])} | "
               f"{median([r['ready_to_first'] for r in runs])} | {median([r['warm_ready_to_first'] for r in runs])} |")
+
+
+def print_interactions(interactions, median) -> None:
     print("\n| interaction (CT 2048², fitted at 1/2) | median ms | of which decoding | target |")
     print("|---|---:|---:|---:|")
     for k, first in enumerate(interactions[0]["zooms"]):
@@ -168,7 +182,6 @@ def main() -> int:
     pixels = interactions[0]["window_pixels"]
     print(f"| window/level drag, per repaint ({pixels:,} samples) | "
           f"{statistics.median(r['window'] for r in interactions):.1f} | | 16 |")
-    return 0
 
 
 if __name__ == "__main__":

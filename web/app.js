@@ -228,7 +228,7 @@ function showJpip(target) {
 
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
 async function showStudy(studyUid) {
-  const python = startWorker({ dicom: true }), decoder = new Decoder();
+  const python = startWorker(), decoder = new Decoder();
   status("Starting Python…");
   $("image-choice").parentElement.hidden = true;  // the series strip chooses here
   const layout = await python.study(location.origin, studyUid);

@@ -13,8 +13,8 @@ import { Stack, bareSeries } from "./stack.js";
 const STYLE = new URL("./viewer.css", import.meta.url).href;
 let shared = null;  // one Python worker and one decoder pool for every element of a page
 
-function engines(dicom) {
-  shared ??= { python: new PythonWorker({ dicom }), decoder: new Decoder() };
+function engines() {
+  shared ??= { python: new PythonWorker(), decoder: new Decoder() };
   return shared;
 }
 
@@ -39,7 +39,7 @@ class JpipViewer extends HTMLElement {
     const token = (this.opening = {});
     this.stack?.close();
     this.stack = null;
-    const { python, decoder } = engines(Boolean(this.getAttribute("study")));
+    const { python, decoder } = engines();  // a study's DICOMweb metadata is read without pydicom
     try {
       let series;
       if (this.getAttribute("study")) {

@@ -2,7 +2,7 @@
 // so the page never waits on Python. One JPIP client per image is kept (pyjpip.jpip.viewing), so
 // zooming, panning and scrolling back never ask for bytes already held.
 //
-// In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata
+// In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata (JSON)
 //      {id, type: "objects", urls}                the layout of DICOM objects (hollow or ordinary)
 //      {id, type: "header", url}                  an image's size, levels and components
 //      {id, type: "show", url, reduce, region, prefetch}  a window, streamed; region [x0, y0, x1, y1]
@@ -27,7 +27,7 @@ self.onmessage = async ({ data }) => {
   const stop = () => cancelled.has(id);
   try {
     const { browser, installDicom } = await python;
-    if (data.type === "study" || data.type === "objects") await installDicom();  // pydicom, on first need
+    if (data.type === "objects") await installDicom();  // pydicom, on first need (a study's JSON needs none)
     if (data.type === "study") {
       self.postMessage({ id, type: "study", layout: await browser.open_study(data.base, data.study) });
     } else if (data.type === "objects") {

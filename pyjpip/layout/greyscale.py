@@ -6,12 +6,15 @@ Python decides the parameters from the attributes; the browser applies them to d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
+from typing import TYPE_CHECKING
 
 from pyjpip.errors import DicomError
+
+if TYPE_CHECKING:
+    from pyjpip.layout.attributes import Attributes
+
 
 #: VOI LUT Function values defined by PS3.3 C.11.2.1.3.
 VOI_LUT_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
@@ -37,7 +40,7 @@ class GreyscalePipeline:
     padding: tuple[int, int] | None = None  # stored values shown as background (Pixel Padding, C.7.5.1.1.2)
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset) -> GreyscalePipeline:
+    def from_dataset(cls, dataset: Attributes) -> GreyscalePipeline:
         photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             raise DicomError(f"Photometric Interpretation {photometric or '(missing)'} is not grey-scale")
@@ -71,7 +74,7 @@ class GreyscalePipeline:
         return asdict(self)
 
 
-def _voi_lut(dataset: Dataset) -> dict | None:
+def _voi_lut(dataset: Attributes) -> dict | None:
     """The first VOI LUT Sequence item (C.11.2): LUT Descriptor (entries, first mapped, bits), LUT Data."""
     sequence = dataset.get("VOILUTSequence")
     if not sequence:
@@ -94,7 +97,7 @@ def _voi_lut(dataset: Dataset) -> dict | None:
     return {"first_mapped": first, "bits": bits, "data": values[:entries]}
 
 
-def _padding(dataset: Dataset) -> tuple[int, int] | None:
+def _padding(dataset: Attributes) -> tuple[int, int] | None:
     value = dataset.get("PixelPaddingValue")
     if value is None:
         return None
@@ -103,12 +106,12 @@ def _padding(dataset: Dataset) -> tuple[int, int] | None:
     return (min(low, high), max(low, high))
 
 
-def _first_number(dataset: Dataset, keyword: str) -> float | None:
+def _first_number(dataset: Attributes, keyword: str) -> float | None:
     """The first value of a possibly multi-valued DS/IS attribute (C.11.2.1.2 allows several windows)."""
     value = dataset.get(keyword)
     if value is None or value == "":
         return None
-    if isinstance(value, (MultiValue, list, tuple)):
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         if not value:
             return None
         value = value[0]

@@ -9,13 +9,15 @@ total. Series sharing a Frame of Reference UID are linked so they can scroll tog
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:
+    from pyjpip.layout.attributes import Attributes
 
 
 @dataclass
 class Instance:
-    dataset: Dataset
+    dataset: Attributes
     sop_instance_uid: str
     instance_number: int | None
     position: float | None  # along the slice normal, mm
@@ -53,7 +55,7 @@ def slice_normal(orientation) -> tuple[float, float, float] | None:
     return normal if any(abs(v) > 1e-9 for v in normal) else None
 
 
-def position_along_normal(dataset: Dataset) -> float | None:
+def position_along_normal(dataset: Attributes) -> float | None:
     normal = slice_normal(dataset.get("ImageOrientationPatient"))
     position = dataset.get("ImagePositionPatient")
     if normal is None or position is None or len(position) != 3:
@@ -68,7 +70,7 @@ def _number(value) -> int | None:
         return None
 
 
-def group_studies(datasets: list[Dataset]) -> list[Study]:
+def group_studies(datasets: list[Attributes]) -> list[Study]:
     """Studies (by date, then UID) → series (by Series Number, then UID) → ordered instances."""
     studies: dict[str, Study] = {}
     series_by_uid: dict[tuple[str, str], Series] = {}

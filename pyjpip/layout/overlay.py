@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyjpip.layout.attributes import Attributes
 
 
-def _text(dataset: Dataset, keyword: str) -> str:
+def _text(dataset: Attributes, keyword: str) -> str:
     value = dataset.get(keyword)
     return "" if value is None else str(value).replace("^", " ").strip()
 
@@ -14,7 +17,7 @@ def _date(value: str) -> str:
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
 
 
-def corner_text(dataset: Dataset, *, instance: int, instances: int, frame: int = 1, frames: int = 1,
+def corner_text(dataset: Attributes, *, instance: int, instances: int, frame: int = 1, frames: int = 1,
                 window: tuple[float, float] | None = None, zoom: float | None = None) -> dict[str, list[str]]:
     """Four corners of text (empty lines left out); ``instance`` and ``frame`` count from 1."""
     sex_age = " ".join(filter(None, [_text(dataset, "PatientSex"), _text(dataset, "PatientAge")]))
@@ -35,7 +38,7 @@ def corner_text(dataset: Dataset, *, instance: int, instances: int, frame: int =
     return {corner: [line for line in lines if line] for corner, lines in corners.items()}
 
 
-def _thickness(dataset: Dataset) -> str:
+def _thickness(dataset: Attributes) -> str:
     thickness = dataset.get("SliceThickness")
     location = dataset.get("SliceLocation")
     parts = []

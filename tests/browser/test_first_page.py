@@ -174,6 +174,8 @@ def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page
         assert_viewport_shows(page, sources / name, store)
     assert page.watch.errors == []
     assert any("/dicomweb/studies/" in u for u in page.watch.requests)
+    # The layout reads the DICOMweb JSON itself (pyjpip.dicom.json_model): pydicom is never fetched.
+    assert not any(u.endswith("python-dicom.zip") for u in page.watch.requests)
 
 
 def open_study(page, study_site):

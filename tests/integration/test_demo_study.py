@@ -71,3 +71,28 @@ def test_the_demo_set_lays_itself_out_from_the_hollow_objects(demo):
     assert (chest.rows, chest.columns, len(chest.viewports)) == (1, 2, 2)
     echo = hang(studies["Echo"])
     assert echo.viewports[0].cine
+
+
+def test_the_browser_lays_out_each_study_from_dicomweb_json_as_from_pydicom(demo):
+    """The study page reads the DICOMweb metadata without pydicom (pyjpip.dicom.json_model); every
+    attribute the layout reads, and every study's layout, must equal what pydicom's reading gives."""
+    from pyjpip.browser import study_layout
+    from pyjpip.dicom.dicomweb import DicomWebStore
+    from pyjpip.dicom.json_model import TAGS, datasets_from_json
+
+    _, store = demo
+    web = DicomWebStore(str(store))
+    listing = json.loads(b"".join(web.handle("/dicomweb/studies", "").body))
+    assert len(listing) == 8  # the four demo studies and pydicom's four JPEG 2000 files
+    for entry in listing:
+        uid = entry["0020000D"]["Value"][0]
+        metadata = json.loads(b"".join(web.handle(f"/dicomweb/studies/{uid}/metadata", "").body))
+        by_pydicom = [pydicom.Dataset.from_json(item) for item in metadata]
+        by_view = datasets_from_json(metadata)
+        for expected, view in zip(by_pydicom, by_view):
+            for keyword in TAGS:
+                got, want = view.get(keyword), expected.get(keyword)
+                if keyword != "VOILUTSequence":
+                    want = list(want) if isinstance(want, pydicom.multival.MultiValue) else want
+                    assert got == want or str(got) == str(want), (keyword, got, want)
+        assert study_layout(by_view) == study_layout(by_pydicom), uid
