@@ -29,8 +29,11 @@ STATIC = ROOT / "static"
 WEB = ROOT / "web"
 STAMP = STATIC / ".build-stamp"
 NODE_MODULES = ROOT / "node_modules"
-PYODIDE_CORE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
-OPENJPEG_FILES = ("region_decoder.js", "region_decoder.wasm", "LICENSE-OpenJPEG")
+PYODIDE_CORE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "pyodide-lock.json")
+#: Pyodide's standard library, with the modules the pages import precompiled (tools/pyodide_stdlib.mjs).
+PYODIDE_STDLIB = "python_stdlib.zip"
+OPENJPEG_FILES = ("region_decoder.js", "region_decoder.wasm", "LICENSE-OpenJPEG", "warmup-reversible.j2k",
+                  "warmup-irreversible.j2k")
 #: Precompiled bundles: pyjpip alone (every page), pydicom (pages that read DICOM attributes).
 BUNDLES = {"core": "python-core.zip", "dicom": "python-dicom.zip"}
 
@@ -196,6 +199,11 @@ def make_wheels() -> None:
     (wheels / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
+def make_stdlib() -> None:
+    run("node", ROOT / "tools" / "pyodide_stdlib.mjs", NODE_MODULES / "pyodide" / PYODIDE_STDLIB,
+        STATIC / "pyodide" / PYODIDE_STDLIB, *(STATIC / "wheels" / name for name in BUNDLES.values()), cwd=ROOT)
+
+
 def make_decoder() -> None:
     """OpenJPEG compiled to WebAssembly with region decoding (tools/wasm/build_decoder.py says why)."""
     shutil.rmtree(STATIC / "openjpeg", ignore_errors=True)
@@ -221,6 +229,8 @@ def build() -> None:
     step(stamps, "wheels", [ROOT / "pyjpip", ROOT / "pyproject.toml", ROOT / "requirements-browser.txt", lock,
                             ROOT / "tools" / "pyodide_bundle.mjs"],
          [STATIC / "wheels" / "manifest.json", *(STATIC / "wheels" / name for name in BUNDLES.values())], make_wheels)
+    step(stamps, "stdlib", [lock, ROOT / "tools" / "pyodide_stdlib.mjs", *(STATIC / "wheels" / n for n in BUNDLES.values())],
+         [STATIC / "pyodide" / PYODIDE_STDLIB], make_stdlib)
     step(stamps, "demo data", [ROOT / "tools" / "demo_data.py", ROOT / "requirements-dev.txt"],
          [STATIC / "data" / "index.json"], make_demo_data)
     say(f"static/ is ready ({sum(p.stat().st_size for p in STATIC.rglob('*') if p.is_file()) / 1e6:.1f} MB)")

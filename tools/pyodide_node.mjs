@@ -7,8 +7,9 @@ import { loadPyodide } from "pyodide";
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
+/** Pyodide with the site's Python: its standard library (part precompiled) and pyjpip's bundles. */
 export async function loadPyjpip(options = {}) {
-  const pyodide = await loadPyodide(options);
+  const pyodide = await loadPyodide({ stdLibURL: join(root, "static/pyodide/python_stdlib.zip"), ...options });
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
   const install = (path, format) =>
     pyodide.unpackArchive(new Uint8Array(readFileSync(path)), format, { extractDir: sitePackages });

@@ -27,7 +27,9 @@ export class Decoder {
   /** size: how many workers (default: one per core, two at least, four at most). */
   constructor(size = Math.max(2, Math.min(4, navigator.hardwareConcurrency || 2))) {
     this.size = size;
-    this.workers = [];
+    // One worker starts now: its WebAssembly compiles while Python starts, so the first picture is
+    // not kept waiting for it. The others start once the first image is shown (warm) or on demand.
+    this.workers = [new DecodeWorker()];
     this.nextId = 1;
   }
 
@@ -65,7 +67,7 @@ export class Decoder {
 
   job(codestream, { reduce, layers, region }) {
     if (this.workers.length < this.size && this.workers.every((w) => w.pending.size > 0)) {
-      this.workers.push(new DecodeWorker());  // started on demand: a page showing one image needs one
+      this.workers.push(new DecodeWorker());  // on demand: viewports decoding side by side
     }
     const target = this.workers.reduce((best, w) => (w.pending.size < best.pending.size ? w : best));
     const id = this.nextId++;

@@ -1,4 +1,6 @@
 // Boots Pyodide from this site (never a CDN) and installs pyjpip and pydicom from local archives.
+// The site's pyodide/python_stdlib.zip has the standard modules the pages import precompiled
+// (tools/pyodide_stdlib.mjs): Pyodide's start no longer compiles asyncio, inspect, email, ...
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 
 const here = (path) => new URL(path, import.meta.url).href;

@@ -122,4 +122,4 @@ def test_what_is_not_dicom_json_is_refused():
     with pytest.raises(DicomError, match="BodyPartExamined is not among"):
         JSONDataset({}).get("BodyPartExamined")
     with pytest.raises(AttributeError):
-        JSONDataset({}).PatientName
+        _ = JSONDataset({}).PatientName
