@@ -164,9 +164,12 @@ def _to_js(value):
     return to_js(value, dict_converter=js.Object.fromEntries)
 
 
-async def image_header(url: str, stop=None):
-    """What a viewer needs to plan windows of a JPIP image: size, levels, frames, components."""
-    return _to_js(await streams().show(url, stop=stop))
+async def image_header(url: str, stop=None, first_size=None):
+    """What a viewer needs to plan windows of a JPIP image: size, levels, frames, components; with
+    ``first_size`` [width, height], the whole image at the largest resolution that fits it comes too."""
+    if first_size is not None and hasattr(first_size, "to_py"):
+        first_size = first_size.to_py()
+    return _to_js(await streams().show(url, stop=stop, first_size=first_size or None))
 
 
 async def show_window(url: str, reduce: int, region, post, stop=None, preview: bool = True):

@@ -162,8 +162,8 @@ function seriesStrip(screen, python, decoder) {
 
 async function thumbnail(python, decoder, series, canvas) {
   const url = series.stack[series.instance].url;
-  const info = await python.header(url);
-  let reduce = 0;
+  const info = await python.header(url, [96, 96]);  // the thumbnail's bins come with the header, if it is asked for
+  let reduce = 0;  // the same resolution: the largest that fits 96x96
   while (reduce < info.levels && Math.max(...info.frames[reduce]) > 96) reduce++;
   let last = null;
   await python.show(url, reduce, null, (picture) => { last = picture; }).done;

@@ -56,9 +56,13 @@ export class PythonWorker extends EventTarget {
     return this._send({ type: "objects", urls }).done.then((reply) => reply.layout);
   }
 
-  /** An image's header facts: width, height, levels, frames per level, components, layers. */
-  header(url) {
-    return this._send({ type: "header", url }).done.then((reply) => reply.info);
+  /**
+   * An image's header facts: width, height, levels, frames per level, components, layers.
+   * firstSize [w, h]: the same request brings the whole image at the largest resolution fitting
+   * that size into the worker's cache (a first picture, a round trip sooner).
+   */
+  header(url, firstSize = null) {
+    return this._send({ type: "header", url, firstSize }).done.then((reply) => reply.info);
   }
 
   /**

@@ -4,7 +4,8 @@
 //
 // In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata (JSON)
 //      {id, type: "objects", urls}                the layout of DICOM objects (hollow or ordinary)
-//      {id, type: "header", url}                  an image's size, levels and components
+//      {id, type: "header", url, firstSize}       an image's size, levels and components; firstSize
+//                                                 [w, h]: its largest resolution fitting that comes too
 //      {id, type: "show", url, reduce, region, prefetch}  a window, streamed; region [x0, y0, x1, y1]
 //                                                 or null; prefetch: into the cache only; preview:
 //                                                 false: no first picture from what is cached
@@ -33,7 +34,7 @@ self.onmessage = async ({ data }) => {
     } else if (data.type === "objects") {
       self.postMessage({ id, type: "study", layout: await browser.open_objects(data.urls) });
     } else if (data.type === "header") {
-      self.postMessage({ id, type: "header", info: await browser.image_header(data.url, stop) });
+      self.postMessage({ id, type: "header", info: await browser.image_header(data.url, stop, data.firstSize ?? undefined) });
     } else if (data.type === "show") {
       const post = data.prefetch ? undefined : (picture) => {
         if (!stop()) self.postMessage({ id, type: "picture", ...picture }, [picture.codestream.buffer]);

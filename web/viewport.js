@@ -8,7 +8,6 @@
 import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey } from "./paint.js";
 
 const ZOOM_STEP = 2 ** 0.5;
-const PREVIEW_LEVELS = 2;  // a first picture at a quarter of the fitted resolution
 const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
 
 /** One layer: a canvas showing a (reduce, region) window of the image, fed by one request at a time. */
@@ -146,7 +145,8 @@ export class Viewport extends EventTarget {
     delete this.base.canvas.dataset.preview;
     this.setState("loading");
     try {
-      const info = await this.python.header(url);
+      // The header's request also brings the first picture's resolution (see requestBase).
+      const info = await this.python.header(url, this.firstSize());
       if (token !== this.loading) return;  // another image, or closed
       this.image.info = info;
       const sameSize = previous?.info && previous.info.width === info.width && previous.info.height === info.height;
@@ -166,11 +166,12 @@ export class Viewport extends EventTarget {
     const { info, url } = this.image;
     const reduce = this.baseReduce = this.neededReduce(this.fitView().scale);
     this.base.canvas.dataset.reduce = String(reduce);
-    const preview = Math.min(reduce + PREVIEW_LEVELS, info.levels);
+    const preview = this.firstReduce(this.firstSize());
     const previewed = !this.base.tile && preview > reduce;
     if (previewed) {
-      // A first image comes coarse first: a sixteenth of the bytes and of the decoding, and every byte
-      // of it is part of the fitted picture. (Scrolling a stack needs no such step: its neighbours are
+      // A first image comes coarse first: a sixteenth of the bytes and of the decoding or less, and
+      // every byte of it is part of the fitted picture. Its bytes came with the header (firstSize), so
+      // it is painted from the cache. (Scrolling a stack needs no such step: its neighbours are
       // prefetched at preview resolution and shown from the cache.)
       const first = await this.base.ask(url, preview, [0, 0, ...info.frames[preview]]);
       if (first.cancelled || this.image?.url !== url) return;
@@ -217,6 +218,22 @@ export class Viewport extends EventTarget {
     const { width, height } = this.size();
     const { info } = this.image;
     return { scale: Math.min(width / info.width, height / info.height), cx: info.width / 2, cy: info.height / 2, fitted: true };
+  }
+
+  /** A quarter of the viewport in device pixels: the first, coarse picture fits in it. */
+  firstSize() {
+    const { width, height } = this.size();
+    const dpr = window.devicePixelRatio || 1;
+    return [Math.max(1, Math.floor((width * dpr) / 4)), Math.max(1, Math.floor((height * dpr) / 4))];
+  }
+
+  /** The resolution JPIP's fsiz=size (round-down, ISO/IEC 15444-9 C.4.1) gives: the largest that fits. */
+  firstReduce([width, height]) {
+    const { frames, levels } = this.image.info;
+    for (let reduce = 0; reduce < levels; reduce++) {
+      if (frames[reduce][0] <= width && frames[reduce][1] <= height) return reduce;
+    }
+    return levels;
   }
 
   /** The most levels that can be discarded while keeping a sample per device pixel. */

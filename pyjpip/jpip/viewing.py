@@ -100,11 +100,15 @@ class ImageStreams:
         return client
 
     async def show(self, url: str, reduce: int | None = None, region=None, post=None, stop=None,
-                   layers: int | None = None, preview: bool = True) -> dict:
+                   layers: int | None = None, preview: bool = True, first_size=None) -> dict:
         """Fetch the window (``reduce`` None: the header only), calling ``post(Picture)`` with a picture
         from the cache at once (``preview``), then every ``every_seconds`` while bytes arrive, and
         when complete.
         ``stop()`` true raises Superseded before the next request or at the next piece of body.
+        ``first_size`` (width, height): when the header is not yet held, the request for it also asks
+        for the whole image at the largest resolution that fits that size (fsiz, round-down, C.4.2),
+        so a viewer's coarse first picture is in the cache when the header arrives, a round trip
+        sooner (the viewer asks for that resolution next, and is answered from the cache).
         Returns the header's description."""
         lock = self._locks.setdefault(url, asyncio.Lock())
 
@@ -116,7 +120,8 @@ class ImageStreams:
             check()
             client = self.client(url)
             if url not in self.headers:
-                await fetch_window_async(client, ViewWindow(), self._send, check)
+                first = ViewWindow() if not first_size else ViewWindow(fsiz=tuple(max(1, int(v)) for v in first_size))
+                await fetch_window_async(client, first, self._send, check)
                 main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
                 if main is None:
                     raise JPIPClientError(f"{url[:200]}: the server sent no main header")
@@ -132,10 +137,10 @@ class ImageStreams:
             window = ViewWindow(fsiz=frame, roff=(x0, y0), rsiz=(x1 - x0, y1 - y0), layers=layers)
             state = {"next": self.clock() + self.every_seconds, "posted": -1}
 
-            def picture(final: bool, from_cache: bool = False) -> None:
+            def picture(final: bool, from_cache: bool = False, view=None) -> None:
                 if post is None:
                     return
-                view = client.rebuild(window)
+                view = view or client.rebuild(window)
                 if view is None or (not final and view.rebuilt.packets_present in (0, state["posted"])):
                     return  # nothing (new) to show
                 state["posted"] = view.rebuilt.packets_present
@@ -149,8 +154,16 @@ class ImageStreams:
                     picture(False)
                     state["next"] = self.clock() + self.every_seconds
 
-            if preview and client.cache.bytes:
-                picture(False, from_cache=True)
+            if client.cache.bytes:
+                view = client.rebuild(window)
+                if view is not None and not view.rebuilt.missing_tiles and \
+                        view.rebuilt.layers_complete >= min(layers or info["layers"], info["layers"]):
+                    # Every layer of every precinct the window needs is held (an earlier window, the
+                    # header's first picture, a prefetch): the answer would be an empty EOR.
+                    picture(True, from_cache=True, view=view)
+                    return info
+                if preview:
+                    picture(False, from_cache=True, view=view)
             await fetch_window_async(client, window, self._send, progress)
             picture(True)
             return info

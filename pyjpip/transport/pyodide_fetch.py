@@ -1,6 +1,8 @@
 """HTTP for Python running under Pyodide, through the browser's (or Node's) fetch.
 
 Bodies are read as a stream, so a JPIP client gets bytes while the response is still arriving.
+fetch is called directly rather than through pyodide.http.pyfetch: that module's import (its
+package loader, tarfile, zipfile...) took ~30 ms before a page's first request.
 """
 
 from __future__ import annotations
@@ -19,17 +21,29 @@ Cancelled = Superseded
 _closing: set = set()  # cclose requests in flight, kept referenced until they finish
 
 
+async def _fetch(url: str, method: str = "GET", headers: dict | None = None, body: str | None = None):
+    """The browser's fetch (a JavaScript Response); a network failure raises whatever fetch rejects with."""
+    import js  # only importable under Pyodide
+    from pyodide.ffi import to_js
+
+    options = {"method": method, "headers": headers or {}}
+    if body is not None:
+        options["body"] = body
+    return await js.fetch(url, to_js(options, dict_converter=js.Object.fromEntries))
+
+
 async def fetch_bytes(url: str) -> bytes:
     """GET ``url`` and return the body; any network failure or non-2xx status is a TransportError."""
-    from pyodide.http import pyfetch  # only importable under Pyodide
-
     try:
-        response = await pyfetch(url)
+        response = await _fetch(url)
     except Exception as exc:  # fetch rejects with a JS TypeError on network failure
         raise TransportError(f"GET {url} failed: {exc}") from exc
     if not response.ok:
-        raise TransportError(f"GET {url}: HTTP {response.status} {response.status_text}".rstrip())
-    body = await response.bytes()
+        raise TransportError(f"GET {url}: HTTP {response.status} {response.statusText}".rstrip())
+    try:
+        body = (await response.arrayBuffer()).to_bytes()
+    except Exception as exc:
+        raise TransportError(f"GET {url}: the body broke off ({exc})") from exc
     log.debug("GET %s: %d bytes", url, len(body))
     return body
 
@@ -37,20 +51,17 @@ async def fetch_bytes(url: str) -> bytes:
 async def send(request: HTTPRequest, client: JPIPClient, on_bytes=None) -> ResponseSummary:
     """Send one JPIP request with fetch and stream its body into the client; ``on_bytes(events)``
     is called as each piece arrives (a viewer repaints from there)."""
-    from pyodide.http import pyfetch
-
-    options = {"method": request.method, "headers": request.headers}
-    if request.body is not None:
-        options["body"] = request.body.decode("latin-1")
+    body = None if request.body is None else request.body.decode("latin-1")
     try:
-        response = await pyfetch(request.url, **options)
+        response = await _fetch(request.url, request.method, request.headers, body)
     except Exception as exc:
         raise ConnectionError(f"{request.method} {request.url[:200]}: {exc}") from None
-    summary = client.receive_headers(response.status, dict(response.headers))
+    headers = {str(name): str(value) for name, value in response.headers.entries()}
+    summary = client.receive_headers(response.status, headers)
     if response.status != 200:
-        summary.message = await response.string()
+        summary.message = await response.text()
         return summary
-    reader = response.js_response.body.getReader()
+    reader = response.body.getReader()
     try:
         while True:
             chunk = await reader.read()
@@ -63,7 +74,7 @@ async def send(request: HTTPRequest, client: JPIPClient, on_bytes=None) -> Respo
         await reader.cancel()
         close = client.abandon()
         if close is not None:  # tell the server the old channel is done with, without waiting for it
-            task = asyncio.ensure_future(_quietly(pyfetch(close.url)))
+            task = asyncio.ensure_future(_quietly(_fetch(close.url)))
             _closing.add(task)
             task.add_done_callback(_closing.discard)
         raise

@@ -146,3 +146,26 @@ def test_a_missing_image_is_a_clear_error(root):
     streams = ImageStreams(LocalTransport(JPIPServer(str(root)), 4000))
     with pytest.raises(JPIPClientError, match="404"):
         run(streams.show("http://viewer.test/jpip?target=missing.j2k", 0))
+
+
+def test_the_header_request_brings_the_first_picture_and_a_window_held_asks_nothing(root):
+    streams = ImageStreams(LocalTransport(JPIPServer(str(root)), 4000), every_seconds=0)
+    url = f"http://viewer.test/jpip?target={NAME}"
+    run(streams.show(url, first_size=(200, 170)))  # JPIP round-down: 192x160, two levels discarded
+    client = streams.client(url)
+    asked, pictures = client.requests_sent, []
+    run(streams.show(url, 2, None, pictures.append))
+    assert client.requests_sent == asked, "the first picture's bins came with the header"
+    assert [(p.final, p.from_cache, p.layers) for p in pictures] == [(True, True, 3)]
+    assert np.array_equal(decoded_region(pictures[0]), reference(root, 2))
+    # Fewer layers held than the window wants: it is asked for, and only what is missing comes.
+    region = (100, 60, 400, 300)
+    run(streams.show(url, 0, region, layers=1))
+    asked = client.requests_sent
+    run(streams.show(url, 0, region, pictures.append))
+    assert client.requests_sent == asked + 1 and pictures[-1].final and pictures[-1].layers == 3
+    x0, y0, x1, y1 = region
+    assert np.array_equal(decoded_region(pictures[-1]), reference(root, 0)[y0:y1, x0:x1])
+    run(streams.show(url, 0, region, pictures.append))
+    assert client.requests_sent == asked + 1, "held whole now: nothing asked"
+    assert client.bytes_new == client.bytes_received, "nothing was received twice"
