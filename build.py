@@ -38,7 +38,8 @@ OPENJPEG_FILES = ("region_decoder.js", "region_decoder.wasm", "LICENSE-OpenJPEG"
 BUNDLES = {"core": "python-core.zip", "dicom": "python-dicom.zip"}
 
 #: command → Debian package, for each purpose.
-SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten"}
+SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten",
+                         "ojph_compress": "openjph-tools"}
 SYSTEM_PACKAGES_TEST = {**SYSTEM_PACKAGES_BUILD, "opj_decompress": "libopenjp2-tools", "chromium": "chromium"}
 
 

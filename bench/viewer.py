@@ -8,7 +8,8 @@ Pages are served by pyjpip's dev server on loopback (site + JPIP + DICOMweb), as
 - warm: the same browser navigating to the page again (HTTP cache revalidated, Pyodide compiled);
 - Python ready → first image: from the Python worker's "ready" to the first painted picture;
 - zoom: ctrl+wheel notches (√2 each) on the fitted CT 2048², each from the gesture to the refined
-  region's final picture painted (request, bytes, rebuild, decode, paint);
+  region's final picture painted (request, bytes, rebuild, decode, paint); the same pixels coded
+  as JPEG 2000 Part 1 (opj_compress) and as HTJ2K (OpenJPH), both lossless, RPCL, 128² precincts;
 - window/level: a 40-step drag on the fitted CT 2048² (its base is 1024²), time per repaint.
 Medians over the runs; variants interleaved run by run so machine noise hits them alike.
 """
@@ -132,19 +133,23 @@ def main() -> int:
     server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(cache / "store"))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     store, study = demo_study(cache, base)
-    (store / "ct_phantom_2048.j2k").write_bytes((ROOT / "static" / "data" / "ct_phantom_2048.j2k").read_bytes())
+    for name in ("ct_phantom_2048.j2k", "ct_phantom_2048.jhc"):
+        (store / name).write_bytes((ROOT / "static" / "data" / name).read_bytes())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     pages = {"CT 2048² by JPIP (?jpip=)": f"{base}/?jpip=/jpip?target=ct_phantom_2048.j2k",
              "demo study, chest CR 2048×2500 ×2 (?study=)": f"{base}/?study={study}"}
     loads = {name: [] for name in pages}
-    interactions = []
+    zoomed = {"CT 2048², JPEG 2000 Part 1": pages["CT 2048² by JPIP (?jpip=)"],
+              "CT 2048², HTJ2K": f"{base}/?jpip=/jpip?target=ct_phantom_2048.jhc"}
+    interactions = {name: [] for name in zoomed}
     with sync_playwright() as playwright:
         for run in range(args.runs):
             for name, url in pages.items():
                 if args.only != "interaction":
                     loads[name].append(first_image(playwright.chromium, url))
             if args.only != "load":
-                interactions.append(interaction(playwright.chromium, pages["CT 2048² by JPIP (?jpip=)"]))
+                for name, url in zoomed.items():
+                    interactions[name].append(interaction(playwright.chromium, url))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     server.shutdown()
 
@@ -155,7 +160,8 @@ def main() -> int:
     if args.only != "interaction":
         print_loads(loads, median)
     if args.only != "load":
-        print_interactions(interactions, median)
+        for name, runs in interactions.items():
+            print_interactions(name, runs, median)
     return 0
 
 
@@ -167,8 +173,8 @@ def print_loads(loads, median) -> None:
               f"{median([r['ready_to_first'] for r in runs])} | {median([r['warm_ready_to_first'] for r in runs])} |")
 
 
-def print_interactions(interactions, median) -> None:
-    print("\n| interaction (CT 2048², fitted at 1/2) | median ms | of which decoding | target |")
+def print_interactions(name, interactions, median) -> None:
+    print(f"\n| interaction ({name}, fitted at 1/2) | median ms | of which decoding | target |")
     print("|---|---:|---:|---:|")
     for k, first in enumerate(interactions[0]["zooms"]):
         runs = [r["zooms"][k] for r in interactions]

@@ -75,6 +75,28 @@ def encode(pixels: np.ndarray, bits_stored: int, signed: bool, options: list[str
             return f.read()
 
 
+#: The same JPIP-friendly layout for HTJ2K (Part 15) by OpenJPH: precincts are listed from the
+#: coarsest resolution here (opj_compress lists them from the finest); OpenJPH writes one layer.
+HTJ2K_JPIP_FRIENDLY_OPTIONS = ["-reversible", "true", "-prog_order", "RPCL", "-block_size", "{64,64}",
+                               "-precincts", "{128,128},{128,128},{128,128},{128,128},{256,256},{256,256}"]
+
+
+def encode_htj2k(pixels: np.ndarray, levels: int) -> bytes:
+    """Losslessly encode as HTJ2K with ojph_compress (Debian openjph-tools); 16-bit unsigned grey."""
+    ojph_compress = shutil.which("ojph_compress")
+    if not ojph_compress:
+        sys.exit("ojph_compress not found: install Debian's openjph-tools")
+    rows, columns = pixels.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        image, out = os.path.join(tmp, "in.pgm"), os.path.join(tmp, "out.jhc")
+        with open(image, "wb") as f:
+            f.write(f"P5\n{columns} {rows}\n65535\n".encode() + pixels.astype(">u2").tobytes())
+        subprocess.run([ojph_compress, "-i", image, "-o", out, "-num_decomps", str(levels),
+                        *HTJ2K_JPIP_FRIENDLY_OPTIONS], check=True, capture_output=True)
+        with open(out, "rb") as f:
+            return f.read()
+
+
 def write_dicom(path: str, codestream: bytes, name: str, attributes: dict) -> None:
     """Wrap one codestream as a single-frame DICOM object, transfer syntax JPEG 2000 Lossless (.90)."""
     ds = Dataset()
@@ -110,6 +132,8 @@ def make(output_dir: str) -> list[dict]:
     ct_codestream = encode(ct, 16, False, JPIP_FRIENDLY_OPTIONS)
     with open(os.path.join(output_dir, "ct_phantom_2048.j2k"), "wb") as f:  # the same pixels, for JPIP
         f.write(ct_codestream)
+    with open(os.path.join(output_dir, "ct_phantom_2048.jhc"), "wb") as f:  # and as HTJ2K
+        f.write(encode_htj2k(ct, 5))
     write_dicom(os.path.join(output_dir, "ct_phantom_2048.dcm"), ct_codestream,
                 "ct", {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "Modality": "CT", "Rows": 2048,
                        "Columns": 2048, "BitsAllocated": 16, "BitsStored": 16, "PixelRepresentation": 0,
@@ -117,7 +141,7 @@ def make(output_dir: str) -> list[dict]:
                        "RescaleIntercept": -1024, "RescaleType": "HU", "WindowCenter": [40, 400],
                        "WindowWidth": [400, 2000], "SeriesDescription": "CT head phantom 2048"})
     entries.append({"file": "ct_phantom_2048.dcm", "title": "CT 2048x2048, 16-bit, brain window",
-                    "jpip_target": "ct_phantom_2048.j2k"})
+                    "jpip_target": "ct_phantom_2048.j2k", "jpip_target_htj2k": "ct_phantom_2048.jhc"})
 
     cr = chest_radiograph(1024)
     write_dicom(os.path.join(output_dir, "cr_mono1_1024.dcm"), encode(cr, 12, False, JPIP_FRIENDLY_OPTIONS),

@@ -36,8 +36,8 @@ export class Decoder {
   /**
    * Decode at 1/2^reduce of full size, only ``region`` ([x0, y0, x1, y1] on the reference grid) if
    * given. A large region is cut into horizontal bands decoded side by side in several workers
-   * (area decoding gives each band's samples exactly; ``split`` false prevents it, for codestreams
-   * decoded whole anyway). The codestream is copied, so the caller keeps its bytes.
+   * (area decoding gives each band's samples exactly; ``split`` false prevents it, where another
+   * worker would first have to start). The codestream is copied, so the caller keeps its bytes.
    */
   async decode(codestream, { reduce = 0, layers = 0, region = null, split = true } = {}) {
     const scale = 2 ** reduce;

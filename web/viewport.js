@@ -62,7 +62,7 @@ class Layer {
             // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
             // worker starting up (the pool starts the rest once the first image is shown).
             { reduce: picture.reduce, region: picture.grid_region,
-              split: this === this.viewport.detail && !this.viewport.image.info.high_throughput });
+              split: this === this.viewport.detail });
           performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
           if (generation !== this.generation) continue;  // superseded while decoding
           const [x0, y0, x1, y1] = picture.region;

@@ -29,6 +29,18 @@ def test_generated_images_are_lossless(demo_data, name, make):
     assert expected.max() >= 2 ** (ds.BitsStored - 1), "the data should use its top bit"
 
 
+def test_the_htj2k_twin_holds_the_same_pixels_jpip_friendly(demo_data):
+    """ct_phantom_2048.jhc (OpenJPH) decodes with OpenJPEG to the CT's pixels; RPCL, precincts."""
+    from pyjpip.codestream.markers import read_main_header
+
+    data = (demo_data / "ct_phantom_2048.jhc").read_bytes()
+    header = read_main_header(data)
+    assert header.high_throughput and header.coding_style.progression_order.name == "RPCL"
+    assert header.coding_style.decomposition_levels == 5
+    assert header.coding_style.precinct_sizes == ((128, 128),) * 4 + ((256, 256),) * 2
+    assert np.array_equal(opj_decode(data), opj_decode((demo_data / "ct_phantom_2048.j2k").read_bytes()))
+
+
 def test_demo_objects_are_valid_part10_files(demo_files):
     for path in demo_files:
         ds = pydicom.dcmread(path)

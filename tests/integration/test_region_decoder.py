@@ -40,7 +40,7 @@ def images(tmp_path, conformance_files):
         path.write_bytes(generated(*case))
         paths.append(path)
     for name, options in {"htj2k.j2c": {}, "htj2k-tiled.j2c": {"tile": (128, 128)}}.items():
-        path = tmp_path / name  # HT code-blocks: decoded whole and cut (OpenJPEG's area decoding leaves them empty)
+        path = tmp_path / name  # HT code-blocks by area: OpenJPEG 2.5.3 patched (tools/wasm PATCHES)
         path.write_bytes(imagecodecs.htj2k_encode(smooth_image(300, 260, 12, 5).astype(np.uint16), reversible=True,
                                                   **options))
         paths.append(path)

@@ -7,7 +7,8 @@ decode whole frames only. A viewer zoomed into a 2048² or 4096² image needs th
 OpenJPEG's opj_set_decode_area decodes just those (5x faster for a 1000x560 region of a 4096²
 image, identical samples). The library is OpenJPEG itself, unchanged: its sources come from the
 pinned, hash-checked sdist of pylibjpeg-openjpeg on PyPI (which carries OpenJPEG 2.5.3 under
-lib/openjpeg); region_decoder.c beside this script is the only code of ours. Emscripten is Debian's
+lib/openjpeg); region_decoder.c beside this script is the only code of ours, with one line of
+OpenJPEG patched (PATCHES: HT code-blocks decoded into the area buffer, which 2.5.3 leaves empty). Emscripten is Debian's
 (package emscripten). Standard library only; writes region_decoder.js and region_decoder.wasm,
 and OpenJPEG's LICENSE beside them, and two small codestreams (opj_compress, reversible and
 irreversible) the decode workers decode while the page starts: the browser compiles WebAssembly
@@ -38,6 +39,28 @@ LEFT_OUT = {"bench_dwt.c", "t1_generate_luts.c", "cidx_manager.c", "phix_manager
             "thix_manager.c", "tpix_manager.c"}
 EXPORTS = ["decode_region", "result_pixels", "result_width", "result_height", "result_components", "result_precision",
            "result_signed", "result_bytes", "last_error", "release", "malloc", "free"]
+
+
+#: (file, text in OpenJPEG 2.5.3, replacement, why). Each must match exactly once.
+PATCHES = [(
+    "ht_dec.c",
+    "    decoded_data = (OPJ_UINT32*)t1->data;\n",
+    "    decoded_data = (OPJ_UINT32*)(cblk->decoded_data ? cblk->decoded_data : t1->data);\n",
+    "When only an area is decoded (opj_set_decode_area), a code-block's samples belong in its own "
+    "cblk->decoded_data buffer (zeroed, the same size), which the Part 1 block decoder writes "
+    "(t1.c, opj_t1_decode_cblk) and the HT block decoder does not: every HT block came out empty.",
+)]
+
+
+def apply_patches(openjp2: Path) -> None:
+    for name, old, new, _why in PATCHES:
+        path = openjp2 / name
+        text = path.read_text()
+        if text.count(new) == 1 and old not in text:
+            continue  # applied by an earlier build
+        if text.count(old) != 1:
+            sys.exit(f"[decoder] {name}: the line to patch is not there exactly once: {old.strip()}")
+        path.write_text(text.replace(old, new))
 
 
 def sources(cache: Path) -> Path:
@@ -97,6 +120,7 @@ def main() -> int:
         sys.exit("[decoder] emcc not found: install Debian's emscripten (apt-get install emscripten)")
     library = sources(ROOT / ".cache" / "decoder")
     openjp2 = library / "src" / "lib" / "openjp2"
+    apply_patches(openjp2)
     config = ROOT / ".cache" / "decoder" / "config"
     config.mkdir(parents=True, exist_ok=True)
     major, minor, build = OPENJPEG_VERSION

@@ -68,11 +68,6 @@ static void on_error(const char *message, void *user) {
     }
 }
 
-/* ceil(a / 2^b) for the non-negative coordinates of the reference grid. */
-static int opj_int_ceildivpow2_(int a, OPJ_UINT32 b) {
-    return (int)(((long long)a + (1LL << b) - 1) >> b);
-}
-
 static void quiet(const char *message, void *user) {
     (void)message;
     (void)user;
@@ -120,21 +115,6 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
        image offsets (ceil(x1 / 2^r) - ceil(x0 / 2^r)), as opj_decompress does; without the call a
        whole-image decode of an image with offsets comes out one sample larger. */
     if (x1 <= x0 || y1 <= y0) x0 = y0 = x1 = y1 = 0;
-    /* OpenJPEG 2.5.3 leaves HT code-blocks (Part 15) empty when decoding an area (checked by
-       tests/integration/test_region_decoder.py): HTJ2K is decoded whole and the region cut out. */
-    int cut_x0 = 0, cut_y0 = 0, cut_x1 = 0, cut_y1 = 0;
-    opj_codestream_info_v2_t *info = opj_get_cstr_info(codec);
-    int high_throughput = info && info->m_default_tile_info.tccp_info &&
-                          (info->m_default_tile_info.tccp_info[0].cblksty & 0x40);
-    opj_destroy_cstr_info(&info);
-    if (high_throughput && x1 > x0) {
-        OPJ_UINT32 f = (OPJ_UINT32)reduce;
-        cut_x0 = opj_int_ceildivpow2_(x0, f) - opj_int_ceildivpow2_((int)image->x0, f);
-        cut_y0 = opj_int_ceildivpow2_(y0, f) - opj_int_ceildivpow2_((int)image->y0, f);
-        cut_x1 = opj_int_ceildivpow2_(x1, f) - opj_int_ceildivpow2_((int)image->x0, f);
-        cut_y1 = opj_int_ceildivpow2_(y1, f) - opj_int_ceildivpow2_((int)image->y0, f);
-        x0 = y0 = x1 = y1 = 0;
-    }
     if (!opj_set_decode_area(codec, image, x0, y0, x1, y1)) {
         fail("the region is outside the image");
         goto done;
@@ -144,19 +124,8 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
         goto done;
     }
     if (image->numcomps == 0 || !image->comps[0].data) { fail("no samples were decoded"); goto done; }
-    int full_width = (int)image->comps[0].w, full_height = (int)image->comps[0].h;
-    if (cut_x1 > cut_x0) {
-        if (cut_x0 < 0 || cut_y0 < 0 || cut_x1 > full_width || cut_y1 > full_height || cut_y1 <= cut_y0) {
-            fail("the region is outside the image");
-            goto done;
-        }
-    } else {
-        cut_x0 = cut_y0 = 0;
-        cut_x1 = full_width;
-        cut_y1 = full_height;
-    }
-    width = cut_x1 - cut_x0;
-    height = cut_y1 - cut_y0;
+    width = (int)image->comps[0].w;
+    height = (int)image->comps[0].h;
     components = (int)image->numcomps;
     precision = (int)image->comps[0].prec;
     is_signed = (int)image->comps[0].sgnd;
@@ -172,7 +141,7 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
     if (!pixels) { fail("out of memory for the decoded samples"); goto done; }
     for (int c = 0; c < components; c++) {
         for (int y = 0; y < height; y++) {
-            const OPJ_INT32 *row = image->comps[c].data + (size_t)(y + cut_y0) * (size_t)full_width + cut_x0;
+            const OPJ_INT32 *row = image->comps[c].data + (size_t)y * (size_t)width;
             size_t first = (size_t)y * (size_t)width;
             if (sample_bytes == 1) {
                 for (int x = 0; x < width; x++) pixels[(first + x) * components + c] = (uint8_t)row[x];
