@@ -186,24 +186,25 @@ async def show_window(url: str, reduce: int, region, post, stop=None, preview: b
     return _to_js(await streams().show(url, reduce, region, deliver, stop, preview=bool(preview)))
 
 
-async def open_study(base_url: str, study_uid: str):
+def study_from_metadata(metadata: bytes, source: str):
     """Lay out a study from its hollow objects' attributes alone (no pixel data): the hanging, and for
-    each viewport the JPIP URL, the grey-scale parameters and the corner text. The DICOMweb metadata
-    is read as DICOM JSON (pyjpip.dicom.json_model): no pydicom, whose import would cost more than the
-    first image."""
+    each viewport the JPIP URL, the grey-scale parameters and the corner text. ``metadata`` is the
+    study's DICOMweb metadata (WADO-RS .../metadata, DICOM JSON), read without pydicom
+    (pyjpip.dicom.json_model): pydicom's import would cost more than the first image. The page's
+    worker fetches it while Python starts."""
     import json as json_module
 
     from pyjpip.dicom.json_model import datasets_from_json
-    from pyjpip.transport.pyodide_fetch import fetch_bytes
 
-    url = f"{base_url.rstrip('/')}/dicomweb/studies/{study_uid}/metadata"
+    if hasattr(metadata, "to_bytes"):  # a JavaScript Uint8Array
+        metadata = metadata.to_bytes()
     try:
-        listing = json_module.loads(await fetch_bytes(url))
+        listing = json_module.loads(bytes(metadata))
     except ValueError as exc:
-        raise DicomError(f"{url}: the metadata is not JSON ({exc})") from exc
-    datasets = datasets_from_json(listing, url)
+        raise DicomError(f"{source}: the metadata is not JSON ({exc})") from exc
+    datasets = datasets_from_json(listing, source)
     if not datasets:
-        raise DicomError(f"study {study_uid} has no instances")
+        raise DicomError(f"{source}: the study has no instances")
     return _to_js(study_layout(datasets))
 
 

@@ -150,7 +150,8 @@ function seriesStrip(screen, python, decoder) {
       { textContent: `${series.modality} ${series.description || ""} (${series.stack.length})`.trim() });
     button.append(canvas, label);
     button.addEventListener("click", () => screen.place(series));
-    thumbnail(python, decoder, series, canvas).catch((error) => {
+    // What the viewports show comes first: thumbnails are asked for once they are painted (or failed).
+    screenShown().then(() => thumbnail(python, decoder, series, canvas)).catch((error) => {
       canvas.replaceWith(Object.assign(document.createElement("span"), { className: "thumbnail-failed", textContent: "!" }));
       button.title += `: ${error.message}`;
     });
@@ -158,6 +159,17 @@ function seriesStrip(screen, python, decoder) {
   }));
   document.querySelectorAll("#series-strip button").forEach((b) => b.classList.toggle("shown",
     screen.assigned.some((s) => s.series === b.dataset.series)));
+}
+
+/** Settles once every viewport shows its fitted picture, or the page says it failed, or after 3 s. */
+function screenShown() {
+  return new Promise((resolve) => {
+    const done = () => ["painted", "error"].includes(document.body.dataset.state);
+    if (done()) return resolve();
+    const watch = new MutationObserver(() => done() && (watch.disconnect(), resolve()));
+    watch.observe(document.body, { attributes: true, attributeFilter: ["data-state"] });
+    setTimeout(() => (watch.disconnect(), resolve()), 3000);
+  });
 }
 
 async function thumbnail(python, decoder, series, canvas) {

@@ -19,6 +19,17 @@ import { startPython } from "./python.js";
 const python = startPython({ dicom: new URLSearchParams(self.location.search).get("dicom") === "1" });
 const cancelled = new Set();
 
+async function fetchBytes(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new Error(`GET ${url} failed: ${error.message || error}`);
+  }
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 self.onmessage = async ({ data }) => {
   const { id } = data;
   if (data.type === "cancel") {
@@ -27,10 +38,15 @@ self.onmessage = async ({ data }) => {
   }
   const stop = () => cancelled.has(id);
   try {
+    // A study's metadata (WADO-RS, PS3.18 10.4) is fetched at once, while Python may still be starting.
+    const metadataUrl = data.type === "study"
+      ? `${data.base.replace(/\/$/, "")}/dicomweb/studies/${encodeURIComponent(data.study)}/metadata` : null;
+    const metadata = metadataUrl ? fetchBytes(metadataUrl) : null;
+    metadata?.catch(() => {});  // reported below, once awaited
     const { browser, installDicom } = await python;
     if (data.type === "objects") await installDicom();  // pydicom, on first need (a study's JSON needs none)
     if (data.type === "study") {
-      self.postMessage({ id, type: "study", layout: await browser.open_study(data.base, data.study) });
+      self.postMessage({ id, type: "study", layout: browser.study_from_metadata(await metadata, metadataUrl) });
     } else if (data.type === "objects") {
       self.postMessage({ id, type: "study", layout: await browser.open_objects(data.urls) });
     } else if (data.type === "header") {

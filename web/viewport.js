@@ -282,7 +282,9 @@ export class Viewport extends EventTarget {
     if (!this.image?.info || !this.view) return;
     if (this.view.fitted) {
       this.view = this.fitView();
-      if (this.base.tile && this.neededReduce(this.view.scale) !== this.base.tile.reduce) {
+      // Against the fitted level asked for (baseReduce), not the tile shown: that may be the coarse
+      // first picture while the fitted one is on its way, and asking again would cancel it.
+      if (this.neededReduce(this.view.scale) !== this.baseReduce) {
         this.layout();
         this.requestBase();  // a new fitted resolution; the detail follows when it is complete
         return;

@@ -178,6 +178,15 @@ def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page
     assert not any(u.endswith("python-dicom.zip") for u in page.watch.requests)
 
 
+def test_an_unknown_study_says_so(page, study_site):
+    site, _, _, _ = study_site
+    page.goto(f"{site}?study=1.2.3.404")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "error"
+    message = page.locator("#message").text_content()
+    assert "/dicomweb/studies/1.2.3.404/metadata" in message and "404" in message, message
+
+
 def open_study(page, study_site):
     """The test study opened in a 1280x720 page, every viewport painted; returns (page, sources, store)."""
     site, study, sources, store = study_site

@@ -123,3 +123,16 @@ def test_what_is_not_dicom_json_is_refused():
         JSONDataset({}).get("BodyPartExamined")
     with pytest.raises(AttributeError):
         _ = JSONDataset({}).PatientName
+
+
+@pytest.mark.parametrize("metadata, message", [
+    (b"<html>not found</html>", "the metadata is not JSON"),
+    (b"[]", "the study has no instances"),
+    (b'{"00100010": {}}', "JSON array"),
+])
+def test_a_study_page_says_what_is_wrong_with_its_metadata(metadata, message):
+    from pyjpip.browser import study_from_metadata
+
+    with pytest.raises(DicomError, match=message) as error:
+        study_from_metadata(metadata, "http://server.test/dicomweb/studies/1.2.3/metadata")
+    assert "http://server.test/dicomweb/studies/1.2.3/metadata" in str(error.value)
