@@ -68,3 +68,34 @@ def test_unknown_resources_are_404(served):
     address, _ = served
     assert get(address, "/dicomweb/studies/1.2.3.4")[0].status == 404
     assert get(address, "/dicomweb/frobnicate")[0].status == 404
+
+
+def test_metadata_is_kept_until_the_store_changes(tmp_path):
+    import json
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from pyjpip.dicom.dicomweb import DicomWebStore
+
+    sources, store = tmp_path / "sources", tmp_path / "store"
+    sources.mkdir()
+    first = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    first.save_as(sources / "one.dcm")
+    assert not ingest([str(sources)], str(store), "http://store.test").failed
+    web = DicomWebStore(str(store))
+    path = f"/dicomweb/studies/{first.StudyInstanceUID}/metadata"
+
+    def metadata():
+        return b"".join(web.handle(path, "").body)
+
+    once = metadata()
+    assert metadata() == once and len(json.loads(once)) == 1
+    second = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    second.InstanceNumber = 2
+    second.save_as(sources / "two.dcm")
+    assert not ingest([str(sources)], str(store), "http://store.test").failed  # index.json rewritten
+    instances = json.loads(metadata())
+    assert len(instances) == 2 and {i["00080018"]["Value"][0] for i in instances} == {
+        str(first.SOPInstanceUID), str(second.SOPInstanceUID)}
