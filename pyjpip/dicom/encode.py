@@ -3,7 +3,9 @@
 JPIP-friendly means what lets a server send only what a view needs: precincts (128 x 128 at every
 resolution), several quality layers, a lowest resolution of at most 64 pixels, RPCL order and
 PLT/TLM markers (the properties PS3.5 10.18 asks of HTJ2K RPCL). Part 1 goes through OpenJPEG's
-opj_compress (Debian libopenjp2-tools); HTJ2K through OpenJPH (imagecodecs).
+opj_compress (Debian libopenjp2-tools); HTJ2K through OpenJPH's ojph_compress (Debian openjph-tools),
+which writes precincts (imagecodecs' OpenJPH binding cannot: every resolution would be one precinct,
+and a zoomed view would fetch the whole resolution), except signed samples (see encode_frame).
 """
 
 from __future__ import annotations
@@ -48,15 +50,19 @@ def encode_frame(pixels, precision: int, signed: bool, high_throughput: bool = F
     height, width = pixels.shape[:2]
     components = 1 if pixels.ndim == 2 else pixels.shape[2]
     levels = decomposition_levels(width, height)
-    if high_throughput:
+    planes = [pixels] if components == 1 else [pixels[:, :, c] for c in range(components)]
+    if high_throughput and signed:
+        # Debian's ojph_compress (OpenJPH 0.9) writes signed samples that OpenJPEG decodes wrongly
+        # (tested): signed frames go through imagecodecs' newer OpenJPH, without precincts.
         import imagecodecs
 
         return imagecodecs.htj2k_encode(pixels, reversible=True, resolutions=levels + 1, tlm=True)
+    if high_throughput:
+        return _ojph_compress(planes, width, height, precision, levels)
     opj_compress = shutil.which("opj_compress")
     if not opj_compress:
         raise DicomError("opj_compress is needed to re-encode (Debian: apt-get install libopenjp2-tools)")
     dtype = ("<i" if signed else "<u") + ("2" if precision > 8 else "1")
-    planes = [pixels] if components == 1 else [pixels[:, :, c] for c in range(components)]
     options = ["-p", "RPCL", "-n", str(levels + 1), "-r", "40,10,3,1", "-PLT", "-TLM",
                "-c", ",".join([f"[{PRECINCT},{PRECINCT}]"] * (levels + 1))]
     if components == 3:
@@ -72,5 +78,38 @@ def encode_frame(pixels, precision: int, signed: bool, high_throughput: bool = F
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise DicomError(f"opj_compress failed: {(result.stdout + result.stderr).strip()[-300:]}")
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def _ojph_compress(planes, width: int, height: int, precision: int, levels: int) -> bytes:
+    """HTJ2K, reversible, RPCL, 128 x 128 precincts, from unsigned samples. Grey goes in as raw
+    samples (ojph_compress's .yuv input, any precision); colour as a PPM, the one input
+    ojph_compress applies the reversible colour transform to."""
+    ojph_compress = shutil.which("ojph_compress")
+    if not ojph_compress:
+        raise DicomError("ojph_compress is needed to re-encode as HTJ2K (Debian: apt-get install openjph-tools)")
+    if len(planes) not in (1, 3):
+        raise DicomError(f"HTJ2K re-encoding takes grey or RGB samples, not {len(planes)} components")
+    options = ["-num_decomps", str(levels), "-reversible", "true", "-prog_order", "RPCL",
+               "-precincts", f"{{{PRECINCT},{PRECINCT}}}"]
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "frame.j2c")
+        if len(planes) == 1:
+            source = os.path.join(folder, "frame.yuv")
+            with open(source, "wb") as f:
+                f.write(planes[0].astype("<u2" if precision > 8 else "u1").tobytes())
+            options += ["-dims", f"{{{width},{height}}}", "-num_comps", "1", "-signed", "false",
+                        "-bit_depth", str(precision), "-downsamp", "{1,1}"]
+        else:
+            import numpy
+
+            source = os.path.join(folder, "frame.ppm")
+            with open(source, "wb") as f:  # PPM: interleaved, big-endian above 8 bits, depth from maxval
+                f.write(f"P6\n{width} {height}\n{(1 << precision) - 1}\n".encode())
+                f.write(numpy.stack(planes, axis=-1).astype(">u2" if precision > 8 else "u1").tobytes())
+        result = subprocess.run([ojph_compress, "-i", source, "-o", out, *options], capture_output=True, text=True)
+        if result.returncode != 0 or not os.path.exists(out):
+            raise DicomError(f"ojph_compress failed: {(result.stdout + result.stderr).strip()[-300:]}")
         with open(out, "rb") as f:
             return f.read()

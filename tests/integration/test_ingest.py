@@ -130,3 +130,28 @@ def test_htj2k_sources_and_the_htj2k_option(tmp_path):
         decoded = imagecodecs.htj2k_decode(client.rebuild(window).codestream)
         expected = pixels if path.endswith("ht.dcm") else original.pixel_array
         assert np.array_equal(decoded, expected), path
+
+
+@pytest.mark.parametrize("shape, precision, signed", [((600, 700), 12, False), ((600, 700), 12, True),
+                                                       ((300, 400, 3), 8, False)])
+def test_htj2k_re_encoding_is_lossless_and_jpip_friendly(shape, precision, signed):
+    """HTJ2K re-encoding, lossless by OpenJPEG's opj_decompress (what the browser decodes with, not
+    OpenJPH, which wrote it); unsigned samples get 128 x 128 precincts (a zoomed view fetches only
+    its own), signed ones go through imagecodecs (Debian's ojph_compress writes them wrongly)."""
+    from pyjpip.codestream.markers import read_main_header
+    from pyjpip.dicom.encode import encode_frame, is_jpip_friendly
+    from reference import opj_decode_all, pgx_array
+
+    rng = np.random.default_rng(7)
+    low, high = (-(1 << (precision - 1)), 1 << (precision - 1)) if signed else (0, 1 << precision)
+    pixels = rng.integers(low, high, size=shape).astype(np.int16 if signed else np.uint16 if precision > 8 else np.uint8)
+    codestream = encode_frame(pixels, precision, signed, high_throughput=True)
+    header = read_main_header(codestream)
+    assert header.high_throughput
+    if not signed:
+        assert is_jpip_friendly(header) and header.coding_style.progression_order.name == "RPCL"
+        assert set(header.coding_style.precinct_sizes[1:]) == {(128, 128)}
+    assert bool(header.coding_style.multiple_component_transform) == (len(shape) == 3)
+    planes = [pgx_array(plane) for plane in opj_decode_all(codestream)]
+    decoded = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+    assert np.array_equal(decoded, pixels)
