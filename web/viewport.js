@@ -187,7 +187,9 @@ export class Viewport extends EventTarget {
     if (!this.image?.info || !this.base.tile) return;
     const { info, url } = this.image;
     const reduce = this.neededReduce(this.view.scale);
-    if (reduce >= this.base.tile.reduce) {
+    // Against the fitted level (baseReduce), which the base holds or is fetching: the tile on screen
+    // may still be the coarse first picture, and a detail at the fitted level would ask twice.
+    if (reduce >= this.baseReduce) {
       this.detail.clear();
       this.detail.canvas.dataset.state = "none";  // the base holds the resolution this zoom needs
       return;
