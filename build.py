@@ -37,6 +37,9 @@ OPENJPEG_FILES = ("region_decoder.js", "region_decoder.wasm", "LICENSE-OpenJPEG"
 #: Precompiled bundles: pyjpip alone (every page), pydicom (pages that read DICOM attributes).
 BUNDLES = {"core": "python-core.zip", "dicom": "python-dicom.zip"}
 
+#: The demo CT as bare codestreams (Part 1 and HTJ2K, the same pixels), served beside the study.
+BARE_DEMO_IMAGES = ("ct_phantom_2048.j2k", "ct_phantom_2048.jhc")
+
 #: command → Debian package, for each purpose.
 SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten",
                          "ojph_compress": "openjph-tools"}
@@ -251,6 +254,8 @@ def demo_store(url_base: str) -> Path:
         stamp.write_text(wanted)
     say(f"ingesting the demo study set into {store.relative_to(ROOT)} (already ingested objects are skipped)")
     run(venv_python(), "-m", "pyjpip", "ingest", sources, "--store", store, "--url-base", url_base)
+    for name in BARE_DEMO_IMAGES:  # bare JPEG 2000 targets beside the study: /?jpip=/jpip?target=<name>
+        shutil.copy2(STATIC / "data" / name, store / name)
     return store
 
 
@@ -258,7 +263,8 @@ def command_serve(args) -> int:
     build()
     url = f"http://{args.host}:{args.port}"
     store = demo_store(url)
-    say(f"open {url}/ in a browser; studies are listed at {url}/dicomweb/studies")
+    say(f"open {url}/ in a browser; studies are listed at {url}/dicomweb/studies; bare images: "
+        + ", ".join(f"{url}/?jpip=/jpip?target={name}" for name in BARE_DEMO_IMAGES))
     os.execv(venv_python(), [str(venv_python()), "-m", "pyjpip", "serve", str(store),
                               "--static", str(STATIC), "--cache", str(CACHE / "index"),
                               "--host", args.host, "--port", str(args.port)])
