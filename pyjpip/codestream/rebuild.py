@@ -8,6 +8,7 @@ SOP segments are dropped with the SOP flag, and Psot is set to the real length.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from pyjpip.codestream.packet_index import tile_styles
 from pyjpip.codestream.progression import packet_order
 from pyjpip.errors import CodestreamError
 
+#: An SOP marker segment (A.8.1): FF91, Lsop = 4, Nsop.
+_SOP_SEGMENT = re.compile(rb"\xff\x91\x00\x04..", re.DOTALL)
 _DROPPED = {Marker.POC, Marker.PPM, Marker.PPT, Marker.PLT, Marker.PLM, Marker.TLM}
 
 
@@ -133,10 +136,15 @@ def _usable_packets(tile: Tile, key, have_header: bool, precincts: dict[int, byt
     data = precincts.get(identifier)
     if not data:
         return []
-    if identifier in complete and layers == tile.coding_style.layers and not tile.coding_style.uses_sop:
-        # Every packet is there and none needs changing: the whole bin goes out as it is, at layer 0
-        # (RPCL keeps a precinct's packets together), and the later layers add nothing.
-        return [bytes(data)] + [b""] * (layers - 1)
+    if identifier in complete and layers == tile.coding_style.layers:
+        # Every packet is there: the whole bin goes out at layer 0 (RPCL keeps a precinct's packets
+        # together), and the later layers add nothing. SOP segments go without reading a header:
+        # 0xFF91 cannot occur inside a packet (headers and code-block data are bit-stuffed so that
+        # no two bytes from 0xFF90 up appear, B.10.1, D.4; Part 15 keeps the rule).
+        whole = bytes(data)
+        if tile.coding_style.uses_sop:
+            whole = _SOP_SEGMENT.sub(b"", whole)
+        return [whole] + [b""] * (layers - 1)
     state = PrecinctState(tc.resolutions[resolution].precinct_bands(precinct), tc.style.code_block_style)
     uses_eph = tile.coding_style.uses_eph
     packets, position = [], 0
