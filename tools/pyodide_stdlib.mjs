@@ -1,11 +1,10 @@
 // Precompile Pyodide's standard library (static/pyodide/python_stdlib.zip): the npm package ships it
 // as .py sources only, so the browser compiles every standard module it imports at every page load
-// (Pyodide's start imports asyncio, inspect, email, ...: about 1 s of a 1.7 s start under Node;
-// pyodide.http alone ~30 ms before a page's first request). Here Pyodide's own Python (3.14 on
-// WebAssembly, under Node) imports what the pages import (every module of the given bundles, and
-// pyodide.http) and compiles the standard modules that took: their bytecode replaces their source
-// (<module>.pyc, where zipimport looks first), so the download stays about the same size (bytecode
-// beside the sources, or for all 559 modules, would make it 4.5 or 7.0 MB instead of 2.5); their
+// (Pyodide's start imports asyncio, inspect, email, ...: about 1 s of a 1.7 s start under Node).
+// Here Pyodide's own Python (3.14 on WebAssembly, under Node) imports what the pages import (its
+// own start, every module of the given bundles) and compiles the standard modules that took. Their
+// bytecode replaces their source (<module>.pyc, where zipimport looks first): 3.4 MB instead of
+// 2.5 (bytecode beside the sources, or for all 559 modules, would make it 4.5 or 7.0 MB); their
 // traceback lines show file and line without the text. The other modules stay as they were.
 // Bytecode is unchecked-hash .pyc (PEP 552), valid whatever the zip's timestamps.
 //
@@ -29,7 +28,6 @@ import importlib, importlib.util, os, pkgutil, sys, zipfile
 
 archive = next(p for p in sys.path if p.endswith(".zip"))  # where Pyodide mounts the standard library
 site_packages = ${JSON.stringify(sitePackages)}
-importlib.import_module("pyodide.http")
 for top in sorted(os.listdir(site_packages)):
     if os.path.isfile(os.path.join(site_packages, top, "__init__.py")):
         package = importlib.import_module(top)

@@ -21,7 +21,7 @@ function decode(codec, codestream, reduce, layers, region) {
 
 // The browser compiles a WebAssembly function on its first call and optimises it once it runs hot:
 // decoding two small codestreams (reversible 5/3 and irreversible 9/7, made at build time) a few
-// times while the page starts saves the first real picture that cost (a 256x313 one: 69 -> 7 ms).
+// times while the page starts saves the first real picture most of that cost (a 256x313 one: 69 -> 25 ms).
 // One decode per task, so a real job is never kept waiting for more than one of them.
 const WARMUP = ["openjpeg/warmup-reversible.j2k", "openjpeg/warmup-irreversible.j2k"];
 const WARMUP_ROUNDS = 4;

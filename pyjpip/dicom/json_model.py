@@ -81,8 +81,8 @@ class JSONDataset:
         return default if element is None else self._value(keyword, element)
 
     def __getattr__(self, keyword: str):
-        if keyword.startswith("_"):
-            raise AttributeError(keyword)
+        if keyword not in TAGS:  # hasattr(), copy and the like probe names: they expect AttributeError
+            raise AttributeError(f"{keyword} is not among the attributes pyjpip reads from DICOM JSON")
         element = self._element(keyword)
         if element is None:
             raise AttributeError(f"{self._source} has no {keyword}")

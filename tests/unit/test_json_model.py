@@ -123,6 +123,7 @@ def test_what_is_not_dicom_json_is_refused():
         JSONDataset({}).get("BodyPartExamined")
     with pytest.raises(AttributeError):
         _ = JSONDataset({}).PatientName
+    assert not hasattr(JSONDataset({}), "to_py") and not hasattr(JSONDataset({}), "BodyPartExamined")
 
 
 @pytest.mark.parametrize("metadata, message", [
