@@ -28,5 +28,27 @@ class DicomError(PyjpipError):
     """A DICOM object cannot be used as asked (not DICOM, wrong transfer syntax, missing attribute)."""
 
 
+class DamagedDatasetError(DicomError):
+    """The bytes of a data set (or its deflated stream) cannot be parsed: cut short, wrong encoding."""
+
+
+class NotHollowError(DicomError):
+    """A data set breaks the rules of the JPIP Referenced transfer syntaxes (PS3.5 A.6, A.7, A.11, A.12):
+    Pixel Data present, no Pixel Data Provider URL or a malformed one, a Photometric Interpretation
+    they do not allow. ``attribute`` names the element at fault."""
+
+    def __init__(self, message: str, attribute: str | None = None):
+        self.attribute = attribute
+        super().__init__(message)
+
+
+class DatasetTooLargeError(DicomError):
+    """A data set (or what a deflated one inflates to) is larger than a limit set to stop abuse."""
+
+
+class ArchiveError(PyjpipError):
+    """A store of received objects (files or a database) could not record or give back an instance."""
+
+
 class TransportError(PyjpipError):
     """A request did not get a usable answer (network failure or an HTTP error status)."""

@@ -24,7 +24,7 @@ from pydicom.uid import UID
 
 from pyjpip.codestream.markers import MainHeader
 from pyjpip.dicom.pixel_data import check_codestream_against_attributes
-from pyjpip.errors import DicomError
+from pyjpip.errors import DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError
 
 JPIP_REFERENCED = UID("1.2.840.10008.1.2.4.94")
 JPIP_REFERENCED_DEFLATE = UID("1.2.840.10008.1.2.4.95")
@@ -38,6 +38,8 @@ PHOTOMETRIC_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2", "YBR_ICT", "YBR_RCT
 #: Inflated data sets larger than this are refused: hollow objects hold no pixels, so even rich
 #: multi-frame headers stay far below it, and a deflate bomb is stopped early.
 MAXIMUM_INFLATED_BYTES = 64 << 20
+#: Longer Pixel Data Provider URLs are refused: browsers and servers stop near 8 KB anyway.
+MAXIMUM_URL_LENGTH = 8192
 
 
 @dataclass(frozen=True)
@@ -64,40 +66,87 @@ class HollowObject:
 
 def read_hollow(data: bytes, source: str = "<bytes>") -> HollowObject:
     """Read a hollow object in any of the four JPIP transfer syntaxes."""
-    meta, body_start = _file_meta(data, source)
+    meta, body_start = read_file_meta(data, source)
     transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
     if transfer_syntax not in JPIP_TRANSFER_SYNTAXES:
         raise DicomError(f"{source}: transfer syntax {transfer_syntax or '(none)'} is not a JPIP Referenced one")
     body = data[body_start:]
     if transfer_syntax in DEFLATED:
-        body = _inflate(body, source)
+        body = inflate(body, source)
+    dataset = parse_explicit_little_endian(body, source)
+    dataset.file_meta = meta
+    url, frames = check_hollow(dataset, source)
+    return HollowObject(dataset, transfer_syntax, url, frames)
+
+
+def parse_explicit_little_endian(body: bytes, source: str = "<bytes>") -> Dataset:
+    """A data set encoded as every JPIP syntax encodes it (A.6: Explicit VR Little Endian), read at
+    once so that damage is found here and not when an element is first used."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dataset = read_dataset(DicomBytesIO(body), is_implicit_VR=False, is_little_endian=True)
+            for element in dataset.iterall():  # pydicom parses lazily: make it parse now
+                element.value
     except Exception as exc:  # pydicom reports damaged data sets with many exception types
-        raise DicomError(f"{source}: data set is damaged ({type(exc).__name__}: {exc})") from exc
+        raise DamagedDatasetError(f"{source}: data set is damaged ({type(exc).__name__}: {exc})") from exc
     for warning in caught:
         if "End of file" in str(warning.message) or "Expected explicit VR" in str(warning.message):
-            raise DicomError(f"{source}: data set is damaged or cut short ({warning.message})")
-    dataset.file_meta = meta
-    if "PixelData" in dataset:
-        raise DicomError(f"{source}: a JPIP Referenced object must not hold Pixel Data (7FE0,0010)")
-    url = dataset.get("PixelDataProviderURL")
+            raise DamagedDatasetError(f"{source}: data set is damaged or cut short ({warning.message})")
+    return dataset
+
+
+def check_url(url: str, source: str = "<bytes>") -> str:
+    """A Pixel Data Provider URL as PS3.5 8.4.1 allows it: http or https, a host, nothing a URL cannot
+    hold. Returned stripped of the padding a DICOM string may carry."""
+    url = str(url).strip().rstrip("\x00")
     if not url:
-        raise DicomError(f"{source}: no Pixel Data Provider URL (0028,7FE0)")
-    url = str(url).strip()
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise DicomError(f"{source}: Pixel Data Provider URL {url[:100]!r} is not http or https (PS3.5 8.4.1)")
+        raise NotHollowError(f"{source}: no Pixel Data Provider URL (0028,7FE0)", "PixelDataProviderURL")
+    if len(url) > MAXIMUM_URL_LENGTH:
+        raise NotHollowError(f"{source}: Pixel Data Provider URL is {len(url)} characters long (at most "
+                             f"{MAXIMUM_URL_LENGTH} are taken)", "PixelDataProviderURL")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise NotHollowError(f"{source}: Pixel Data Provider URL {url[:100]!r} holds spaces or control "
+                             "characters", "PixelDataProviderURL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise NotHollowError(f"{source}: Pixel Data Provider URL {url[:100]!r} is malformed ({exc})",
+                             "PixelDataProviderURL") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise NotHollowError(f"{source}: Pixel Data Provider URL {url[:100]!r} is not http or https "
+                             "(PS3.5 8.4.1)", "PixelDataProviderURL")
+    if not parts.hostname:
+        raise NotHollowError(f"{source}: Pixel Data Provider URL {url[:100]!r} names no host",
+                             "PixelDataProviderURL")
+    return url
+
+
+def check_hollow(dataset: Dataset, source: str = "<bytes>") -> tuple[str, int]:
+    """The rules of A.6/A.11 a hollow data set must keep; returns its URL and number of frames."""
+    for keyword, name, tag in (("PixelData", "Pixel Data", "7FE0,0010"),
+                               ("FloatPixelData", "Float Pixel Data", "7FE0,0008"),
+                               ("DoubleFloatPixelData", "Double Float Pixel Data", "7FE0,0009")):
+        if keyword in dataset:
+            raise NotHollowError(f"{source}: a JPIP Referenced object must not hold {name} ({tag})", keyword)
+    url = check_url(dataset.get("PixelDataProviderURL") or "", source)
     photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
     if photometric not in PHOTOMETRIC_INTERPRETATIONS:
-        raise DicomError(f"{source}: Photometric Interpretation {photometric or '(missing)'} is not allowed in "
-                         f"JPIP Referenced objects ({', '.join(PHOTOMETRIC_INTERPRETATIONS)})")
+        raise NotHollowError(f"{source}: Photometric Interpretation {photometric or '(missing)'} is not allowed "
+                             f"in JPIP Referenced objects ({', '.join(PHOTOMETRIC_INTERPRETATIONS)})",
+                             "PhotometricInterpretation")
+    for group in range(0x6000, 0x6020, 2):  # A.6: overlays only in Overlay Data, never in Pixel Data's bits
+        if (group << 16 | 0x0100) in dataset and (group << 16 | 0x3000) not in dataset:
+            raise NotHollowError(f"{source}: overlay group {group:04X} has no Overlay Data ({group:04X},3000); "
+                                 "in JPIP Referenced objects overlays cannot be kept in pixel bits", "OverlayData")
     try:
         frames = int(dataset.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
-        raise DicomError(f"{source}: Number of Frames (0028,0008) is not a number") from None
-    return HollowObject(dataset, transfer_syntax, url, frames)
+        raise NotHollowError(f"{source}: Number of Frames (0028,0008) is not a number", "NumberOfFrames") from None
+    if frames < 1:
+        raise NotHollowError(f"{source}: Number of Frames (0028,0008) is {frames}", "NumberOfFrames")
+    return url, frames
 
 
 def write_hollow(dataset: Dataset, url: str, transfer_syntax: UID = JPIP_REFERENCED) -> bytes:
@@ -135,20 +184,24 @@ def write_hollow(dataset: Dataset, url: str, transfer_syntax: UID = JPIP_REFEREN
     body.is_little_endian, body.is_implicit_VR = True, False
     write_dataset(body, hollow)
     data = body.getvalue()
-    if transfer_syntax in DEFLATED:
-        compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate: no zlib header
-        data = compressor.compress(data) + compressor.flush()
-        if len(data) % 2:
-            data += b"\x00"  # even length, as for Deflated Explicit VR Little Endian (A.5)
+    return part10(meta, data)
+
+
+def part10(meta: FileMetaDataset, dataset_bytes: bytes) -> bytes:
+    """Part 10 bytes: preamble, file meta, then ``dataset_bytes`` (Explicit VR Little Endian, not
+    deflated) deflated when the meta's transfer syntax says so."""
+    if UID(str(meta.TransferSyntaxUID)) in DEFLATED:
+        dataset_bytes = deflate(dataset_bytes)
     out = DicomBytesIO()
     out.is_little_endian, out.is_implicit_VR = True, False
     out.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(out, meta, enforce_standard=True)
-    out.write(data)
+    out.write(dataset_bytes)
     return out.getvalue()
 
 
-def _file_meta(data: bytes, source: str) -> tuple[FileMetaDataset, int]:
+def read_file_meta(data: bytes, source: str = "<bytes>") -> tuple[FileMetaDataset, int]:
+    """The file meta information of Part 10 bytes, and where the data set starts."""
     if len(data) < 144 or data[128:132] != b"DICM":
         raise DicomError(f"{source}: not a DICOM Part 10 file (no 'DICM' prefix)")
     group, element = struct.unpack_from("<HH", data, 132)
@@ -165,17 +218,26 @@ def _file_meta(data: bytes, source: str) -> tuple[FileMetaDataset, int]:
     return meta, end
 
 
-def _inflate(body: bytes, source: str) -> bytes:
-    """Raw deflate per A.7/A.12; a zlib-wrapped stream (a common mistake) is accepted too."""
+def deflate(data: bytes) -> bytes:
+    """A.7/A.12 (as A.5): raw deflate, no zlib header, padded to an even length."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = compressor.compress(data) + compressor.flush()
+    return data + b"\x00" if len(data) % 2 else data
+
+
+def inflate(body: bytes, source: str = "<bytes>", limit: int | None = None) -> bytes:
+    """Raw deflate per A.7/A.12; a zlib-wrapped stream (a common mistake) is accepted too. Stops at
+    ``limit`` bytes (MAXIMUM_INFLATED_BYTES by default): a deflate bomb is refused, never inflated."""
+    limit = MAXIMUM_INFLATED_BYTES if limit is None else limit
     zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
     decompressor = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
     try:
-        data = decompressor.decompress(body, MAXIMUM_INFLATED_BYTES + 1)
+        data = decompressor.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise DicomError(f"{source}: deflated data set cannot be inflated ({exc})") from None
-    if len(data) > MAXIMUM_INFLATED_BYTES or decompressor.unconsumed_tail:
-        raise DicomError(f"{source}: deflated data set inflates past {MAXIMUM_INFLATED_BYTES} bytes; refused "
-                         "(a hollow object holds no pixels)")
+        raise DamagedDatasetError(f"{source}: deflated data set cannot be inflated ({exc})") from None
+    if len(data) > limit or decompressor.unconsumed_tail:
+        raise DatasetTooLargeError(f"{source}: deflated data set inflates past {limit} bytes; refused "
+                                   "(a hollow object holds no pixels)")
     if not decompressor.eof:
-        raise DicomError(f"{source}: deflated data set is cut short")
+        raise DamagedDatasetError(f"{source}: deflated data set is cut short")
     return data

@@ -1,0 +1,537 @@
+"""Received hollow objects shredded into patient / study / series / instance tables (SQLite or PostgreSQL).
+
+The design follows what real archives do (dcm4chee-arc: patient → study → series → instance, a
+location per stored object, the remaining attributes as a blob): each level's row holds, as typed
+columns, the attributes a viewer lays out by and QIDO-RS matches on; the instance row holds the
+Pixel Data Provider URL as its location, the calling and called AE titles, when it arrived, the
+data set's own bytes (so the hollow Part 10 object comes back byte for byte) and its DICOM JSON
+(so WADO-RS metadata is answered from SQL alone, without parsing a data set).
+
+Concurrency: every instance is one transaction (SQLite: BEGIN IMMEDIATE in WAL mode, synchronous
+FULL; PostgreSQL: row upserts with ON CONFLICT plus an advisory lock per SOP Instance UID), so
+parallel associations lose and duplicate nothing, and a re-sent instance updates its row in place.
+A URL that changes for the same SOP Instance UID is kept in location_history.
+
+Schema changes are numbered migrations applied in order and recorded in schema_migrations; an
+archive opened by a newer pyjpip is migrated, one opened by an older one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit
+
+from pyjpip.archive import Archive, ArrivedInstance, Recorded, now
+from pyjpip.dicom.dicomweb import INSTANCE_KEYWORDS, SERIES_KEYWORDS, STUDY_KEYWORDS, Catalog, study_order
+from pyjpip.errors import ArchiveError
+
+log = logging.getLogger(__name__)
+
+PATIENT_KEYWORDS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex")
+#: Study attributes kept beside the patient's (STUDY_KEYWORDS holds both for QIDO's study level).
+STUDY_ONLY_KEYWORDS = tuple(k for k in STUDY_KEYWORDS if k not in PATIENT_KEYWORDS)
+
+#: (version, description, statements): {id}, {blob}, {real} and {timestamp} are the dialect's types.
+MIGRATIONS = [
+    (1, "patient, study, series and instance tables", [
+        """CREATE TABLE patient (
+            pk {id},
+            patient_key TEXT NOT NULL UNIQUE,
+            patient_id TEXT, issuer_of_patient_id TEXT, patient_name TEXT, patient_birth_date TEXT,
+            patient_sex TEXT,
+            attributes TEXT NOT NULL,
+            updated_at {timestamp} NOT NULL)""",
+        """CREATE TABLE study (
+            pk {id},
+            study_instance_uid TEXT NOT NULL UNIQUE,
+            patient_pk BIGINT NOT NULL REFERENCES patient (pk),
+            study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT, study_description TEXT,
+            referring_physician_name TEXT,
+            attributes TEXT NOT NULL,
+            updated_at {timestamp} NOT NULL)""",
+        """CREATE TABLE series (
+            pk {id},
+            series_instance_uid TEXT NOT NULL UNIQUE,
+            study_pk BIGINT NOT NULL REFERENCES study (pk),
+            modality TEXT, series_number BIGINT, series_description TEXT, body_part_examined TEXT,
+            frame_of_reference_uid TEXT,
+            attributes TEXT NOT NULL,
+            updated_at {timestamp} NOT NULL)""",
+        """CREATE TABLE instance (
+            pk {id},
+            sop_instance_uid TEXT NOT NULL UNIQUE,
+            series_pk BIGINT NOT NULL REFERENCES series (pk),
+            sop_class_uid TEXT NOT NULL,
+            instance_number BIGINT, number_of_frames BIGINT NOT NULL,
+            number_of_rows BIGINT, number_of_columns BIGINT, samples_per_pixel BIGINT, photometric_interpretation TEXT,
+            bits_allocated BIGINT, bits_stored BIGINT, pixel_representation BIGINT,
+            image_position_patient TEXT, image_orientation_patient TEXT, pixel_spacing TEXT,
+            slice_thickness {real}, slice_location {real}, window_center TEXT, window_width TEXT,
+            rescale_intercept {real}, rescale_slope {real}, lossy_image_compression TEXT,
+            location TEXT NOT NULL,
+            transfer_syntax_uid TEXT NOT NULL,
+            received_transfer_syntax_uid TEXT NOT NULL,
+            calling_ae_title TEXT, called_ae_title TEXT,
+            first_received_at {timestamp} NOT NULL,
+            received_at {timestamp} NOT NULL,
+            times_received BIGINT NOT NULL,
+            dataset {blob} NOT NULL,
+            dataset_sha256 TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            notes TEXT)""",
+    ]),
+    (2, "location history and QIDO indexes", [
+        """CREATE TABLE location_history (
+            pk {id},
+            sop_instance_uid TEXT NOT NULL,
+            previous_location TEXT NOT NULL,
+            location TEXT NOT NULL,
+            calling_ae_title TEXT,
+            changed_at {timestamp} NOT NULL)""",
+        "CREATE INDEX location_history_sop ON location_history (sop_instance_uid)",
+        "CREATE INDEX study_patient ON study (patient_pk)",
+        "CREATE INDEX study_date ON study (study_date)",
+        "CREATE INDEX series_study ON series (study_pk)",
+        "CREATE INDEX instance_series ON instance (series_pk)",
+    ]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+DIALECT_TYPES = {
+    "sqlite": {"id": "INTEGER PRIMARY KEY", "blob": "BLOB", "real": "REAL", "timestamp": "TEXT"},
+    "postgresql": {"id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "blob": "BYTEA",
+                   "real": "DOUBLE PRECISION", "timestamp": "TIMESTAMPTZ"},
+}
+
+
+class Database:
+    """One connection per thread (pynetdicom runs an association per thread), SQL written once
+    with ``?`` placeholders."""
+
+    def __init__(self, url: str):
+        self.url = url
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            self.dialect = "sqlite"
+            self.path = unquote(parts.path)
+            if url.startswith("sqlite:////"):
+                self.path = "/" + self.path.lstrip("/")
+        elif parts.scheme in ("postgresql", "postgres"):
+            self.dialect = "postgresql"
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise ArchiveError("a PostgreSQL archive needs psycopg: pip install 'pyjpip[postgresql]'") from None
+        else:
+            raise ArchiveError(f"{url}: not a database URL this archive knows (sqlite:///PATH or postgresql://...)")
+        self.local = threading.local()
+        self.connections: list = []
+        self.lock = threading.Lock()
+
+    def describe(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+
+    def connection(self):
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self.local.connection = connection
+            with self.lock:
+                self.connections.append(connection)
+        return connection
+
+    def _connect(self):
+        if self.dialect == "sqlite":
+            try:
+                connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")  # an acknowledged instance survives a crash
+                connection.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as error:
+                raise ArchiveError(f"{self.describe()}: cannot be opened ({error})") from error
+            return connection
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=30)
+        except psycopg.Error as error:
+            raise ArchiveError(f"{self.describe()}: cannot be reached ({str(error).strip()})") from error
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
+
+    @contextmanager
+    def transaction(self, immediate: bool = True):
+        """A cursor inside one transaction: committed on success, rolled back on any failure."""
+        connection = self.connection()
+        if self.dialect == "sqlite":
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield Cursor(self, cursor)
+            except BaseException:
+                connection.rollback()
+                raise
+            else:
+                connection.commit()
+            return
+        with connection.transaction():
+            with connection.cursor() as cursor:
+                yield Cursor(self, cursor)
+
+    def close(self) -> None:
+        with self.lock:
+            for connection in self.connections:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - closing at exit: nothing left to save
+                    pass
+            self.connections.clear()
+        self.local = threading.local()
+
+    def errors(self) -> tuple:
+        if self.dialect == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
+
+
+class Cursor:
+    def __init__(self, database: Database, cursor):
+        self.database, self.cursor = database, cursor
+
+    def execute(self, statement: str, parameters: tuple = ()):
+        self.cursor.execute(self.database.sql(statement), parameters)
+        return self
+
+    def one(self, statement: str, parameters: tuple = ()):
+        self.execute(statement, parameters)
+        return self.cursor.fetchone()
+
+    def all(self, statement: str, parameters: tuple = ()):
+        self.execute(statement, parameters)
+        return self.cursor.fetchall()
+
+
+def migrate(database: Database, upto: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations this archive lacks (up to ``upto``); returns the version it is at."""
+    types = DIALECT_TYPES[database.dialect]
+    with database.transaction() as cursor:
+        if database.dialect == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(7138209)")  # one migrator at a time
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                       f"description TEXT NOT NULL, applied_at {types['timestamp']} NOT NULL)")
+        (current,) = cursor.one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        if current > SCHEMA_VERSION:
+            raise ArchiveError(f"{database.describe()}: the archive is at schema version {current}, newer than "
+                               f"this pyjpip knows ({SCHEMA_VERSION}); upgrade pyjpip")
+        for version, description, statements in MIGRATIONS:
+            if version <= current or version > upto:
+                continue
+            for statement in statements:
+                cursor.execute(statement.format(**types))
+            cursor.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                           (version, description, now()))
+            log.info("%s: schema migrated to version %d (%s)", database.describe(), version, description)
+    return max(current, upto)
+
+
+class DatabaseArchive(Archive):
+    def __init__(self, url: str, create: bool = True):
+        self.database = Database(url)
+        if self.database.dialect == "sqlite" and not create:
+            import os
+
+            if not os.path.exists(self.database.path):
+                raise ArchiveError(f"{self.database.describe()}: no such archive")
+        try:
+            self.version = migrate(self.database)
+        except self.database.errors() as error:
+            raise ArchiveError(f"{self.database.describe()}: the schema cannot be set up ({error})") from error
+
+    def close(self) -> None:
+        self.database.close()
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def record(self, instance: ArrivedInstance) -> Recorded:
+        from pyjpip.archive.files import hollow_file
+
+        dataset = instance.dataset
+        body = hollow_file(instance)
+        meta_length = _meta_length(body)
+        blob = body[meta_length:]
+        at = instance.received_at or now()
+        sop = instance.sop_instance_uid
+        try:
+            with self.database.transaction() as cursor:
+                if self.database.dialect == "postgresql":
+                    cursor.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(sop),))
+                previous = cursor.one("SELECT location FROM instance WHERE sop_instance_uid = ?", (sop,))
+                patient_pk = self._patient(cursor, dataset, at)
+                study_pk = self._study(cursor, dataset, patient_pk, at)
+                series_pk = self._series(cursor, dataset, study_pk, at)
+                self._instance(cursor, instance, series_pk, blob, at)
+                previous_url = previous[0] if previous else None
+                changed = previous_url is not None and previous_url != instance.url
+                if changed:
+                    cursor.execute("INSERT INTO location_history (sop_instance_uid, previous_location, location, "
+                                   "calling_ae_title, changed_at) VALUES (?, ?, ?, ?, ?)",
+                                   (sop, previous_url, instance.url, instance.calling_ae_title, at))
+        except self.database.errors() as error:
+            raise ArchiveError(f"{self.database.describe()}: instance {sop} not recorded ({error})") from error
+        return Recorded(sop, "updated" if previous else "created", previous_url if changed else None)
+
+    def _patient(self, cursor: Cursor, ds, at: str) -> int:
+        patient_id = _text(ds, "PatientID")
+        issuer = _text(ds, "IssuerOfPatientID")
+        # Without a Patient ID nothing tells two patients apart: such a patient stands for one study.
+        key = f"id:{patient_id}|{issuer or ''}" if patient_id else f"study:{ds.StudyInstanceUID}"
+        (pk,) = cursor.one(
+            "INSERT INTO patient (patient_key, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, "
+            "patient_sex, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (patient_key) DO UPDATE SET patient_name = excluded.patient_name, "
+            "patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, "
+            "attributes = excluded.attributes, updated_at = excluded.updated_at RETURNING pk",
+            (key, patient_id, issuer, _text(ds, "PatientName"), _text(ds, "PatientBirthDate"), _text(ds, "PatientSex"),
+             _json_of(ds, PATIENT_KEYWORDS), at))
+        return pk
+
+    def _study(self, cursor: Cursor, ds, patient_pk: int, at: str) -> int:
+        (pk,) = cursor.one(
+            "INSERT INTO study (study_instance_uid, patient_pk, study_date, study_time, accession_number, study_id, "
+            "study_description, referring_physician_name, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (study_instance_uid) DO UPDATE SET patient_pk = excluded.patient_pk, "
+            "study_date = excluded.study_date, study_time = excluded.study_time, "
+            "accession_number = excluded.accession_number, study_id = excluded.study_id, "
+            "study_description = excluded.study_description, "
+            "referring_physician_name = excluded.referring_physician_name, attributes = excluded.attributes, "
+            "updated_at = excluded.updated_at RETURNING pk",
+            (str(ds.StudyInstanceUID), patient_pk, _text(ds, "StudyDate"), _text(ds, "StudyTime"),
+             _text(ds, "AccessionNumber"), _text(ds, "StudyID"), _text(ds, "StudyDescription"),
+             _text(ds, "ReferringPhysicianName"), _json_of(ds, STUDY_ONLY_KEYWORDS), at))
+        return pk
+
+    def _series(self, cursor: Cursor, ds, study_pk: int, at: str) -> int:
+        (pk,) = cursor.one(
+            "INSERT INTO series (series_instance_uid, study_pk, modality, series_number, series_description, "
+            "body_part_examined, frame_of_reference_uid, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (series_instance_uid) DO UPDATE SET study_pk = excluded.study_pk, "
+            "modality = excluded.modality, series_number = excluded.series_number, "
+            "series_description = excluded.series_description, body_part_examined = excluded.body_part_examined, "
+            "frame_of_reference_uid = excluded.frame_of_reference_uid, attributes = excluded.attributes, "
+            "updated_at = excluded.updated_at RETURNING pk",
+            (str(ds.SeriesInstanceUID), study_pk, _text(ds, "Modality"), _integer(ds, "SeriesNumber"),
+             _text(ds, "SeriesDescription"), _text(ds, "BodyPartExamined"), _text(ds, "FrameOfReferenceUID"),
+             _json_of(ds, SERIES_KEYWORDS), at))
+        return pk
+
+    def _instance(self, cursor: Cursor, instance: ArrivedInstance, series_pk: int, blob: bytes, at: str) -> None:
+        ds = instance.dataset
+        columns = {
+            "sop_instance_uid": instance.sop_instance_uid, "series_pk": series_pk,
+            "sop_class_uid": instance.sop_class_uid, "instance_number": _integer(ds, "InstanceNumber"),
+            "number_of_frames": _integer(ds, "NumberOfFrames") or 1, "number_of_rows": _integer(ds, "Rows"),
+            "number_of_columns": _integer(ds, "Columns"), "samples_per_pixel": _integer(ds, "SamplesPerPixel"),
+            "photometric_interpretation": _text(ds, "PhotometricInterpretation"),
+            "bits_allocated": _integer(ds, "BitsAllocated"), "bits_stored": _integer(ds, "BitsStored"),
+            "pixel_representation": _integer(ds, "PixelRepresentation"),
+            "image_position_patient": _text(ds, "ImagePositionPatient"),
+            "image_orientation_patient": _text(ds, "ImageOrientationPatient"),
+            "pixel_spacing": _text(ds, "PixelSpacing"), "slice_thickness": _real(ds, "SliceThickness"),
+            "slice_location": _real(ds, "SliceLocation"), "window_center": _text(ds, "WindowCenter"),
+            "window_width": _text(ds, "WindowWidth"), "rescale_intercept": _real(ds, "RescaleIntercept"),
+            "rescale_slope": _real(ds, "RescaleSlope"), "lossy_image_compression": _text(ds, "LossyImageCompression"),
+            "location": instance.url, "transfer_syntax_uid": instance.transfer_syntax,
+            "received_transfer_syntax_uid": instance.received_transfer_syntax,
+            "calling_ae_title": instance.calling_ae_title, "called_ae_title": instance.called_ae_title,
+            "first_received_at": at, "received_at": at, "times_received": 1,
+            "dataset": blob, "dataset_sha256": hashlib.sha256(blob).hexdigest(),
+            "summary": _json_of(ds, INSTANCE_KEYWORDS + SERIES_KEYWORDS[:2] + STUDY_KEYWORDS[:1]),
+            "metadata": json.dumps(ds.to_json_dict()), "notes": "\n".join(instance.notes) or None,
+        }
+        kept = ("sop_instance_uid", "first_received_at", "times_received")
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in kept)
+        cursor.execute(
+            f"INSERT INTO instance ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT (sop_instance_uid) DO UPDATE SET {updates}, times_received = instance.times_received + 1",
+            tuple(columns.values()))
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def part10(self, sop_instance_uid: str) -> bytes | None:
+        with self.database.transaction(immediate=False) as cursor:
+            row = cursor.one("SELECT sop_class_uid, transfer_syntax_uid, calling_ae_title, dataset FROM instance "
+                             "WHERE sop_instance_uid = ?", (sop_instance_uid,))
+        if row is None:
+            return None
+        return _part10(sop_instance_uid, *row)
+
+    def rows(self, statement: str, parameters: tuple = ()) -> list:
+        with self.database.transaction(immediate=False) as cursor:
+            return cursor.all(statement, parameters)
+
+    def location_changes(self) -> list[dict]:
+        return [{"sop_instance_uid": r[0], "previous_location": r[1], "location": r[2], "calling_ae_title": r[3],
+                 "changed_at": _timestamp(r[4])}
+                for r in self.rows("SELECT sop_instance_uid, previous_location, location, calling_ae_title, "
+                                   "changed_at FROM location_history ORDER BY pk")]
+
+    def catalog(self):
+        return DatabaseCatalog(self)
+
+
+class DatabaseCatalog(Catalog):
+    """QIDO-RS and WADO-RS answered from the tables: no data set is parsed to list or describe a study."""
+
+    def __init__(self, archive: DatabaseArchive):
+        self.archive = archive
+
+    def generation(self):
+        try:
+            return tuple(self.archive.rows("SELECT COUNT(*), MAX(received_at) FROM instance")[0])
+        except self.archive.database.errors() as error:
+            from pyjpip.errors import DicomError
+
+            raise DicomError(f"{self.archive.database.describe()}: cannot be read ({error})") from error
+
+    def studies(self) -> list[dict]:
+        rows = self.archive.rows(
+            "SELECT study.study_instance_uid, patient.attributes, study.attributes, COUNT(DISTINCT series.pk), "
+            "COUNT(instance.pk) FROM study JOIN patient ON patient.pk = study.patient_pk "
+            "JOIN series ON series.study_pk = study.pk JOIN instance ON instance.series_pk = series.pk "
+            "GROUP BY study.pk, study.study_instance_uid, patient.attributes, study.attributes")
+        modalities: dict[str, set] = {}
+        for study, modality in self.archive.rows(
+                "SELECT DISTINCT study.study_instance_uid, series.modality FROM series "
+                "JOIN study ON study.pk = series.study_pk"):
+            if modality:
+                modalities.setdefault(study, set()).add(modality)
+        out = []
+        for study, patient_json, study_json, series_count, instance_count in rows:
+            entry = {**json.loads(patient_json), **json.loads(study_json)}
+            entry = {tag: entry[tag] for tag in sorted(entry)}
+            entry["00080061"] = {"vr": "CS", "Value": sorted(modalities.get(study, ()))}
+            entry["00201206"] = {"vr": "IS", "Value": [series_count]}
+            entry["00201208"] = {"vr": "IS", "Value": [instance_count]}
+            out.append(entry)
+        return sorted(out, key=study_order)
+
+    def series(self, study: str) -> list[dict]:
+        rows = self.archive.rows(
+            "SELECT series.attributes, COUNT(instance.pk) FROM series JOIN study ON study.pk = series.study_pk "
+            "JOIN instance ON instance.series_pk = series.pk WHERE study.study_instance_uid = ? "
+            "GROUP BY series.pk, series.attributes, series.series_number "
+            "ORDER BY COALESCE(series.series_number, 0), series.series_instance_uid", (study,))
+        out = []
+        for attributes, count in rows:
+            entry = json.loads(attributes)
+            entry["00201209"] = {"vr": "IS", "Value": [count]}
+            out.append(entry)
+        return out
+
+    def instances(self, study: str, series: str) -> list[dict]:
+        return [json.loads(summary) for (summary,) in self.archive.rows(
+            "SELECT instance.summary FROM instance JOIN series ON series.pk = instance.series_pk "
+            "JOIN study ON study.pk = series.study_pk WHERE study.study_instance_uid = ? "
+            "AND series.series_instance_uid = ? " + _INSTANCE_ORDER, (study, series))]
+
+    def metadata(self, study: str, series: str | None = None) -> bytes:
+        condition, parameters = "study.study_instance_uid = ?", (study,)
+        if series is not None:
+            condition, parameters = condition + " AND series.series_instance_uid = ?", (study, series)
+        rows = self.archive.rows(
+            "SELECT instance.metadata FROM instance JOIN series ON series.pk = instance.series_pk "
+            f"JOIN study ON study.pk = series.study_pk WHERE {condition} " + _INSTANCE_ORDER, parameters)
+        if not rows:
+            return b""
+        return b"[" + b",".join(metadata.encode() for (metadata,) in rows) + b"]"
+
+    def part10(self, study: str, series: str, instance: str) -> bytes | None:
+        rows = self.archive.rows(
+            "SELECT instance.sop_class_uid, instance.transfer_syntax_uid, instance.calling_ae_title, instance.dataset "
+            "FROM instance JOIN series ON series.pk = instance.series_pk JOIN study ON study.pk = series.study_pk "
+            "WHERE study.study_instance_uid = ? AND series.series_instance_uid = ? AND instance.sop_instance_uid = ?",
+            (study, series, instance))
+        return _part10(instance, *rows[0]) if rows else None
+
+
+#: The order DicomWebStore's in-memory catalogs give (series, then instance number, unnumbered last).
+_INSTANCE_ORDER = ("ORDER BY series.series_instance_uid, CASE WHEN instance.instance_number IS NULL THEN 1 ELSE 0 END, "
+                   "instance.instance_number, instance.sop_instance_uid")
+
+
+def _part10(sop: str, sop_class: str, transfer_syntax: str, calling_ae: str | None, blob) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    from pyjpip.archive.files import file_meta
+
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    out.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(out, file_meta(sop_class, sop, transfer_syntax, calling_ae or ""), enforce_standard=True)
+    return out.getvalue() + bytes(blob)
+
+
+def _meta_length(part10: bytes) -> int:
+    import struct
+
+    (group_length,) = struct.unpack_from("<I", part10, 140)
+    return 144 + group_length
+
+
+def _lock_key(sop: str) -> int:
+    """A signed 64-bit advisory lock key per SOP Instance UID."""
+    return int.from_bytes(hashlib.sha256(sop.encode()).digest()[:8], "big", signed=True)
+
+
+def _json_of(dataset, keywords) -> str:
+    from pydicom.dataset import Dataset
+
+    picked = Dataset()
+    for keyword in keywords:
+        if keyword in dataset:
+            picked[keyword] = dataset[keyword]
+    return json.dumps(picked.to_json_dict())
+
+
+def _text(dataset, keyword: str) -> str | None:
+    """The value as DICOM writes it (multiple values joined by backslashes); None when absent or empty."""
+    if keyword not in dataset:
+        return None
+    value = dataset[keyword].value
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _integer(dataset, keyword: str) -> int | None:
+    try:
+        value = dataset.get(keyword)
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _real(dataset, keyword: str) -> float | None:
+    try:
+        value = dataset.get(keyword)
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _timestamp(value) -> str:
+    return value.isoformat(timespec="microseconds") if hasattr(value, "isoformat") else str(value)
+

@@ -1,0 +1,222 @@
+"""Received objects kept as files, one per instance, as they came (STORE/files/<study>/<series>/<sop>.dcm).
+
+The data set bytes are the sender's, unchanged: a .95/.205 object keeps the sender's own deflate
+stream (PS3.5 A.7, A.12), which inflates to exactly what was sent. The file meta is this SCP's
+(a C-STORE carries none): the transfer syntax the object is kept under, the calling AE as Source
+Application Entity Title (PS3.10 7.1). Writes are atomic and durable (a temporary file, fsync,
+rename, fsync of the folder) so an instance acknowledged is an instance kept, even if the process
+is killed the next moment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID
+
+from pyjpip.archive import FILES_FOLDER, Archive, ArrivedInstance, Recorded, now
+from pyjpip.dicom.dicomweb import DatasetCatalog
+from pyjpip.dicom.hollow import DEFLATED, deflate, read_hollow
+from pyjpip.errors import ArchiveError, DicomError
+
+log = logging.getLogger(__name__)
+
+LOCATIONS_LOG = "locations.jsonl"
+#: Implementation Class UID (0002,0012) of files this SCP writes: pyjpip's own root under pydicom's.
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.1.1"
+IMPLEMENTATION_VERSION_NAME = "PYJPIP_010"
+
+
+class FileArchive(Archive):
+    def __init__(self, store: str):
+        self.store = os.path.abspath(store)
+        self.root = os.path.join(self.store, FILES_FOLDER)
+        os.makedirs(self.root, exist_ok=True)
+        self.lock = threading.Lock()
+        self.paths: dict[str, str] | None = None  # SOP Instance UID -> path, found on first need
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def record(self, instance: ArrivedInstance) -> Recorded:
+        data = hollow_file(instance)
+        sop = instance.sop_instance_uid
+        path = os.path.join(self.root, _safe(instance.study_instance_uid), _safe(instance.series_instance_uid),
+                            _safe(sop) + ".dcm")
+        with self.lock:
+            paths = self._paths()
+            previous_path = paths.get(sop)
+            previous_url = None
+            if previous_path is not None:
+                try:
+                    with open(previous_path, "rb") as f:
+                        previous_url = read_hollow(f.read(), previous_path).url
+                except (OSError, DicomError) as error:
+                    log.warning("%s: the earlier copy cannot be read (%s); replaced", previous_path, error)
+            try:
+                write_durably(path, data)
+                if previous_path is not None and previous_path != path:
+                    os.unlink(previous_path)  # the instance moved to another study or series
+                if previous_url is not None and previous_url != instance.url:
+                    self._log_location(sop, previous_url, instance)
+            except OSError as error:
+                raise ArchiveError(f"{path}: cannot be written ({error})") from error
+            paths[sop] = path
+        return Recorded(sop, "created" if previous_path is None else "updated",
+                        previous_url if previous_url != instance.url else None)
+
+    def _log_location(self, sop: str, previous_url: str, instance: ArrivedInstance) -> None:
+        line = json.dumps({"sop_instance_uid": sop, "previous_location": previous_url, "location": instance.url,
+                           "calling_ae_title": instance.calling_ae_title, "changed_at": instance.received_at or now()})
+        descriptor = os.open(os.path.join(self.root, LOCATIONS_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, (line + "\n").encode())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def location_changes(self) -> list[dict]:
+        try:
+            with open(os.path.join(self.root, LOCATIONS_LOG)) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def _paths(self) -> dict[str, str]:
+        if self.paths is None:
+            self.paths = {os.path.basename(p)[:-4]: p for p in _dicom_files(self.root)}
+        return self.paths
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def part10(self, sop_instance_uid: str) -> bytes | None:
+        with self.lock:
+            path = self._paths().get(sop_instance_uid)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def catalog(self):
+        return FileCatalog(self.root)
+
+
+class FileCatalog(DatasetCatalog):
+    """The received files listed for DICOMweb; a file is read again only when it changed."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self.root = root
+        self.read: dict[str, tuple[tuple, object]] = {}  # path -> ((mtime, size), data set)
+
+    def _stamp(self):
+        return tuple(sorted((p, s.st_mtime_ns, s.st_size) for p, s in _stat_all(self.root)))
+
+    def _load(self):
+        objects, read = {}, {}
+        for path, stat in _stat_all(self.root):
+            key = (stat.st_mtime_ns, stat.st_size)
+            known = self.read.get(path)
+            if known and known[0] == key:
+                dataset = known[1]
+            else:
+                try:
+                    with open(path, "rb") as f:
+                        dataset = read_hollow(f.read(), path).dataset
+                except (OSError, DicomError) as error:
+                    log.warning("%s left out of the listing: %s", path, error)
+                    continue
+            read[path] = (key, dataset)
+            objects[str(dataset.SOPInstanceUID)] = (dataset, _reader(path))
+        self.read = read
+        return objects
+
+
+def _reader(path: str):
+    def read() -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+    return read
+
+
+def _dicom_files(root: str):
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(".dcm"):
+                yield os.path.join(folder, name)
+
+
+def _stat_all(root: str):
+    for path in _dicom_files(root):
+        try:
+            yield path, os.stat(path)
+        except FileNotFoundError:
+            continue
+
+
+def hollow_file(instance: ArrivedInstance) -> bytes:
+    """Part 10 bytes for ``instance``: this SCP's file meta, then the sender's data set bytes (its
+    own deflate stream when the object came deflated and is kept so)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = file_meta(instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax,
+                     instance.calling_ae_title)
+    if instance.received_transfer_syntax == instance.transfer_syntax:
+        body = instance.wire_bytes
+    else:
+        body = deflate(instance.dataset_bytes) if UID(instance.transfer_syntax) in DEFLATED else instance.dataset_bytes
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    out.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return out.getvalue() + body
+
+
+def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str = ""):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if source_ae_title:
+        meta.SourceApplicationEntityTitle = source_ae_title[:16]
+    return meta
+
+
+def write_durably(path: str, data: bytes) -> None:
+    """Atomic (readers see the old file or the new one) and durable (on disk when this returns)."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=folder, suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _safe(uid: str) -> str:
+    """A UID as a file name: UIDs are digits and dots (PS3.5 9.1); anything else is refused."""
+    uid = str(uid).strip()
+    if not uid or len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid) or uid.startswith("."):
+        raise ArchiveError(f"{uid[:80]!r} is not a UID (digits and dots, at most 64): it cannot name a file")
+    return uid
