@@ -23,6 +23,50 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cache", metavar="DIR", help="keep packet indexes in DIR")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", metavar="URL", help="list the studies of this archive database (postgresql://...); "
+                       "a store's own pyjpip.sqlite is found without it")
+    serve.add_argument("--proxy", action="append", default=[], metavar="PATH=URL",
+                       help="also answer GET PATH/... from URL/... (a DICOMweb root of a PACS that sends no CORS "
+                            "headers, e.g. /orthanc=http://pacs:8042/dicom-web); repeatable")
+
+    scp = commands.add_parser("store-scp", help="a Storage SCP: receive hollow and ordinary objects into a store")
+    scp.add_argument("--ae-title", default="PYJPIP", help="this SCP's AE title (default PYJPIP)")
+    scp.add_argument("--port", type=int, default=11112)
+    scp.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    scp.add_argument("--store", required=True, metavar="DIR", help="where received objects are kept")
+    scp.add_argument("--db", metavar="URL", help="shred into this database (postgresql://... or sqlite:///PATH); "
+                     "default: DIR/pyjpip.sqlite")
+    scp.add_argument("--files", action="store_true", help="keep the objects as received files in DIR/files "
+                     "(with --db, in the database as well)")
+    scp.add_argument("--http-port", type=int, metavar="P", help="also serve JPIP and DICOMweb for the store "
+                     "on port P (ordinary objects' pixels are then served from here)")
+    scp.add_argument("--url-base", metavar="URL", help="where this store's JPIP is reached, for ordinary objects' "
+                     "Pixel Data Provider URLs (default http://HOST:HTTP-PORT)")
+    scp.add_argument("--static", metavar="DIR", help="with --http-port, serve the viewer site too")
+    scp.add_argument("--deflate", action="store_true", help="ingested objects become .95/.205 (deflated)")
+    scp.add_argument("--max-associations", type=int, default=64)
+
+    scu = commands.add_parser("store-scu", help="send hollow objects (or any DICOM files) to a Storage SCP")
+    scu.add_argument("host")
+    scu.add_argument("port", type=int)
+    scu.add_argument("inputs", nargs="+", metavar="FILE-OR-FOLDER")
+    scu.add_argument("--ae-title", default="PYJPIP", help="this SCU's AE title (default PYJPIP)")
+    scu.add_argument("--called-ae", default="ANY-SCP", help="the SCP's AE title (default ANY-SCP)")
+    scu.add_argument("--timeout", type=float, default=30.0)
+
+    push = commands.add_parser("push", help="ingest ordinary DICOM into your store and send its hollow objects, "
+                               "whose pixels stay with you, to a Storage SCP")
+    push.add_argument("host")
+    push.add_argument("port", type=int)
+    push.add_argument("inputs", nargs="+", metavar="FILE-OR-FOLDER")
+    push.add_argument("--store", required=True, metavar="DIR", help="your JPIP store (served by `pyjpip serve DIR`)")
+    push.add_argument("--url-base", required=True, metavar="URL",
+                      help="where your store's JPIP server is reached by the receivers, e.g. http://me.example:8000")
+    push.add_argument("--ae-title", default="PYJPIP")
+    push.add_argument("--called-ae", default="ANY-SCP")
+    push.add_argument("--deflate", action="store_true", help="send .95/.205 (deflated) hollow objects")
+    push.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) where re-encoding is needed")
+    push.add_argument("--timeout", type=float, default=30.0)
 
     dicom = commands.add_parser("dicom", help="describe a DICOM object with JPEG 2000 pixel data")
     dicom.add_argument("file")
@@ -55,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) instead of Part 1")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command in ("serve", "store-scp")
+                        else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.verbose:
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # a line per PDU otherwise
     try:
         if args.command == "serve":
             return _serve(args)
@@ -66,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             return _fetch(args)
         if args.command == "ingest":
             return _ingest(args)
+        if args.command == "store-scp":
+            return _store_scp(args)
+        if args.command == "store-scu":
+            return _store_scu(args)
+        if args.command == "push":
+            return _push(args)
         return _dicom(args)
     except (PyjpipError, OSError, ValueError, ImportError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
@@ -77,7 +129,8 @@ def _serve(args) -> int:
 
     if args.root is None and args.static is None:
         raise FileNotFoundError("nothing to serve: give a ROOT folder of JPEG 2000 files, --static DIR, or both")
-    server = make_server(args.static, args.host, args.port, jpip_root=args.root, cache_dir=args.cache)
+    server = make_server(args.static, args.host, args.port, jpip_root=args.root, cache_dir=args.cache,
+                         database_url=args.db, proxies=_proxies(args.proxy))
     host, port = server.server_address[:2]
     what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
     print(f"pyjpip serving {what} at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
@@ -186,3 +239,84 @@ def _ingest(args) -> int:
     print(f"{len(report.ingested)} ingested, {len(report.skipped)} already in the store, "
           f"{len(report.failed)} failed; store: {args.store}")
     return 1 if report.failed and not (report.ingested or report.skipped) else 0
+
+
+def _proxies(given: list[str]) -> dict[str, str]:
+    proxies = {}
+    for item in given:
+        path, sep, url = item.partition("=")
+        if not sep or not path.startswith("/") or not url.startswith(("http://", "https://")):
+            raise PyjpipError(f"--proxy {item!r}: give PATH=URL, e.g. /orthanc=http://127.0.0.1:8042/dicom-web")
+        proxies[path.rstrip("/")] = url.rstrip("/")
+    return proxies
+
+
+def _store_scp(args) -> int:
+    import socket
+
+    from pyjpip.archive import open_archive
+    from pyjpip.network.scp import StorageSCP
+
+    archive = open_archive(args.store, args.db, args.files)
+    url_base = args.url_base
+    server = None
+    if args.http_port is not None:
+        import threading
+
+        from pyjpip.transport.http_server import make_server
+
+        http_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost") else args.host
+        server = make_server(args.static, http_host, args.http_port, jpip_root=args.store, database_url=args.db)
+        threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
+        port = server.server_address[1]
+        if url_base is None:
+            visible = socket.getfqdn() if http_host in ("0.0.0.0", "::") else http_host
+            url_base = f"http://{visible}:{port}"
+        print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at http://{http_host}:{port}/", flush=True)
+    scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate)
+    where = [f"{args.store}/files" if args.files else None,
+             (args.db or f"{args.store}/pyjpip.sqlite") if args.db or not args.files else None]
+    print(f"pyjpip store-scp: {args.ae_title} listening on {args.host}:{args.port}, storing into "
+          f"{' and '.join(w for w in where if w)}  (Ctrl-C stops)", flush=True)
+    try:
+        scp.start(args.host, args.port, block=True, maximum_associations=args.max_associations)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        archive.close()
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+def _send_report(report, what: str) -> int:
+    width = max((len(s.sop_instance_uid or s.path) for s in report.sent), default=0)
+    print(f"{'instance':<{width}}  status")
+    for sent in report.sent:
+        print(f"{sent.sop_instance_uid or sent.path:<{width}}  {sent.describe()}")
+    stored = len(report.sent) - len(report.failed)
+    print(f"{stored} of {len(report.sent)} {what} in {report.seconds:.1f} s; {len(report.failed)} failed")
+    return 1 if report.failed or not report.sent else 0
+
+
+def _store_scu(args) -> int:
+    from pyjpip.network.scu import print_progress, store
+
+    report = store(args.host, args.port, args.inputs, args.ae_title, args.called_ae, progress=print_progress,
+                   timeout=args.timeout)
+    return _send_report(report, "stored")
+
+
+def _push(args) -> int:
+    from pyjpip.network.push import push
+    from pyjpip.network.scu import print_progress
+
+    report, ingest_report, warning = push(args.host, args.port, args.inputs, args.store, args.url_base,
+                                          args.ae_title, args.called_ae, deflate=args.deflate,
+                                          high_throughput=args.htj2k, progress=print_progress, timeout=args.timeout)
+    for path, reason in ingest_report.failed:
+        print(f"pyjpip push: {path}: not ingested: {reason}", file=sys.stderr)
+    if warning:
+        print(f"pyjpip push: warning: {warning}", file=sys.stderr)
+    code = _send_report(report, "pushed")
+    return 1 if ingest_report.failed else code

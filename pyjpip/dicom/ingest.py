@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 
 import pydicom
@@ -75,7 +76,7 @@ def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = Fal
     report = IngestReport([], [], [])
     for number, path in enumerate(files, 1):
         try:
-            outcome = _ingest_file(path, store, deflate, high_throughput)
+            outcome, _ = _ingest_file(path, store, deflate, high_throughput)
             (report.ingested if outcome == "ingested" else report.skipped).append(path)
         except (DicomError, CodestreamError, OSError, ValueError) as error:
             report.failed.append((path, str(error)))
@@ -89,6 +90,24 @@ def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = Fal
     return report
 
 
+_STORE_LOCKS: dict[str, threading.Lock] = {}
+_STORE_LOCKS_LOCK = threading.Lock()
+
+
+def ingest_one(path: str, store_root: str, url_base: str, deflate: bool = False,
+               high_throughput: bool = False) -> tuple[str, dict]:
+    """One file into the store, safe to call from several threads at once (a Storage SCP's
+    associations): returns the outcome and the store's entry for it. Raises what ingest reports."""
+    key = os.path.abspath(store_root)
+    with _STORE_LOCKS_LOCK:
+        lock = _STORE_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        store = Store(store_root, url_base)
+        outcome, sop = _ingest_file(path, store, deflate, high_throughput)
+        store.save_index()
+        return outcome, store.index["instances"][sop]
+
+
 def _dicom_files(paths: list[str]):
     for path in paths:
         if os.path.isdir(path):
@@ -100,7 +119,7 @@ def _dicom_files(paths: list[str]):
             yield path
 
 
-def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) -> str:
+def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) -> tuple[str, str]:
     with open(path, "rb") as f:
         data = f.read()
     digest = hashlib.sha256(data).hexdigest()
@@ -120,7 +139,7 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) 
     known = store.index["instances"].get(sop)
     if known and known["source_sha256"] == digest and known.get("url_base") == store.url_base and all(
             os.path.exists(os.path.join(store.root, known[k])) for k in ("image", "hollow")):
-        return "skipped"
+        return "skipped", sop
     if known and known["source"] != os.path.abspath(path) and known["source_sha256"] != digest:
         raise DicomError(f"SOP Instance UID {sop} is already in the store, from {known['source']}; "
                          "two different objects cannot share it")
@@ -153,7 +172,7 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) 
         "hollow": hollow_path, "frames": len(frames), "source_sha256": digest, "source": os.path.abspath(path),
         "url_base": store.url_base,
     }
-    return "ingested"
+    return "ingested", sop
 
 
 def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tuple[list[bytes], str]:
@@ -204,6 +223,8 @@ def _write_atomically(path: str, data: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # a Storage SCP acknowledges an instance only once it is on disk
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

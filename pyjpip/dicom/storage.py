@@ -212,8 +212,12 @@ def _check(found: Hollow | Ordinary, received: Received) -> Hollow | Ordinary | 
     """What every stored instance must carry, and agreement with the C-STORE command."""
     dataset = found.dataset
     for keyword in REQUIRED:
-        if not str(dataset.get(keyword, "") or "").strip():
+        value = str(dataset.get(keyword, "") or "").strip()
+        if not value:
             return Refusal(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"no {keyword}", keyword)
+        if not is_uid(value):
+            return Refusal(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} {value[:40]!r} is not a UID (PS3.5 9.1)",
+                           keyword)
     if str(dataset.SOPClassUID) != received.sop_class_uid:
         return Refusal(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                        f"SOP Class UID {dataset.SOPClassUID} is not the command's {received.sop_class_uid}",
@@ -222,6 +226,11 @@ def _check(found: Hollow | Ordinary, received: Received) -> Hollow | Ordinary | 
         return Refusal(CANNOT_UNDERSTAND, f"SOP Instance UID {dataset.SOPInstanceUID} is not the command's "
                                           f"{received.sop_instance_uid}", "SOPInstanceUID")
     return found
+
+
+def is_uid(value: str) -> bool:
+    """PS3.5 9.1: at most 64 characters, components of digits separated by dots, none empty."""
+    return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in value.split("."))
 
 
 def _names_htj2k(url: str) -> bool:

@@ -1,5 +1,6 @@
-"""The pyjpip web server: JPIP at /jpip, a store's studies at /dicomweb/, and, when given, the built
-site (static/) everywhere else.
+"""The pyjpip web server: JPIP at /jpip, a store's studies at /dicomweb/, configured upstreams (a PACS's
+DICOMweb, for pages of this origin) under their prefixes, and, when given, the built site (static/)
+everywhere else.
 
 Standard library only (http.server), threaded, HTTP/1.1 with keep-alive. JPIP requests go to the
 sans-IO core (pyjpip.jpip.server) and its body chunks go out as they come: with Content-Length
@@ -44,6 +45,8 @@ EXPOSED_HEADERS = ("Pyjpip-Codestream-Length, JPIP-cnew, JPIP-tid, JPIP-qid, JPI
                    "JPIP-stream, JPIP-len, JPIP-quality")
 CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", EXPOSED_HEADERS)]
 MAXIMUM_POST_BYTES = 1 << 20
+#: A proxied DICOMweb answer (a study's metadata) larger than this is refused.
+MAXIMUM_PROXIED_BYTES = 256 << 20
 
 
 class RequestHandler(SimpleHTTPRequestHandler):
@@ -53,9 +56,11 @@ class RequestHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: do not wait for ACKs
 
-    def __init__(self, *args, jpip: JPIPServer | None, static_root: str | None, dicomweb=None, **kwargs):
+    def __init__(self, *args, jpip: JPIPServer | None, static_root: str | None, dicomweb=None, proxies=None,
+                 **kwargs):
         self.jpip = jpip
         self.dicomweb = dicomweb
+        self.proxies = proxies or {}
         self.static_root = static_root
         super().__init__(*args, directory=static_root or os.devnull, **kwargs)
 
@@ -67,7 +72,11 @@ class RequestHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self):
         parts = urlsplit(self.path)
-        if self._is_jpip():
+        proxied = self._proxied(parts.path)
+        if proxied is not None:
+            self._answer(lambda: forward(proxied + (f"?{parts.query}" if parts.query else ""),
+                                         self.headers.get("Accept")))
+        elif self._is_jpip():
             self._jpip("GET", parts.query)
         elif parts.path.startswith(DICOMWEB_PREFIX):
             if self.dicomweb is None:
@@ -78,6 +87,16 @@ class RequestHandler(SimpleHTTPRequestHandler):
             super().do_GET()
         else:
             self._send(error_response(404, "this server has no static site; JPIP is at /jpip"))
+
+    def _proxied(self, path: str) -> str | None:
+        """The upstream URL for a path under a --proxy prefix (never a path that leaves it)."""
+        for prefix, upstream in self.proxies.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                rest = path[len(prefix):]
+                if ".." in unquote(rest).split("/"):
+                    return None
+                return upstream + rest
+        return None
 
     def do_HEAD(self):
         if self._is_jpip() or not self.static_root:
@@ -174,6 +193,32 @@ class RequestHandler(SimpleHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
+def forward(url: str, accept: str | None) -> Response:
+    """GET ``url`` from a configured upstream (a PACS's DICOMweb) for a page of this origin: status,
+    type and body passed on; redirects are not followed (they could lead anywhere)."""
+    import http.client
+
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.netloc, timeout=30)
+    try:
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                           headers={"Accept": accept or "*/*"})
+        upstream = connection.getresponse()
+        body = upstream.read(MAXIMUM_PROXIED_BYTES + 1)
+    except (OSError, http.client.HTTPException) as error:
+        return error_response(502, f"the upstream {parts.scheme}://{parts.netloc} did not answer ({error})")
+    finally:
+        connection.close()
+    if len(body) > MAXIMUM_PROXIED_BYTES:
+        return error_response(502, f"the upstream's answer is over {MAXIMUM_PROXIED_BYTES} bytes")
+    if 300 <= upstream.status < 400:
+        return error_response(502, f"the upstream answered {upstream.status} (a redirect, not followed)")
+    headers = [("Content-Type", upstream.getheader("Content-Type") or "application/octet-stream"),
+               ("Cache-Control", "no-cache")]
+    return Response(upstream.status, headers, iter([body]), len(body))
+
+
 class Server(ThreadingHTTPServer):
     """Threads per connection; a client that hangs up is a log line, not a traceback."""
 
@@ -188,7 +233,8 @@ class Server(ThreadingHTTPServer):
 
 
 def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-                jpip_root: str | None = None, cache_dir: str | None = None) -> ThreadingHTTPServer:
+                jpip_root: str | None = None, cache_dir: str | None = None, database_url: str | None = None,
+                proxies: dict[str, str] | None = None) -> ThreadingHTTPServer:
     """A bound, not yet running server; call ``serve_forever`` (the caller owns the thread)."""
     if static_root is not None and not os.path.isfile(os.path.join(static_root, "index.html")):
         raise FileNotFoundError(f"{static_root} has no index.html; run `python3 build.py build` first")
@@ -197,7 +243,9 @@ def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: i
     if static_root is None and jpip_root is None:
         raise ValueError("nothing to serve: give a JPIP root, a static folder or both")
     jpip = JPIPServer(jpip_root, cache_dir=cache_dir) if jpip_root else None
-    dicomweb = DicomWebStore(jpip_root) if jpip_root else None  # answers 404 unless ROOT is an ingested store
-    handler = partial(RequestHandler, jpip=jpip, dicomweb=dicomweb,
+    # The store's catalog: an archive database, received files or an ingested store's index.json
+    # (answers 404 when ROOT is none of them).
+    dicomweb = DicomWebStore(jpip_root, database_url) if jpip_root else None
+    handler = partial(RequestHandler, jpip=jpip, dicomweb=dicomweb, proxies=proxies,
                       static_root=os.path.abspath(static_root) if static_root else None)
     return Server((host, port), handler)

@@ -1,0 +1,208 @@
+"""Storage SCP (pynetdicom): C-STORE of image objects in the JPIP syntaxes and the ordinary ones, C-ECHO.
+
+What an arrived object is and the status it gets is decided by pyjpip.dicom.storage from its bytes;
+this adapter receives (pynetdicom's chunked receiving: a data set goes to a temporary file, never
+whole into memory, so a huge one costs disk, not RAM, before it is refused), records hollow objects
+in the archive (pyjpip.archive), ingests ordinary ones into the store's JPIP images
+(pyjpip.dicom.ingest) and records their hollow object with a URL to this server. A success status
+is sent only after the instance is durably recorded.
+
+pynetdicom 3.0.4 would decode a .95/.205 data set without inflating it: the raw bytes are taken
+instead and inflated by pyjpip.dicom.hollow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from pyjpip.archive import Archive, ArrivedInstance
+from pyjpip.dicom import storage
+from pyjpip.dicom.hollow import JPIP_TRANSFER_SYNTAXES, read_file_meta, read_hollow
+from pyjpip.errors import ArchiveError, CodestreamError, DicomError
+
+log = logging.getLogger(__name__)
+
+VERIFICATION = "1.2.840.10008.1.1"
+#: Ordinary syntaxes taken: those pyjpip.dicom.ingest turns into JPIP images (uncompressed,
+#: deflated, RLE, JPEG 2000 and HTJ2K). Explicit VR Little Endian also brings DCMTK's converted
+#: hollow objects.
+ORDINARY_TRANSFER_SYNTAXES = (
+    "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
+)
+#: The JPIP syntaxes, deflated first: an SCU proposing one context with several lets the
+#: acceptor's order decide (pynetdicom), and the smaller encoding is the better one to receive.
+JPIP_ORDER = ("1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.205",
+              "1.2.840.10008.1.2.4.204")
+
+
+def image_storage_classes() -> list[str]:
+    """Storage SOP classes of images (and segmentations, which hold Pixel Data) that pynetdicom knows."""
+    from pynetdicom.sop_class import _STORAGE_CLASSES
+
+    return [uid for name, uid in _STORAGE_CLASSES.items() if "Image" in name or name.endswith("SegmentationStorage")]
+
+
+class StorageSCP:
+    """The handlers and configuration of one SCP over one store."""
+
+    def __init__(self, ae_title: str, store: str, archive: Archive, url_base: str | None = None,
+                 deflate: bool = False, high_throughput: bool = False,
+                 maximum_hollow_bytes: int = storage.MAXIMUM_HOLLOW_BYTES,
+                 maximum_ordinary_bytes: int = storage.MAXIMUM_ORDINARY_BYTES):
+        self.ae_title = ae_title
+        self.store = os.path.abspath(store)
+        self.archive = archive
+        self.url_base = url_base.rstrip("/") if url_base else None
+        self.deflate = deflate
+        self.high_throughput = high_throughput
+        self.maximum_hollow_bytes = maximum_hollow_bytes
+        self.maximum_ordinary_bytes = maximum_ordinary_bytes
+        self.counts = {"stored": 0, "refused": 0}
+        self.counts_lock = threading.Lock()
+
+    def application_entity(self, maximum_associations: int = 64):
+        from pynetdicom import AE, _config
+
+        _config.STORE_RECV_CHUNKED_DATASET = True  # data sets to disk as they arrive, raw (not decoded)
+        ae = AE(ae_title=self.ae_title)
+        ae.maximum_associations = maximum_associations
+        ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 60
+        syntaxes = [*JPIP_ORDER, *ORDINARY_TRANSFER_SYNTAXES]
+        for sop_class in image_storage_classes():
+            ae.add_supported_context(sop_class, syntaxes)
+        ae.add_supported_context(VERIFICATION, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+        return ae
+
+    def start(self, host: str, port: int, block: bool = False, maximum_associations: int = 64):
+        """Listen on ``host``:``port``; returns pynetdicom's server (``.shutdown()``) unless ``block``."""
+        from pynetdicom import evt
+
+        handlers = [(evt.EVT_C_STORE, self.handle_store), (evt.EVT_C_ECHO, self.handle_echo),
+                    (evt.EVT_CONN_OPEN, self._opened), (evt.EVT_REJECTED, self._rejected)]
+        return self.application_entity(maximum_associations).start_server((host, port), block=block,
+                                                                            evt_handlers=handlers)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _opened(self, event) -> None:
+        log.debug("connection from %s:%s", event.address[0], event.address[1])
+
+    def _rejected(self, event) -> None:
+        log.warning("association from %s rejected", event.assoc.requestor.address)
+
+    def handle_echo(self, event) -> int:
+        log.info("C-ECHO from %s", _peer(event))
+        return storage.SUCCESS
+
+    def handle_store(self, event):
+        """Decide, record, then answer: the status a sender gets is what the archive now holds."""
+        from pydicom.dataset import Dataset
+
+        request = event.request
+        syntax = str(event.context.transfer_syntax)
+        sop_class = str(request.AffectedSOPClassUID or "")
+        sop = str(request.AffectedSOPInstanceUID or "")
+        calling = event.assoc.requestor.ae_title.strip() if event.assoc.requestor.ae_title else ""
+        called = event.assoc.acceptor.ae_title.strip() if event.assoc.acceptor.ae_title else ""
+        try:
+            outcome = self._store(event, syntax, sop_class, sop, calling, called)
+        except ArchiveError as error:
+            log.error("C-STORE %s from %s: not recorded: %s", sop, _peer(event), error)
+            outcome = storage.Refusal(storage.OUT_OF_RESOURCES, f"not recorded: {error}")
+        except Exception as error:  # noqa: BLE001 - a sender gets a status, never a dropped association
+            log.exception("C-STORE %s from %s failed", sop, _peer(event))
+            outcome = storage.Refusal(storage.OUT_OF_RESOURCES, f"{type(error).__name__}: {error}")
+        status = Dataset()
+        if isinstance(outcome, storage.Refusal):
+            with self.counts_lock:
+                self.counts["refused"] += 1
+            log.warning("C-STORE %s (%s, %s) from %s refused 0x%04X: %s", sop, sop_class, syntax, _peer(event),
+                        outcome.status, outcome.reason)
+            status.Status = outcome.status
+            status.ErrorComment = outcome.error_comment
+            return status
+        with self.counts_lock:
+            self.counts["stored"] += 1
+        status.Status = storage.SUCCESS
+        return status
+
+    def _store(self, event, syntax: str, sop_class: str, sop: str, calling: str, called: str):
+        path = str(event.dataset_path)
+        size = os.path.getsize(path)
+        limit = self.maximum_hollow_bytes if syntax in JPIP_TRANSFER_SYNTAXES else self.maximum_ordinary_bytes
+        if size > limit + 4096:  # the file meta pynetdicom wrote is well under 4 KB
+            return storage.Refusal(storage.OUT_OF_RESOURCES, f"data set of about {size} bytes is over this SCP's "
+                                                             f"limit of {limit}")
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            _, start = read_file_meta(data, path)
+        except DicomError as error:  # pynetdicom wrote it: only a broken disk gets here
+            raise ArchiveError(f"the received data set cannot be read back ({error})") from error
+        received = storage.Received(syntax, sop_class, sop, data[start:], calling, called)
+        decision = storage.classify(received, self.maximum_hollow_bytes, self.maximum_ordinary_bytes)
+        if isinstance(decision, storage.Refusal):
+            return decision
+        if isinstance(decision, storage.Ordinary):
+            return self._ingest(decision, sop_class, sop, calling, called, event)
+        for note in decision.warnings:
+            log.warning("C-STORE %s from %s: %s", sop, _peer(event), note)
+        recorded = self.archive.record(ArrivedInstance.from_hollow(decision, calling, called))
+        self._log_recorded(recorded, decision.transfer_syntax, decision.url, event)
+        return recorded
+
+    def _ingest(self, ordinary: storage.Ordinary, sop_class: str, sop: str, calling: str, called: str, event):
+        from pyjpip.dicom.ingest import ingest_one
+
+        if self.url_base is None:
+            return storage.Refusal(storage.CANNOT_UNDERSTAND, "takes hollow objects only: it serves no JPIP "
+                                                              "(start it with --http-port or --url-base)")
+        incoming = os.path.join(self.store, "incoming")
+        os.makedirs(incoming, exist_ok=True)
+        path = os.path.join(incoming, f"{sop}.dcm")
+        with open(path, "wb") as f:
+            f.write(storage.part10_for_ingest(ordinary, sop_class, sop))
+        try:
+            outcome, entry = ingest_one(path, self.store, self.url_base, self.deflate, self.high_throughput)
+        except (DicomError, CodestreamError, ValueError) as error:
+            return storage.Refusal(storage.CANNOT_UNDERSTAND, f"its pixels cannot be served: {error}")
+        finally:
+            os.unlink(path)
+        with open(os.path.join(self.store, entry["hollow"]), "rb") as f:
+            data = f.read()
+        hollow = read_hollow(data, entry["hollow"])
+        meta, start = read_file_meta(data)
+        body = data[start:]
+        received = storage.Received(str(hollow.transfer_syntax), sop_class, sop, body, calling, called)
+        decision = storage.classify(received)
+        if isinstance(decision, storage.Refusal):
+            raise ArchiveError(f"ingest made a hollow object this SCP refuses: {decision.reason}")
+        decision = storage.Hollow(decision.dataset, decision.transfer_syntax, str(ordinary.received_transfer_syntax),
+                                  decision.dataset_bytes, decision.wire_bytes, decision.url, decision.frames,
+                                  (f"arrived with its pixels in {ordinary.received_transfer_syntax}; "
+                                   f"ingested ({outcome}), served by this SCP's JPIP",))
+        instance = ArrivedInstance.from_hollow(decision, calling, called)
+        # The files archive keeps what it is given byte for byte: give it the hollow object ingest made.
+        instance = ArrivedInstance(instance.dataset, instance.transfer_syntax, instance.transfer_syntax,
+                                   instance.dataset_bytes, bytes(body), instance.url, calling, called,
+                                   instance.received_at, instance.notes)
+        recorded = self.archive.record(instance)
+        self._log_recorded(recorded, decision.transfer_syntax, decision.url, event, ingested=True)
+        return recorded
+
+    def _log_recorded(self, recorded, syntax: str, url: str, event, ingested: bool = False) -> None:
+        what = "ingested and stored" if ingested else "stored"
+        log.info("C-STORE %s from %s: %s as %s (%s), pixels at %s", recorded.sop_instance_uid, _peer(event), what,
+                 syntax, recorded.outcome, url[:200])
+        if recorded.previous_url:
+            log.warning("C-STORE %s from %s: its Pixel Data Provider URL changed from %s to %s (recorded)",
+                        recorded.sop_instance_uid, _peer(event), recorded.previous_url[:200], url[:200])
+
+
+def _peer(event) -> str:
+    requestor = event.assoc.requestor
+    return f"{requestor.ae_title.strip() if requestor.ae_title else '?'}@{requestor.address}:{requestor.port}"

@@ -1,0 +1,242 @@
+"""Storage SCU (pynetdicom): push hollow objects to a Storage SCP, proposing the JPIP syntaxes first.
+
+The choices are pyjpip.dicom.presentation's (PS3.17 GG); this module opens the associations and
+sends. An object that goes in the syntax it is stored in is sent from its file, byte for byte
+(pynetdicom's chunked sending: a .95/.205 object keeps its deflate stream; pynetdicom itself would
+send a deflated syntax undeflated). Inflating or deflating for the other JPIP syntax is done here,
+and so is the last resort: fetching the pixels by JPIP and sending them encapsulated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from pyjpip.dicom import presentation
+from pydicom.uid import UID
+
+from pyjpip.dicom.hollow import DEFLATED, JPIP_TRANSFER_SYNTAXES, inflate, part10, read_file_meta, read_hollow
+from pyjpip.errors import DicomError, PyjpipError
+
+log = logging.getLogger(__name__)
+
+#: Statuses a C-STORE SCP may answer with that still mean "stored" (PS3.4 B.2.3 warnings).
+WARNINGS = (0xB000, 0xB006, 0xB007)
+
+
+@dataclass
+class Sent:
+    """What became of one file."""
+
+    path: str
+    sop_instance_uid: str = ""
+    transfer_syntax: str = ""  # the syntax it went in
+    status: int | None = None  # the SCP's DIMSE status; None when it was never sent
+    comment: str = ""  # the SCP's Error Comment, or why it was not sent
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and (self.status == 0 or self.status in WARNINGS)
+
+    def describe(self) -> str:
+        if self.status is None:
+            return f"not sent: {self.comment}"
+        word = "stored" if self.status == 0 else "stored with a warning" if self.ok else "refused"
+        text = f"{word} (0x{self.status:04X})"
+        if self.transfer_syntax:
+            text += f" as {self.transfer_syntax}"
+        return text + (f": {self.comment}" if self.comment else "")
+
+
+@dataclass
+class Report:
+    sent: list[Sent] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Sent]:
+        return [s for s in self.sent if not s.ok]
+
+
+def collect(paths: list[str]) -> tuple[list[presentation.Outgoing], list[Sent]]:
+    """DICOM files among ``paths`` (folders walked); files that are not DICOM are reported."""
+    found, bad = [], []
+    for path in _files(paths):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 16)
+            meta, _ = read_file_meta(head, path)
+            found.append(presentation.Outgoing(path, str(meta.MediaStorageSOPClassUID),
+                                               str(meta.MediaStorageSOPInstanceUID), str(meta.TransferSyntaxUID)))
+        except (OSError, DicomError, AttributeError) as error:
+            bad.append(Sent(path, comment=f"not a DICOM Part 10 file ({error})"))
+    return found, bad
+
+
+def _files(paths: list[str]):
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, _, names in sorted(os.walk(path)):
+                for name in sorted(names):
+                    if not name.startswith("."):
+                        yield os.path.join(folder, name)
+        else:
+            yield path
+
+
+def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", called_ae_title: str = "ANY-SCP",
+          progress=None, timeout: float = 30.0, jpip_transport=None) -> Report:
+    """Send every DICOM file of ``paths``; ``progress(number, total, Sent)`` after each. Never raises
+    for a refused or unreachable peer: the report says what happened to each file."""
+    from pynetdicom import AE, _config
+
+    started = time.monotonic()
+    objects, report_bad = collect(paths)
+    report = Report(list(report_bad))
+    total = len(objects) + len(report_bad)
+    done = len(report_bad)
+    _config.STORE_SEND_CHUNKED_DATASET = True  # files go as they are, not re-encoded by pydicom
+    for contexts in presentation.associations(objects):
+        batch = [o for o in objects if (o.sop_class_uid, o.transfer_syntax) in set(contexts)]
+        ae = AE(ae_title=ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+        for sop_class, syntax in contexts:
+            ae.add_requested_context(sop_class, [syntax])
+        assoc = ae.associate(host, port, ae_title=called_ae_title)
+        try:
+            if not assoc.is_established:
+                why = ("the association was rejected" if assoc.is_rejected else
+                       "the association was aborted" if assoc.is_aborted else f"no association with {host}:{port}")
+                for item in batch:
+                    report.sent.append(Sent(item.path, item.sop_instance_uid, comment=why))
+                    done += 1
+                    progress and progress(done, total, report.sent[-1])
+                continue
+            accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
+            with tempfile.TemporaryDirectory(prefix="pyjpip-scu-") as scratch:
+                for item in batch:
+                    if assoc.is_established:
+                        result = _send_one(assoc, item, accepted, scratch, jpip_transport)
+                    else:
+                        result = Sent(item.path, item.sop_instance_uid, comment="the association was aborted "
+                                                                                "by the peer")
+                    report.sent.append(result)
+                    done += 1
+                    progress and progress(done, total, result)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_transport) -> Sent:
+    result = Sent(item.path, item.sop_instance_uid)
+    options = presentation.choices(item, accepted)
+    if not options:
+        result.comment = (f"the SCP accepted none of {', '.join(presentation.preferences(item.transfer_syntax))} "
+                          f"for SOP class {item.sop_class_uid}")
+        return result
+    try:
+        chosen, payload = _prepare(item, options, scratch, jpip_transport)
+    except (PyjpipError, OSError) as error:
+        result.comment = str(error)
+        return result
+    result.transfer_syntax = chosen
+    try:
+        status = assoc.send_c_store(payload)
+    except (ValueError, AttributeError, RuntimeError) as error:
+        result.comment = f"pynetdicom could not send it ({error})"
+        return result
+    if "Status" not in status:
+        result.comment = "no answer from the SCP (timeout or abort)"
+        return result
+    result.status = int(status.Status)
+    result.comment = str(status.get("ErrorComment", "") or "")
+    return result
+
+
+def _prepare(item: presentation.Outgoing, options: list[str], scratch: str, jpip_transport):
+    """The syntax chosen and what to hand pynetdicom: a file path (sent byte for byte) or a data set."""
+    first = options[0]
+    way = presentation.how(item.transfer_syntax, first)
+    if way == presentation.AS_STORED:
+        return first, item.path
+    with open(item.path, "rb") as f:
+        data = f.read()
+    if way in (presentation.INFLATE, presentation.DEFLATE):
+        meta, start = read_file_meta(data, item.path)
+        body = data[start:]
+        if item.transfer_syntax in DEFLATED:
+            body = inflate(body, item.path)
+        meta.TransferSyntaxUID = UID(first)
+        converted = os.path.join(scratch, f"{item.sop_instance_uid}.dcm")
+        with open(converted, "wb") as f:
+            f.write(part10(meta, body))  # deflated again when ``first`` deflates
+        return first, converted
+    return _with_pixels(item, data, options, jpip_transport)
+
+
+def _with_pixels(item: presentation.Outgoing, data: bytes, options: list[str], jpip_transport):
+    """PS3.17 GG's last resort: the acceptor takes no JPIP syntax, so the pixels go in the C-STORE.
+    Every frame is fetched by JPIP at full resolution with all layers and sent encapsulated."""
+    from pydicom.encaps import encapsulate
+
+    from pyjpip.codestream.markers import read_main_header
+
+    hollow = read_hollow(data, item.path)
+    codestreams = [fetch_codestream(hollow.frame_url(n), hollow.dataset, jpip_transport)
+                   for n in range(1, hollow.number_of_frames + 1)]
+    header = read_main_header(codestreams[0])
+    reversible = header.coding_style.reversible and str(hollow.dataset.get("LossyImageCompression", "00")) != "01"
+    usable = [s for s in options if s not in JPIP_TRANSFER_SYNTAXES and presentation.lossless_allowed(s, reversible)]
+    if not usable:
+        raise DicomError(f"{item.path}: its codestream is not reversible, and the SCP takes only lossless syntaxes")
+    chosen = usable[0]
+    dataset = hollow.dataset
+    del dataset.PixelDataProviderURL
+    dataset.PixelData = encapsulate(codestreams)
+    dataset["PixelData"].VR = "OB"
+    dataset["PixelData"].is_undefined_length = True
+    dataset.file_meta.TransferSyntaxUID = UID(chosen)
+    if not reversible:
+        dataset.LossyImageCompression = "01"
+    return chosen, dataset
+
+
+def fetch_codestream(url: str, dataset, transport=None) -> bytes:
+    """The whole codestream behind a Pixel Data Provider URL: full resolution, every layer."""
+    from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+    from pyjpip.transport.http_client import HTTPTransport
+
+    window = ViewWindow(fsiz=(int(dataset.Columns), int(dataset.Rows)), round="round-up")
+    client = JPIPClient(url, stateless=False)
+    own = transport is None
+    transport = transport or HTTPTransport(timeout=30)
+    try:
+        fetch_window(client, window, transport)
+        closing = client.close_request()
+        if closing is not None:
+            try:
+                transport(closing, client)
+            except ConnectionError:
+                pass
+    except (ConnectionError, OSError, PyjpipError) as error:
+        raise DicomError(f"the pixels at {url[:200]} cannot be fetched ({error})") from None
+    finally:
+        if own:
+            transport.close()
+    view = client.rebuild(window)
+    if view is None or view.reduce != 0 or view.rebuilt.packets_present != view.rebuilt.packets_total:
+        raise DicomError(f"{url[:200]}: the server did not send the whole codestream")
+    return view.codestream
+
+
+def print_progress(number: int, total: int, sent: Sent) -> None:
+    import sys
+
+    sys.stderr.write(f"[{number}/{total}] {os.path.basename(sent.path)}: {sent.describe()}\n")
+    sys.stderr.flush()
