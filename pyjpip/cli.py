@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     scp.add_argument("--static", metavar="DIR", help="with --http-port, serve the viewer site too")
     scp.add_argument("--deflate", action="store_true", help="ingested objects become .95/.205 (deflated)")
     scp.add_argument("--max-associations", type=int, default=64)
+    scp.add_argument("--max-hollow-bytes", type=int, default=64 << 20, metavar="N",
+                     help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
 
     scu = commands.add_parser("store-scu", help="send hollow objects (or any DICOM files) to a Storage SCP")
     scu.add_argument("host")
@@ -273,7 +275,8 @@ def _store_scp(args) -> int:
             visible = socket.getfqdn() if http_host in ("0.0.0.0", "::") else http_host
             url_base = f"http://{visible}:{port}"
         print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at http://{http_host}:{port}/", flush=True)
-    scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate)
+    scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate,
+                     maximum_hollow_bytes=args.max_hollow_bytes)
     where = [f"{args.store}/files" if args.files else None,
              (args.db or f"{args.store}/pyjpip.sqlite") if args.db or not args.files else None]
     print(f"pyjpip store-scp: {args.ae_title} listening on {args.host}:{args.port}, storing into "

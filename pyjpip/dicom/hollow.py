@@ -82,6 +82,7 @@ def read_hollow(data: bytes, source: str = "<bytes>") -> HollowObject:
 def parse_explicit_little_endian(body: bytes, source: str = "<bytes>") -> Dataset:
     """A data set encoded as every JPIP syntax encodes it (A.6: Explicit VR Little Endian), read at
     once so that damage is found here and not when an element is first used."""
+    check_explicit_little_endian(body, source)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -94,6 +95,105 @@ def parse_explicit_little_endian(body: bytes, source: str = "<bytes>") -> Datase
         if "End of file" in str(warning.message) or "Expected explicit VR" in str(warning.message):
             raise DamagedDatasetError(f"{source}: data set is damaged or cut short ({warning.message})")
     return dataset
+
+
+#: VRs whose explicit-VR header has two reserved bytes and a 32-bit length (PS3.5 7.1.2).
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
+_UNDEFINED = 0xFFFFFFFF
+
+
+def check_explicit_little_endian(body, source: str = "<bytes>") -> None:
+    """Walk every element header (PS3.5 7.1.2, 7.5): each value must fit in the bytes, sequences and
+    items of undefined length must end with their delimiters. pydicom reads a value cut short
+    without a word, so a data set broken off mid-element is found here."""
+    data = memoryview(body)
+    end = _walk_elements(data, 0, len(data), source, depth=0, until_delimiter=False)
+    if end != len(data):
+        raise DamagedDatasetError(f"{source}: data set has {len(data) - end} stray bytes at byte {end}")
+
+
+def _walk_elements(data, offset: int, end: int, source: str, depth: int, until_delimiter: bool,
+                   implicit: bool = False) -> int:
+    if depth > 32:
+        raise DamagedDatasetError(f"{source}: sequences nested more than 32 deep at byte {offset}")
+    while offset < end:
+        if end - offset < 8:
+            raise DamagedDatasetError(f"{source}: data set is cut short inside an element header at byte {offset}")
+        group, element = struct.unpack_from("<HH", data, offset)
+        start = offset
+        if group == 0xFFFE:  # item delimiter ends an item of undefined length
+            if element == 0xE00D and until_delimiter:
+                return offset + 8
+            raise DamagedDatasetError(f"{source}: unexpected delimiter ({group:04X},{element:04X}) at byte {offset}")
+        if implicit:  # inside an undefined-length UN: implicit VR (PS3.5 6.2.2)
+            vr = b"UN"
+            (length,) = struct.unpack_from("<I", data, offset + 4)
+            offset += 8
+        else:
+            vr = bytes(data[offset + 4:offset + 6])
+            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+                raise DamagedDatasetError(f"{source}: element ({group:04X},{element:04X}) at byte {offset} has no "
+                                          f"explicit VR (found {vr!r}): not Explicit VR Little Endian")
+            if vr in _LONG_VRS:
+                if end - offset < 12:
+                    raise DamagedDatasetError(f"{source}: data set is cut short inside an element header at byte "
+                                              f"{offset}")
+                (length,) = struct.unpack_from("<I", data, offset + 8)
+                offset += 12
+            else:
+                (length,) = struct.unpack_from("<H", data, offset + 6)
+                offset += 8
+        if length == _UNDEFINED:
+            if vr in (b"OB", b"OW") and (group, element) == (0x7FE0, 0x0010):
+                offset = _walk_items(data, offset, end, source, depth + 1, fragments=True)
+            elif vr in (b"SQ", b"UN"):
+                offset = _walk_items(data, offset, end, source, depth + 1, implicit=implicit or vr == b"UN")
+            else:
+                raise DamagedDatasetError(f"{source}: ({group:04X},{element:04X}) {vr.decode()} has an undefined "
+                                          f"length at byte {start}")
+            continue
+        if length > end - offset:
+            raise DamagedDatasetError(f"{source}: ({group:04X},{element:04X}) says {length} bytes but only "
+                                      f"{end - offset} remain at byte {offset}: the data set is cut short")
+        if vr == b"SQ":
+            _walk_items(data, offset, offset + length, source, depth + 1, defined=True, implicit=implicit)
+        offset += length
+    if until_delimiter:
+        raise DamagedDatasetError(f"{source}: an item of undefined length has no Item Delimitation Item")
+    return offset
+
+
+def _walk_items(data, offset: int, end: int, source: str, depth: int, defined: bool = False,
+                fragments: bool = False, implicit: bool = False) -> int:
+    """Items of a sequence (or the fragments of encapsulated Pixel Data) up to the Sequence
+    Delimitation Item, or to ``end`` for a sequence of defined length."""
+    while offset < end:
+        if end - offset < 8:
+            raise DamagedDatasetError(f"{source}: data set is cut short inside an item header at byte {offset}")
+        group, element, length = struct.unpack_from("<HHI", data, offset)
+        offset += 8
+        if (group, element) == (0xFFFE, 0xE0DD):
+            if defined:
+                raise DamagedDatasetError(f"{source}: a sequence of defined length holds a delimiter at byte "
+                                          f"{offset - 8}")
+            return offset
+        if (group, element) != (0xFFFE, 0xE000):
+            raise DamagedDatasetError(f"{source}: expected an item at byte {offset - 8}, found "
+                                      f"({group:04X},{element:04X})")
+        if length == _UNDEFINED:
+            if fragments:
+                raise DamagedDatasetError(f"{source}: a fragment of undefined length at byte {offset - 8}")
+            offset = _walk_elements(data, offset, end, source, depth, until_delimiter=True, implicit=implicit)
+            continue
+        if length > end - offset:
+            raise DamagedDatasetError(f"{source}: an item says {length} bytes but only {end - offset} remain at "
+                                      f"byte {offset}: the data set is cut short")
+        if not fragments:
+            _walk_elements(data, offset, offset + length, source, depth, until_delimiter=False, implicit=implicit)
+        offset += length
+    if not defined:
+        raise DamagedDatasetError(f"{source}: a sequence of undefined length has no Sequence Delimitation Item")
+    return offset
 
 
 def check_url(url: str, source: str = "<bytes>") -> str:
