@@ -90,47 +90,84 @@ def _files(paths: list[str]):
 def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", called_ae_title: str = "ANY-SCP",
           progress=None, timeout: float = 30.0, jpip_transport=None) -> Report:
     """Send every DICOM file of ``paths``; ``progress(number, total, Sent)`` after each. Never raises
-    for a refused or unreachable peer: the report says what happened to each file."""
-    from pynetdicom import AE, _config
+    for a refused or unreachable peer: the report says what happened to each file.
+
+    An SCP may accept a JPIP syntax and then abort when the data set comes (DCMTK's DIMSE layer,
+    and so Orthanc, has no JPIP case: 0006:0212). Then the association is opened again without the
+    JPIP syntaxes and the objects go with their pixels (PS3.17 GG), each saying so in the report."""
+    from pynetdicom import _config
 
     started = time.monotonic()
     objects, report_bad = collect(paths)
     report = Report(list(report_bad))
-    total = len(objects) + len(report_bad)
-    done = len(report_bad)
+    counter = {"done": len(report_bad), "total": len(objects) + len(report_bad)}
+
+    def finished(result: Sent) -> None:
+        report.sent.append(result)
+        counter["done"] += 1
+        if progress:
+            progress(counter["done"], counter["total"], result)
+
     _config.STORE_SEND_CHUNKED_DATASET = True  # files go as they are, not re-encoded by pydicom
-    for contexts in presentation.associations(objects):
-        batch = [o for o in objects if (o.sop_class_uid, o.transfer_syntax) in set(contexts)]
+    with tempfile.TemporaryDirectory(prefix="pyjpip-scu-") as scratch:
+        for contexts in presentation.associations(objects):
+            wanted = {c for c, _ in contexts}
+            batch = [o for o in objects if o.sop_class_uid in wanted and (o.sop_class_uid, o.transfer_syntax) in
+                     set(contexts)]
+            _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
+                        finished)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
+                finished) -> None:
+    from pynetdicom import AE
+
+    pending = list(batch)
+    without_jpip = False
+    note = ""
+    while pending:
         ae = AE(ae_title=ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
         for sop_class, syntax in contexts:
-            ae.add_requested_context(sop_class, [syntax])
+            if not (without_jpip and syntax in JPIP_TRANSFER_SYNTAXES):
+                ae.add_requested_context(sop_class, [syntax])
         assoc = ae.associate(host, port, ae_title=called_ae_title)
         try:
             if not assoc.is_established:
                 why = ("the association was rejected" if assoc.is_rejected else
                        "the association was aborted" if assoc.is_aborted else f"no association with {host}:{port}")
-                for item in batch:
-                    report.sent.append(Sent(item.path, item.sop_instance_uid, comment=why))
-                    done += 1
-                    progress and progress(done, total, report.sent[-1])
-                continue
+                for item in pending:
+                    finished(Sent(item.path, item.sop_instance_uid, comment=why))
+                return
             accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
-            with tempfile.TemporaryDirectory(prefix="pyjpip-scu-") as scratch:
-                for item in batch:
-                    if assoc.is_established:
-                        result = _send_one(assoc, item, accepted, scratch, jpip_transport)
-                    else:
-                        result = Sent(item.path, item.sop_instance_uid, comment="the association was aborted "
-                                                                                "by the peer")
-                    report.sent.append(result)
-                    done += 1
-                    progress and progress(done, total, result)
+            while pending:
+                item = pending[0]
+                result = _send_one(assoc, item, accepted, scratch, jpip_transport)
+                if not assoc.is_established:  # the SCP aborted on this object
+                    if result.transfer_syntax in JPIP_TRANSFER_SYNTAXES and not without_jpip:
+                        log.warning("%s:%s aborted the association on a %s data set (it accepted the syntax but "
+                                    "cannot take it); sending with pixels instead", host, port, result.transfer_syntax)
+                        without_jpip = True
+                        note = (f"sent with its pixels: the SCP aborted on {result.transfer_syntax} after "
+                                "accepting it")
+                        break
+                    result.status = None
+                    result.comment = result.comment or "the association was aborted by the SCP"
+                    finished(result)
+                    pending.pop(0)
+                    for item in pending:
+                        finished(Sent(item.path, item.sop_instance_uid, comment="not sent: the association was "
+                                                                                "aborted by the SCP"))
+                    return
+                if note and result.status is not None and not result.comment:
+                    result.comment = note
+                finished(result)
+                pending.pop(0)
         finally:
             if assoc.is_established:
                 assoc.release()
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_transport) -> Sent:
@@ -152,7 +189,10 @@ def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_t
         result.comment = f"pynetdicom could not send it ({error})"
         return result
     if "Status" not in status:
-        result.comment = "no answer from the SCP (timeout or abort)"
+        deadline = time.monotonic() + 2.0  # an A-ABORT is processed by pynetdicom's reactor thread
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.01)
+        result.comment = "the SCP aborted the association" if assoc.is_aborted else "no answer from the SCP"
         return result
     result.status = int(status.Status)
     result.comment = str(status.get("ErrorComment", "") or "")
