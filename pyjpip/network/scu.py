@@ -136,8 +136,8 @@ def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch,
         assoc = ae.associate(host, port, ae_title=called_ae_title)
         try:
             if not assoc.is_established:
-                why = ("the association was rejected" if assoc.is_rejected else
-                       "the association was aborted" if assoc.is_aborted else f"no association with {host}:{port}")
+                why = ("the association was rejected" if assoc.is_rejected else _unreachable(host, port, timeout)
+                       or ("the association was aborted" if assoc.is_aborted else f"no association with {host}:{port}"))
                 for item in pending:
                     finished(Sent(item.path, item.sop_instance_uid, comment=why))
                 return
@@ -168,6 +168,17 @@ def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch,
         finally:
             if assoc.is_established:
                 assoc.release()
+
+
+def _unreachable(host: str, port: int, timeout: float) -> str | None:
+    """Why no connection could be made (pynetdicom reports a refused connection as an abort)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 10)):
+            return None
+    except OSError as error:
+        return f"no association with {host}:{port} ({error.strerror or error})"
 
 
 def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_transport) -> Sent:
