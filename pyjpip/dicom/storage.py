@@ -105,8 +105,8 @@ class Refusal:
 
     @property
     def error_comment(self) -> str:
-        """Error Comment (0000,0902) is LO: 64 characters at most."""
-        return self.reason[:64]
+        """Error Comment (0000,0902) is LO: 64 characters at most, and a backslash would split it."""
+        return self.reason.replace("\\", "/")[:64]
 
 
 def classify(received: Received, maximum_hollow_bytes: int = MAXIMUM_HOLLOW_BYTES,

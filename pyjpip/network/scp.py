@@ -89,6 +89,7 @@ class StorageSCP:
     # --- events ------------------------------------------------------------------------------
 
     def _opened(self, event) -> None:
+        no_delay(event)
         log.debug("connection from %s:%s", event.address[0], event.address[1])
 
     def _rejected(self, event) -> None:
@@ -201,6 +202,18 @@ class StorageSCP:
         if recorded.previous_url:
             log.warning("C-STORE %s from %s: its Pixel Data Provider URL changed from %s to %s (recorded)",
                         recorded.sop_instance_uid, _peer(event), recorded.previous_url[:200], url[:200])
+
+
+def no_delay(event) -> None:
+    """TCP_NODELAY on an association's socket: pynetdicom writes a PDU in pieces, and Nagle's
+    algorithm with the peer's delayed ACK then holds each message ~40 ms (measured: 58 -> 22 ms a
+    C-STORE round trip over loopback)."""
+    import socket
+
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError) as error:  # a socket already closed, or not TCP
+        log.debug("TCP_NODELAY not set: %s", error)
 
 
 def _peer(event) -> str:

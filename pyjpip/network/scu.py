@@ -122,7 +122,9 @@ def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", call
 
 def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
                 finished) -> None:
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
+
+    from pyjpip.network.scp import no_delay
 
     pending = list(batch)
     without_jpip = False
@@ -133,7 +135,7 @@ def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch,
         for sop_class, syntax in contexts:
             if not (without_jpip and syntax in JPIP_TRANSFER_SYNTAXES):
                 ae.add_requested_context(sop_class, [syntax])
-        assoc = ae.associate(host, port, ae_title=called_ae_title)
+        assoc = ae.associate(host, port, ae_title=called_ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
         try:
             if not assoc.is_established:
                 why = ("the association was rejected" if assoc.is_rejected else _unreachable(host, port, timeout)
