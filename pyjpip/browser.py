@@ -10,6 +10,7 @@ metadata (DICOM JSON), start without it (pydicom's import takes about 280 ms in 
 from __future__ import annotations
 
 from pyjpip.errors import DicomError
+from pyjpip.jpip.client import JPIPClientError
 
 
 def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1) -> dict:
@@ -169,7 +170,10 @@ async def image_header(url: str, stop=None, first_size=None):
     ``first_size`` [width, height], the whole image at the largest resolution that fits it comes too."""
     if first_size is not None and hasattr(first_size, "to_py"):
         first_size = first_size.to_py()
-    return _to_js(await streams().show(url, stop=stop, first_size=first_size or None))
+    try:
+        return _to_js(await streams().show(url, stop=stop, first_size=first_size or None))
+    except JPIPClientError as error:
+        raise unreachable_pixels(url, error) from error
 
 
 async def show_window(url: str, reduce: int, region, post, stop=None, preview: bool = True):
@@ -183,7 +187,30 @@ async def show_window(url: str, reduce: int, region, post, stop=None, preview: b
     if not post:
         post = None
     deliver = None if post is None else (lambda picture: post(_to_js(picture.to_dict())))
-    return _to_js(await streams().show(url, reduce, region, deliver, stop, preview=bool(preview)))
+    try:
+        return _to_js(await streams().show(url, reduce, region, deliver, stop, preview=bool(preview)))
+    except JPIPClientError as error:
+        raise unreachable_pixels(url, error) from error
+
+
+def unreachable_pixels(url: str, error: Exception) -> Exception:
+    """What a viewer says when the server behind a Pixel Data Provider URL fails it. A hollow object's
+    pixels stay with the server that sent it, and PS3.5 10.8 warns that such references may stop
+    working: the user is told whose server it is, not shown a blank."""
+    from urllib.parse import urlsplit
+
+    from pyjpip.errors import TransportError
+
+    status = getattr(error, "status", None)
+    holder = urlsplit(url).netloc or url[:100]
+    if status is None:
+        what = f"the server holding its pixels, {holder}, cannot be reached"
+    elif status in (404, 410):
+        what = f"the server holding its pixels, {holder}, no longer has them (HTTP {status})"
+    else:
+        return error
+    return TransportError(f"{what}. A hollow object's pixels stay with the server its Pixel Data Provider URL "
+                          "names, and such references may stop working (PS3.5 10.8).")
 
 
 def study_from_metadata(metadata: bytes, source: str):

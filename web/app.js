@@ -1,6 +1,8 @@
 // The viewer page. URL parameters:
 //   study=<Study Instance UID>  the study laid out from the server's DICOMweb metadata (attributes
-//                               only), each viewport streamed by JPIP;
+//                               only), each viewport streamed by JPIP; dicomweb=<root URL> reads it
+//                               from another DICOMweb root (a PACS's, or this site's proxy of one)
+//                               instead of this site's /dicomweb;
 //   jpip=<JPIP target URL>      a bare JPEG 2000 image, streamed, zoomed and panned by JPIP;
 //   dicom=<url>[,<url>...]      DICOM objects, hollow (streamed by JPIP) or ordinary (JPEG 2000 frames
 //                               fetched whole, then served to the same JPIP client inside the worker);
@@ -243,7 +245,8 @@ async function showStudy(studyUid) {
   const python = startWorker(), decoder = new Decoder();
   status("Starting Python…");
   $("image-choice").parentElement.hidden = true;  // the series strip chooses here
-  const layout = await python.study(location.origin, studyUid);
+  const root = new URL(params.get("dicomweb") || "/dicomweb", location.href).href;
+  const layout = await python.study(root, studyUid);
   performance.mark("layout-ready");
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   const order = [...layout.viewports, ...layout.series.filter((s) => !layout.viewports.some((v) => v.series === s.series))];

@@ -1,4 +1,5 @@
-// <jpip-viewer src="JPIP target URL"> or <jpip-viewer study="Study Instance UID" server="base URL">:
+// <jpip-viewer src="JPIP target URL"> or <jpip-viewer study="Study Instance UID" server="base URL"
+// [dicomweb="DICOMweb root URL, default {server}/dicomweb"]>:
 // the viewer as a custom element for any page of the site serving it (workers must be same-origin;
 // other sites embed the page in an iframe, see embed.js). Everything lives in the element's shadow
 // root; the module defines no global names but the element's tag.
@@ -19,7 +20,7 @@ function engines() {
 }
 
 class JpipViewer extends HTMLElement {
-  static get observedAttributes() { return ["src", "study", "server"]; }
+  static get observedAttributes() { return ["src", "study", "server", "dicomweb"]; }
 
   constructor() {
     super();
@@ -44,7 +45,8 @@ class JpipViewer extends HTMLElement {
       let series;
       if (this.getAttribute("study")) {
         const server = new URL(this.getAttribute("server") || "/", location.href).origin;
-        const layout = await python.study(server, this.getAttribute("study"));
+        const root = new URL(this.getAttribute("dicomweb") || `${server}/dicomweb`, location.href).href;
+        const layout = await python.study(root, this.getAttribute("study"));
         series = layout.viewports[0];
       } else if (this.getAttribute("src")) {
         series = bareSeries(new URL(this.getAttribute("src"), location.href).href);

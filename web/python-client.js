@@ -46,9 +46,10 @@ export class PythonWorker extends EventTarget {
     return { id, done };
   }
 
-  /** The layout of a study (DICOMweb metadata → hanging, stacks, corner text). */
-  study(base, study) {
-    return this._send({ type: "study", base, study }).done.then((reply) => reply.layout);
+  /** The layout of a study (DICOMweb metadata → hanging, stacks, corner text); ``root`` is the
+   *  DICOMweb root URL its metadata is read from (WADO-RS {root}/studies/{study}/metadata). */
+  study(root, study) {
+    return this._send({ type: "study", root, study }).done.then((reply) => reply.layout);
   }
 
   /** The layout of DICOM objects by URL, hollow (streamed by JPIP) or ordinary (fetched whole). */

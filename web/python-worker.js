@@ -2,7 +2,8 @@
 // so the page never waits on Python. One JPIP client per image is kept (pyjpip.jpip.viewing), so
 // zooming, panning and scrolling back never ask for bytes already held.
 //
-// In:  {id, type: "study", base, study}           the layout of a study from its DICOMweb metadata (JSON)
+// In:  {id, type: "study", root, study}           the layout of a study from its DICOMweb metadata (JSON);
+//                                                 root: the DICOMweb root URL (this site's /dicomweb, a PACS's)
 //      {id, type: "objects", urls}                the layout of DICOM objects (hollow or ordinary)
 //      {id, type: "header", url, firstSize}       an image's size, levels and components; firstSize
 //                                                 [w, h]: its largest resolution fitting that comes too
@@ -40,7 +41,7 @@ self.onmessage = async ({ data }) => {
   try {
     // A study's metadata (WADO-RS, PS3.18 10.4) is fetched at once, while Python may still be starting.
     const metadataUrl = data.type === "study"
-      ? `${data.base.replace(/\/$/, "")}/dicomweb/studies/${encodeURIComponent(data.study)}/metadata` : null;
+      ? `${data.root.replace(/\/$/, "")}/studies/${encodeURIComponent(data.study)}/metadata` : null;
     const metadata = metadataUrl ? fetchBytes(metadataUrl) : null;
     metadata?.catch(() => {});  // reported below, once awaited
     const { browser, installDicom } = await python;

@@ -497,7 +497,9 @@ export class Viewport extends EventTarget {
 
   fail(error) {
     const text = String((error && error.message) || error);
-    this.failureReason.textContent = `This image could not be loaded: ${text.split("\n").filter(Boolean).pop()}`;
+    // The last line of a Python traceback, without its exception's dotted name (pyjpip.errors.TransportError: …)
+    const reason = text.split("\n").filter(Boolean).pop().replace(/^[\w.]+(Error|Exception): /, "");
+    this.failureReason.textContent = `This image could not be loaded: ${reason}`;
     this.failure.hidden = false;
     this.message.hidden = true;
     this.setState("error");
