@@ -43,7 +43,12 @@ BARE_DEMO_IMAGES = ("ct_phantom_2048.j2k", "ct_phantom_2048.jhc")
 #: command → Debian package, for each purpose.
 SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten",
                          "ojph_compress": "openjph-tools"}
-SYSTEM_PACKAGES_TEST = {**SYSTEM_PACKAGES_BUILD, "opj_decompress": "libopenjp2-tools", "chromium": "chromium"}
+#: The push workflow's peers, all run by the tests on loopback: DCMTK, GDCM, Orthanc with its
+#: DICOMweb plugin, a PostgreSQL server (its binaries are not on PATH: absolute paths are checked).
+SYSTEM_PACKAGES_TEST = {**SYSTEM_PACKAGES_BUILD, "opj_decompress": "libopenjp2-tools", "chromium": "chromium",
+                        "storescu": "dcmtk", "gdcmscu": "libgdcm-tools", "Orthanc": "orthanc",
+                        "/usr/share/orthanc/plugins/libOrthancDicomWeb.so": "orthanc-dicomweb",
+                        "/usr/lib/postgresql/15/bin/initdb": "postgresql", "runuser": "util-linux"}
 
 
 def say(message: str) -> None:
@@ -62,7 +67,8 @@ def venv_python() -> Path:
 
 def ensure_system_packages(wanted: dict[str, str]) -> None:
     """Make sure each command exists, installing its Debian package when it does not."""
-    install_debian_packages(sorted({package for command, package in wanted.items() if not shutil.which(command)}))
+    install_debian_packages(sorted({package for command, package in wanted.items()
+                                    if not (shutil.which(command) or (command.startswith("/") and Path(command).exists()))}))
 
 
 def install_debian_packages(missing: list[str]) -> None:

@@ -11,6 +11,10 @@ from pyjpip import __version__
 from pyjpip.errors import PyjpipError
 
 
+#: A module a command needs that is not among pyjpip's own dependencies → the extra that brings it.
+EXTRAS = {"pynetdicom": "network", "psycopg": "postgresql", "glymur": "png", "numpy": "png"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyjpip", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pyjpip {__version__}")
@@ -121,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "push":
             return _push(args)
         return _dicom(args)
-    except (PyjpipError, OSError, ValueError, ImportError) as exc:
+    except ImportError as exc:
+        extra = EXTRAS.get(exc.name or "")
+        hint = f"; install it with: pip install 'pyjpip[{extra}]'" if extra else ""
+        print(f"pyjpip {args.command}: {exc}{hint}", file=sys.stderr)
+        return 1
+    except (PyjpipError, OSError, ValueError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -271,15 +271,16 @@ class DatabaseArchive(Archive):
         blob = body[meta_length:]
         at = instance.received_at or now()
         sop = instance.sop_instance_uid
+        full = dataset.to_json_dict()  # once: every level's JSON is picked from it
         try:
             with self.database.transaction() as cursor:
                 if self.database.dialect == "postgresql":
                     cursor.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(sop),))
                 previous = cursor.one("SELECT location FROM instance WHERE sop_instance_uid = ?", (sop,))
-                patient_pk = self._patient(cursor, dataset, at)
-                study_pk = self._study(cursor, dataset, patient_pk, at)
-                series_pk = self._series(cursor, dataset, study_pk, at)
-                self._instance(cursor, instance, series_pk, blob, at)
+                patient_pk = self._patient(cursor, dataset, full, at)
+                study_pk = self._study(cursor, dataset, full, patient_pk, at)
+                series_pk = self._series(cursor, dataset, full, study_pk, at)
+                self._instance(cursor, instance, full, series_pk, blob, at)
                 previous_url = previous[0] if previous else None
                 changed = previous_url is not None and previous_url != instance.url
                 if changed:
@@ -290,7 +291,7 @@ class DatabaseArchive(Archive):
             raise ArchiveError(f"{self.database.describe()}: instance {sop} not recorded ({error})") from error
         return Recorded(sop, "updated" if previous else "created", previous_url if changed else None)
 
-    def _patient(self, cursor: Cursor, ds, at: str) -> int:
+    def _patient(self, cursor: Cursor, ds, full: dict, at: str) -> int:
         patient_id = _text(ds, "PatientID")
         issuer = _text(ds, "IssuerOfPatientID")
         # Without a Patient ID nothing tells two patients apart: such a patient stands for one study.
@@ -302,10 +303,10 @@ class DatabaseArchive(Archive):
             "patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, "
             "attributes = excluded.attributes, updated_at = excluded.updated_at RETURNING pk",
             (key, patient_id, issuer, _text(ds, "PatientName"), _text(ds, "PatientBirthDate"), _text(ds, "PatientSex"),
-             _json_of(ds, PATIENT_KEYWORDS), at))
+             _json_of(full, PATIENT_KEYWORDS), at))
         return pk
 
-    def _study(self, cursor: Cursor, ds, patient_pk: int, at: str) -> int:
+    def _study(self, cursor: Cursor, ds, full: dict, patient_pk: int, at: str) -> int:
         (pk,) = cursor.one(
             "INSERT INTO study (study_instance_uid, patient_pk, study_date, study_time, accession_number, study_id, "
             "study_description, referring_physician_name, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -317,10 +318,10 @@ class DatabaseArchive(Archive):
             "updated_at = excluded.updated_at RETURNING pk",
             (str(ds.StudyInstanceUID), patient_pk, _text(ds, "StudyDate"), _text(ds, "StudyTime"),
              _text(ds, "AccessionNumber"), _text(ds, "StudyID"), _text(ds, "StudyDescription"),
-             _text(ds, "ReferringPhysicianName"), _json_of(ds, STUDY_ONLY_KEYWORDS), at))
+             _text(ds, "ReferringPhysicianName"), _json_of(full, STUDY_ONLY_KEYWORDS), at))
         return pk
 
-    def _series(self, cursor: Cursor, ds, study_pk: int, at: str) -> int:
+    def _series(self, cursor: Cursor, ds, full: dict, study_pk: int, at: str) -> int:
         (pk,) = cursor.one(
             "INSERT INTO series (series_instance_uid, study_pk, modality, series_number, series_description, "
             "body_part_examined, frame_of_reference_uid, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -331,10 +332,11 @@ class DatabaseArchive(Archive):
             "updated_at = excluded.updated_at RETURNING pk",
             (str(ds.SeriesInstanceUID), study_pk, _text(ds, "Modality"), _integer(ds, "SeriesNumber"),
              _text(ds, "SeriesDescription"), _text(ds, "BodyPartExamined"), _text(ds, "FrameOfReferenceUID"),
-             _json_of(ds, SERIES_KEYWORDS), at))
+             _json_of(full, SERIES_KEYWORDS), at))
         return pk
 
-    def _instance(self, cursor: Cursor, instance: ArrivedInstance, series_pk: int, blob: bytes, at: str) -> None:
+    def _instance(self, cursor: Cursor, instance: ArrivedInstance, full: dict, series_pk: int, blob: bytes,
+                  at: str) -> None:
         ds = instance.dataset
         columns = {
             "sop_instance_uid": instance.sop_instance_uid, "series_pk": series_pk,
@@ -355,8 +357,8 @@ class DatabaseArchive(Archive):
             "calling_ae_title": instance.calling_ae_title, "called_ae_title": instance.called_ae_title,
             "first_received_at": at, "received_at": at, "times_received": 1,
             "dataset": blob, "dataset_sha256": hashlib.sha256(blob).hexdigest(),
-            "summary": _json_of(ds, INSTANCE_KEYWORDS + SERIES_KEYWORDS[:2] + STUDY_KEYWORDS[:1]),
-            "metadata": json.dumps(ds.to_json_dict()), "notes": "\n".join(instance.notes) or None,
+            "summary": _json_of(full, INSTANCE_KEYWORDS + SERIES_KEYWORDS[:2] + STUDY_KEYWORDS[:1]),
+            "metadata": json.dumps(full), "notes": "\n".join(instance.notes) or None,
         }
         kept = ("sop_instance_uid", "first_received_at", "times_received")
         updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in kept)
@@ -470,16 +472,9 @@ _INSTANCE_ORDER = ("ORDER BY series.series_instance_uid, CASE WHEN instance.inst
 
 
 def _part10(sop: str, sop_class: str, transfer_syntax: str, calling_ae: str | None, blob) -> bytes:
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
+    from pyjpip.archive.files import part10_head
 
-    from pyjpip.archive.files import file_meta
-
-    out = DicomBytesIO()
-    out.is_little_endian, out.is_implicit_VR = True, False
-    out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, file_meta(sop_class, sop, transfer_syntax, calling_ae or ""), enforce_standard=True)
-    return out.getvalue() + bytes(blob)
+    return part10_head(sop_class, sop, transfer_syntax, calling_ae or "") + bytes(blob)
 
 
 def _meta_length(part10: bytes) -> int:
@@ -494,14 +489,13 @@ def _lock_key(sop: str) -> int:
     return int.from_bytes(hashlib.sha256(sop.encode()).digest()[:8], "big", signed=True)
 
 
-def _json_of(dataset, keywords) -> str:
-    from pydicom.dataset import Dataset
+def _json_of(full: dict, keywords) -> str:
+    """The DICOM JSON of ``keywords`` only, picked from an instance's whole DICOM JSON (PS3.18 F.2:
+    keys are tags, in tag order)."""
+    from pydicom.datadict import tag_for_keyword
 
-    picked = Dataset()
-    for keyword in keywords:
-        if keyword in dataset:
-            picked[keyword] = dataset[keyword]
-    return json.dumps(picked.to_json_dict())
+    tags = sorted(f"{tag_for_keyword(k):08X}" for k in keywords)
+    return json.dumps({tag: full[tag] for tag in tags if tag in full})
 
 
 def _text(dataset, keyword: str) -> str | None:

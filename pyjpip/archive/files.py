@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import tempfile
 import threading
 
@@ -164,20 +165,38 @@ def _stat_all(root: str):
 def hollow_file(instance: ArrivedInstance) -> bytes:
     """Part 10 bytes for ``instance``: this SCP's file meta, then the sender's data set bytes (its
     own deflate stream when the object came deflated and is kept so)."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
-
-    meta = file_meta(instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax,
-                     instance.calling_ae_title)
     if instance.received_transfer_syntax == instance.transfer_syntax:
         body = instance.wire_bytes
     else:
         body = deflate(instance.dataset_bytes) if UID(instance.transfer_syntax) in DEFLATED else instance.dataset_bytes
-    out = DicomBytesIO()
-    out.is_little_endian, out.is_implicit_VR = True, False
-    out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)
-    return out.getvalue() + body
+    return part10_head(instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax,
+                       instance.calling_ae_title) + bytes(body)
+
+
+def part10_head(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str = "") -> bytes:
+    """Preamble, prefix and File Meta Information (PS3.10 7.1), encoded here: pydicom's writer takes
+    ~2 ms for these few elements, a fifth of what storing a hollow instance costs."""
+    def element(element_number: int, vr: bytes, value: bytes) -> bytes:
+        if vr == b"OB":
+            return struct.pack("<HH2s2xI", 2, element_number, vr, len(value)) + value
+        return struct.pack("<HH2sH", 2, element_number, vr, len(value)) + value
+
+    def uid(text: str) -> bytes:
+        data = str(text).encode("ascii")
+        return data + b"\x00" if len(data) % 2 else data  # UI pads with NUL (PS3.5 6.2)
+
+    def text(value: str) -> bytes:
+        data = value.encode("ascii", "replace")
+        return data + b" " if len(data) % 2 else data
+
+    elements = [element(0x0001, b"OB", b"\x00\x01"), element(0x0002, b"UI", uid(sop_class_uid)),
+                element(0x0003, b"UI", uid(sop_instance_uid)), element(0x0010, b"UI", uid(transfer_syntax)),
+                element(0x0012, b"UI", uid(IMPLEMENTATION_CLASS_UID)),
+                element(0x0013, b"SH", text(IMPLEMENTATION_VERSION_NAME))]
+    if source_ae_title:
+        elements.append(element(0x0016, b"AE", text(source_ae_title[:16])))
+    group = b"".join(elements)
+    return b"\x00" * 128 + b"DICM" + element(0x0000, b"UL", struct.pack("<I", len(group))) + group
 
 
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str = ""):

@@ -140,10 +140,7 @@ class StorageSCP:
                                                              f"limit of {limit}")
         with open(path, "rb") as f:
             data = f.read()
-        try:
-            _, start = read_file_meta(data, path)
-        except DicomError as error:  # pynetdicom wrote it: only a broken disk gets here
-            raise ArchiveError(f"the received data set cannot be read back ({error})") from error
+        start = _data_set_start(data)  # pynetdicom wrote the file meta: its group length says where it ends
         received = storage.Received(syntax, sop_class, sop, data[start:], calling, called)
         decision = storage.classify(received, self.maximum_hollow_bytes, self.maximum_ordinary_bytes)
         if isinstance(decision, storage.Refusal):
@@ -202,6 +199,15 @@ class StorageSCP:
         if recorded.previous_url:
             log.warning("C-STORE %s from %s: its Pixel Data Provider URL changed from %s to %s (recorded)",
                         recorded.sop_instance_uid, _peer(event), recorded.previous_url[:200], url[:200])
+
+
+def _data_set_start(data: bytes) -> int:
+    import struct
+
+    if len(data) < 144 or data[128:132] != b"DICM":
+        raise ArchiveError("the received data set cannot be read back from its temporary file")
+    (length,) = struct.unpack_from("<I", data, 140)
+    return 144 + length
 
 
 def no_delay(event) -> None:
