@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     scp.add_argument("--static", metavar="DIR", help="with --http-port, serve the viewer site too")
     scp.add_argument("--deflate", action="store_true", help="ingested objects become .95/.205 (deflated)")
     scp.add_argument("--max-associations", type=int, default=64)
+    scp.add_argument("--transfer-syntax", action="append", metavar="UID", dest="transfer_syntaxes",
+                     help="accept only these transfer syntaxes (repeatable; default: the four JPIP ones, then "
+                          "uncompressed, deflated, RLE, JPEG 2000 and HTJ2K)")
     scp.add_argument("--max-hollow-bytes", type=int, default=64 << 20, metavar="N",
                      help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
 
@@ -285,7 +288,7 @@ def _store_scp(args) -> int:
             url_base = f"http://{visible}:{port}"
         print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at http://{http_host}:{port}/", flush=True)
     scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate,
-                     maximum_hollow_bytes=args.max_hollow_bytes)
+                     maximum_hollow_bytes=args.max_hollow_bytes, transfer_syntaxes=args.transfer_syntaxes)
     where = [f"{args.store}/files" if args.files else None,
              (args.db or f"{args.store}/pyjpip.sqlite") if args.db or not args.files else None]
     print(f"pyjpip store-scp: {args.ae_title} listening on {args.host}:{args.port}, storing into "

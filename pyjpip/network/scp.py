@@ -52,7 +52,8 @@ class StorageSCP:
     def __init__(self, ae_title: str, store: str, archive: Archive, url_base: str | None = None,
                  deflate: bool = False, high_throughput: bool = False,
                  maximum_hollow_bytes: int = storage.MAXIMUM_HOLLOW_BYTES,
-                 maximum_ordinary_bytes: int = storage.MAXIMUM_ORDINARY_BYTES):
+                 maximum_ordinary_bytes: int = storage.MAXIMUM_ORDINARY_BYTES,
+                 transfer_syntaxes: list[str] | None = None):
         self.ae_title = ae_title
         self.store = os.path.abspath(store)
         self.archive = archive
@@ -61,6 +62,12 @@ class StorageSCP:
         self.high_throughput = high_throughput
         self.maximum_hollow_bytes = maximum_hollow_bytes
         self.maximum_ordinary_bytes = maximum_ordinary_bytes
+        known = (*JPIP_ORDER, *ORDINARY_TRANSFER_SYNTAXES)
+        unknown = [s for s in transfer_syntaxes or () if s not in known]
+        if unknown:
+            raise ValueError(f"transfer syntax {unknown[0]} is not one this SCP can take ({', '.join(known)})")
+        #: What the SCP accepts, in its order of preference (a site may take only some).
+        self.transfer_syntaxes = [s for s in known if not transfer_syntaxes or s in transfer_syntaxes]
         self.counts = {"stored": 0, "refused": 0}
         self.counts_lock = threading.Lock()
 
@@ -71,9 +78,8 @@ class StorageSCP:
         ae = AE(ae_title=self.ae_title)
         ae.maximum_associations = maximum_associations
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 60
-        syntaxes = [*JPIP_ORDER, *ORDINARY_TRANSFER_SYNTAXES]
         for sop_class in image_storage_classes():
-            ae.add_supported_context(sop_class, syntaxes)
+            ae.add_supported_context(sop_class, self.transfer_syntaxes)
         ae.add_supported_context(VERIFICATION, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
         return ae
 

@@ -111,7 +111,28 @@ def test_every_jpip_syntax_in_every_archive(archive_mode, ct_base, sender, tmp_p
         archive.close()
 
 
-def test_ordinary_objects_are_ingested_and_served_by_the_scp(tmp_path, sender):
+@pytest.mark.parametrize("stored, accepted", [(JPIP_REFERENCED_DEFLATE, JPIP_REFERENCED),
+                                              (JPIP_REFERENCED, JPIP_REFERENCED_DEFLATE),
+                                              (JPIP_HTJ2K_REFERENCED_DEFLATE, JPIP_HTJ2K_REFERENCED)])
+def test_an_scp_taking_only_the_other_jpip_syntax_gets_the_data_set_inflated_or_deflated(
+        stored, accepted, ct_base, sender, tmp_path):
+    _, base_url = sender
+    paths = hollow_copies(ct_base, tmp_path / "outbox", 2, stored, f"{base_url}/jpip?target=ct_phantom_2048.j2k")
+    store = tmp_path / "scp-store"
+    with store_scp(store, "--files", "--transfer-syntax", str(accepted)) as scp:
+        report = scu.store("127.0.0.1", scp.port, [str(p) for p in paths])
+    assert not report.failed and {s.transfer_syntax for s in report.sent} == {str(accepted)}
+    archive = FileArchive(str(store))
+    for path in paths:
+        sent = path.read_bytes()
+        kept = archive.part10(str(read_hollow(sent).dataset.SOPInstanceUID))
+        assert read_hollow(kept).transfer_syntax == accepted
+        plain = [zlib.decompress(body(b), -15) if s in DEFLATED else body(b) for b, s in ((sent, stored),
+                                                                                           (kept, accepted))]
+        assert plain[0] == plain[1]  # the same data set, only inflated or deflated
+
+
+def test_ordinary_objects_are_ingested_and_served_by_the_scp(archive_mode, tmp_path, sender):
     """Objects with their pixels (uncompressed, JPEG 2000) are ingested; the SCP then answers their JPIP."""
     outbox = tmp_path / "outbox"
     outbox.mkdir()
@@ -119,8 +140,8 @@ def test_ordinary_objects_are_ingested_and_served_by_the_scp(tmp_path, sender):
                "MR_small_jp2klossless.dcm": get_testdata_file("MR_small_jp2klossless.dcm")}
     for name, path in sources.items():
         (outbox / name).write_bytes(open(path, "rb").read())
-    store = tmp_path / "scp-store"
-    with store_scp(store, http=True) as scp:
+    _, store, options, open_archive = archive_mode
+    with store_scp(store, *options, http=True) as scp:
         report = scu.store("127.0.0.1", scp.port, [str(outbox)], "MODALITY", "PYJPIP")
         assert not report.failed, [s.describe() for s in report.sent]
         assert {s.transfer_syntax for s in report.sent} == {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.90"}
@@ -141,6 +162,15 @@ def test_ordinary_objects_are_ingested_and_served_by_the_scp(tmp_path, sender):
 
                 expected = opj_decode(read_encapsulated_image(open(path, "rb").read()).frames[0])
             assert np.array_equal(opj_decode(codestream), expected), name
+    archive = open_archive()  # the ordinary objects are in the archive as hollow objects pointing at the SCP
+    try:
+        for path in sources.values():
+            original = pydicom.dcmread(path)
+            kept = read_hollow(archive.part10(str(original.SOPInstanceUID)))
+            assert kept.url.startswith(f"{scp.http}/jpip?target=images/")
+            assert kept.dataset.PatientID == original.PatientID and "PixelData" not in kept.dataset
+    finally:
+        archive.close()
 
 
 def test_push_ingests_into_the_senders_store_and_the_urls_point_back(tmp_path, demo_data):
