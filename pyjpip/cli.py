@@ -202,7 +202,7 @@ def _pair(text: str | None, name: str) -> tuple[int, int] | None:
 def _fetch(args) -> int:
     import time
 
-    from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+    from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_whole_window
     from pyjpip.transport.http_client import HTTPTransport
 
     if not args.output.lower().endswith((".j2k", ".png")):
@@ -218,13 +218,7 @@ def _fetch(args) -> int:
     transport = HTTPTransport()
     started = time.perf_counter()
     try:
-        requests = fetch_window(client, window, transport)
-        closing = client.close_request()
-        if closing is not None:
-            try:
-                transport(closing, client)
-            except ConnectionError:
-                pass
+        requests = fetch_whole_window(client, window, transport)
     finally:
         transport.close()
     view = client.rebuild(window)

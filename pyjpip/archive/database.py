@@ -296,44 +296,27 @@ class DatabaseArchive(Archive):
         issuer = _text(ds, "IssuerOfPatientID")
         # Without a Patient ID nothing tells two patients apart: such a patient stands for one study.
         key = f"id:{patient_id}|{issuer or ''}" if patient_id else f"study:{ds.StudyInstanceUID}"
-        (pk,) = cursor.one(
-            "INSERT INTO patient (patient_key, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, "
-            "patient_sex, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (patient_key) DO UPDATE SET patient_name = excluded.patient_name, "
-            "patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, "
-            "attributes = excluded.attributes, updated_at = excluded.updated_at RETURNING pk",
-            (key, patient_id, issuer, _text(ds, "PatientName"), _text(ds, "PatientBirthDate"), _text(ds, "PatientSex"),
-             _json_of(full, PATIENT_KEYWORDS), at))
-        return pk
+        return _upsert(cursor, "patient", "patient_key", {
+            "patient_key": key, "patient_id": patient_id, "issuer_of_patient_id": issuer,
+            "patient_name": _text(ds, "PatientName"), "patient_birth_date": _text(ds, "PatientBirthDate"),
+            "patient_sex": _text(ds, "PatientSex"), "attributes": _json_of(full, PATIENT_KEYWORDS), "updated_at": at})
 
     def _study(self, cursor: Cursor, ds, full: dict, patient_pk: int, at: str) -> int:
-        (pk,) = cursor.one(
-            "INSERT INTO study (study_instance_uid, patient_pk, study_date, study_time, accession_number, study_id, "
-            "study_description, referring_physician_name, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (study_instance_uid) DO UPDATE SET patient_pk = excluded.patient_pk, "
-            "study_date = excluded.study_date, study_time = excluded.study_time, "
-            "accession_number = excluded.accession_number, study_id = excluded.study_id, "
-            "study_description = excluded.study_description, "
-            "referring_physician_name = excluded.referring_physician_name, attributes = excluded.attributes, "
-            "updated_at = excluded.updated_at RETURNING pk",
-            (str(ds.StudyInstanceUID), patient_pk, _text(ds, "StudyDate"), _text(ds, "StudyTime"),
-             _text(ds, "AccessionNumber"), _text(ds, "StudyID"), _text(ds, "StudyDescription"),
-             _text(ds, "ReferringPhysicianName"), _json_of(full, STUDY_ONLY_KEYWORDS), at))
-        return pk
+        return _upsert(cursor, "study", "study_instance_uid", {
+            "study_instance_uid": str(ds.StudyInstanceUID), "patient_pk": patient_pk,
+            "study_date": _text(ds, "StudyDate"), "study_time": _text(ds, "StudyTime"),
+            "accession_number": _text(ds, "AccessionNumber"), "study_id": _text(ds, "StudyID"),
+            "study_description": _text(ds, "StudyDescription"),
+            "referring_physician_name": _text(ds, "ReferringPhysicianName"),
+            "attributes": _json_of(full, STUDY_ONLY_KEYWORDS), "updated_at": at})
 
     def _series(self, cursor: Cursor, ds, full: dict, study_pk: int, at: str) -> int:
-        (pk,) = cursor.one(
-            "INSERT INTO series (series_instance_uid, study_pk, modality, series_number, series_description, "
-            "body_part_examined, frame_of_reference_uid, attributes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (series_instance_uid) DO UPDATE SET study_pk = excluded.study_pk, "
-            "modality = excluded.modality, series_number = excluded.series_number, "
-            "series_description = excluded.series_description, body_part_examined = excluded.body_part_examined, "
-            "frame_of_reference_uid = excluded.frame_of_reference_uid, attributes = excluded.attributes, "
-            "updated_at = excluded.updated_at RETURNING pk",
-            (str(ds.SeriesInstanceUID), study_pk, _text(ds, "Modality"), _integer(ds, "SeriesNumber"),
-             _text(ds, "SeriesDescription"), _text(ds, "BodyPartExamined"), _text(ds, "FrameOfReferenceUID"),
-             _json_of(full, SERIES_KEYWORDS), at))
-        return pk
+        return _upsert(cursor, "series", "series_instance_uid", {
+            "series_instance_uid": str(ds.SeriesInstanceUID), "study_pk": study_pk,
+            "modality": _text(ds, "Modality"), "series_number": _integer(ds, "SeriesNumber"),
+            "series_description": _text(ds, "SeriesDescription"), "body_part_examined": _text(ds, "BodyPartExamined"),
+            "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
+            "attributes": _json_of(full, SERIES_KEYWORDS), "updated_at": at})
 
     def _instance(self, cursor: Cursor, instance: ArrivedInstance, full: dict, series_pk: int, blob: bytes,
                   at: str) -> None:
@@ -469,6 +452,17 @@ class DatabaseCatalog(Catalog):
 #: The order DicomWebStore's in-memory catalogs give (series, then instance number, unnumbered last).
 _INSTANCE_ORDER = ("ORDER BY series.series_instance_uid, CASE WHEN instance.instance_number IS NULL THEN 1 ELSE 0 END, "
                    "instance.instance_number, instance.sop_instance_uid")
+
+
+def _upsert(cursor: Cursor, table: str, key: str, values: dict) -> int:
+    """Insert a row or, when ``key`` is taken (a level already known), update it in place: one
+    statement, so two associations storing the same study at once make one row (ON CONFLICT:
+    SQLite 3.24+, PostgreSQL 9.5+; RETURNING: SQLite 3.35+)."""
+    names = list(values)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != key)
+    (pk,) = cursor.one(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+                       f"ON CONFLICT ({key}) DO UPDATE SET {updates} RETURNING pk", tuple(values.values()))
+    return pk
 
 
 def _part10(sop: str, sop_class: str, transfer_syntax: str, calling_ae: str | None, blob) -> bytes:

@@ -364,6 +364,19 @@ def fetch_window(client: JPIPClient, window: ViewWindow, send, maximum_requests:
     raise JPIPClientError(f"{client.url[:200]}: the window was not complete after {maximum_requests} requests")
 
 
+def fetch_whole_window(client: JPIPClient, window: ViewWindow, send, maximum_requests: int = 10000) -> int:
+    """fetch_window for a one-shot fetch (a command line, an SCU fetching pixels): the session's
+    channel is closed afterwards (cclose), so nothing is left open on the server."""
+    count = fetch_window(client, window, send, maximum_requests)
+    closing = client.close_request()
+    if closing is not None:
+        try:
+            send(closing, client)
+        except ConnectionError:
+            pass  # the server forgets an idle session anyway
+    return count
+
+
 async def fetch_window_async(client: JPIPClient, window: ViewWindow, send, on_bytes=None,
                              maximum_requests: int = 10000) -> int:
     """fetch_window for an async transport ``send(request, client, on_bytes)`` (Pyodide's fetch,

@@ -262,7 +262,7 @@ def _with_pixels(item: presentation.Outgoing, data: bytes, options: list[str], j
 
 def fetch_codestream(url: str, dataset, transport=None) -> bytes:
     """The whole codestream behind a Pixel Data Provider URL: full resolution, every layer."""
-    from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+    from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_whole_window
     from pyjpip.transport.http_client import HTTPTransport
 
     window = ViewWindow(fsiz=(int(dataset.Columns), int(dataset.Rows)), round="round-up")
@@ -270,13 +270,7 @@ def fetch_codestream(url: str, dataset, transport=None) -> bytes:
     own = transport is None
     transport = transport or HTTPTransport(timeout=30)
     try:
-        fetch_window(client, window, transport)
-        closing = client.close_request()
-        if closing is not None:
-            try:
-                transport(closing, client)
-            except ConnectionError:
-                pass
+        fetch_whole_window(client, window, transport)
     except (ConnectionError, OSError, PyjpipError) as error:
         raise DicomError(f"the pixels at {url[:200]} cannot be fetched ({error})") from None
     finally:
