@@ -102,6 +102,8 @@ MIGRATIONS = [
     ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+#: Connections kept open between transactions (more are opened while more associations store at once).
+MAXIMUM_IDLE = 8
 
 DIALECT_TYPES = {
     "sqlite": {"id": "INTEGER PRIMARY KEY", "blob": "BLOB", "real": "REAL", "timestamp": "TEXT"},
@@ -130,22 +132,41 @@ class Database:
                 raise ArchiveError("a PostgreSQL archive needs psycopg: pip install 'pyjpip[postgresql]'") from None
         else:
             raise ArchiveError(f"{url}: not a database URL this archive knows (sqlite:///PATH or postgresql://...)")
-        self.local = threading.local()
-        self.connections: list = []
+        self.idle: list = []  # connections not in a transaction, most recently used last
+        self.open_connections = 0
         self.lock = threading.Lock()
 
     def describe(self) -> str:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
+    @contextmanager
     def connection(self):
-        connection = getattr(self.local, "connection", None)
+        """A connection of the pool for one transaction. pynetdicom runs every association in a thread
+        of its own, so connections are not kept per thread (a long-running SCP would leak one per
+        association): borrowed, given back, at most MAXIMUM_IDLE kept open."""
+        with self.lock:
+            connection = self.idle.pop() if self.idle else None
         if connection is None:
             connection = self._connect()
-            self.local.connection = connection
             with self.lock:
-                self.connections.append(connection)
-        return connection
+                self.open_connections += 1
+        broken = True
+        try:
+            yield connection
+            broken = False
+        finally:
+            with self.lock:
+                keep = not broken and len(self.idle) < MAXIMUM_IDLE and not getattr(connection, "closed", False)
+                if keep:
+                    self.idle.append(connection)
+                else:
+                    self.open_connections -= 1
+            if not keep:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - a broken connection is dropped, whatever it says
+                    pass
 
     def _connect(self):
         if self.dialect == "sqlite":
@@ -170,31 +191,32 @@ class Database:
     @contextmanager
     def transaction(self, immediate: bool = True):
         """A cursor inside one transaction: committed on success, rolled back on any failure."""
-        connection = self.connection()
-        if self.dialect == "sqlite":
-            cursor = connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield Cursor(self, cursor)
-            except BaseException:
-                connection.rollback()
-                raise
-            else:
-                connection.commit()
-            return
-        with connection.transaction():
-            with connection.cursor() as cursor:
-                yield Cursor(self, cursor)
+        with self.connection() as connection:
+            if self.dialect == "sqlite":
+                cursor = connection.cursor()
+                cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                try:
+                    yield Cursor(self, cursor)
+                except BaseException:
+                    connection.rollback()
+                    raise
+                else:
+                    connection.commit()
+                return
+            with connection.transaction():
+                with connection.cursor() as cursor:
+                    yield Cursor(self, cursor)
 
     def close(self) -> None:
+        """Close the idle connections (those in a transaction close when it ends)."""
         with self.lock:
-            for connection in self.connections:
-                try:
-                    connection.close()
-                except Exception:  # noqa: BLE001 - closing at exit: nothing left to save
-                    pass
-            self.connections.clear()
-        self.local = threading.local()
+            idle, self.idle = self.idle, []
+            self.open_connections -= len(idle)
+        for connection in idle:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - closing at exit: nothing left to save
+                pass
 
     def errors(self) -> tuple:
         if self.dialect == "sqlite":

@@ -229,6 +229,16 @@ def test_twenty_parallel_associations_of_fifty_instances_store_exactly_a_thousan
             thread.start()
         for thread in threads:
             thread.join(300)
+        if "--db" in options:  # every association had its thread; the SCP keeps few connections open
+            import psycopg
+
+            from pyjpip.archive.database import MAXIMUM_IDLE
+
+            url = options[options.index("--db") + 1]
+            with psycopg.connect(url) as connection:
+                (count,) = connection.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
+                                              "current_database() AND pid <> pg_backend_pid()").fetchone()
+            assert count <= MAXIMUM_IDLE
     assert all(r is not None and not r.failed for r in reports), [r and [s.describe() for s in r.failed][:3]
                                                                   for r in reports]
     sops = {str(read_hollow(p.read_bytes()).dataset.SOPInstanceUID) for batch in batches for p in batch}
