@@ -185,3 +185,13 @@ def test_orthanc_holds_hollow_objects_over_rest_and_serves_them_as_dicomweb(ct_b
             assert layout["viewports"][0]["url"] == sent.url
             codestream = scu.fetch_codestream(sent.url, sent.dataset)
             assert np.array_equal(opj_decode(codestream), expected)
+
+
+def test_dcmtk_echoscu_verifies_the_scp(tmp_path):
+    with store_scp(tmp_path / "scp-store") as scp:
+        run = subprocess.run(["echoscu", "-v", "-aec", "PYJPIP", "127.0.0.1", str(scp.port)], capture_output=True,
+                             text=True, timeout=60)
+        time.sleep(0.2)
+        log = scp.log.read_text()
+    assert run.returncode == 0 and "Received Echo Response (Success)" in run.stdout + run.stderr
+    assert "C-ECHO from ECHOSCU@127.0.0.1" in log
