@@ -17,7 +17,6 @@ import struct
 import tempfile
 import threading
 
-from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
 from pyjpip.archive import FILES_FOLDER, Archive, ArrivedInstance, Recorded, now
@@ -197,18 +196,6 @@ def part10_head(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
         elements.append(element(0x0016, b"AE", text(source_ae_title[:16])))
     group = b"".join(elements)
     return b"\x00" * 128 + b"DICM" + element(0x0000, b"UL", struct.pack("<I", len(group))) + group
-
-
-def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str = ""):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if source_ae_title:
-        meta.SourceApplicationEntityTitle = source_ae_title[:16]
-    return meta
 
 
 def write_durably(path: str, data: bytes) -> None:

@@ -60,10 +60,6 @@ class Outgoing:
     sop_instance_uid: str
     transfer_syntax: str
 
-    @property
-    def hollow(self) -> bool:
-        return self.transfer_syntax in JPIP_TRANSFER_SYNTAXES
-
 
 def preferences(transfer_syntax: str) -> tuple[str, ...]:
     """Transfer syntaxes an object can be sent in, best first."""

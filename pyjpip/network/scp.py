@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from pyjpip.archive import Archive, ArrivedInstance
 from pyjpip.dicom import storage
@@ -68,8 +67,6 @@ class StorageSCP:
             raise ValueError(f"transfer syntax {unknown[0]} is not one this SCP can take ({', '.join(known)})")
         #: What the SCP accepts, in its order of preference (a site may take only some).
         self.transfer_syntaxes = [s for s in known if not transfer_syntaxes or s in transfer_syntaxes]
-        self.counts = {"stored": 0, "refused": 0}
-        self.counts_lock = threading.Lock()
 
     def application_entity(self, maximum_associations: int = 64):
         from pynetdicom import AE, _config
@@ -125,15 +122,11 @@ class StorageSCP:
             outcome = storage.Refusal(storage.OUT_OF_RESOURCES, f"{type(error).__name__}: {error}")
         status = Dataset()
         if isinstance(outcome, storage.Refusal):
-            with self.counts_lock:
-                self.counts["refused"] += 1
             log.warning("C-STORE %s (%s, %s) from %s refused 0x%04X: %s", sop, sop_class, syntax, _peer(event),
                         outcome.status, outcome.reason)
             status.Status = outcome.status
             status.ErrorComment = outcome.error_comment
             return status
-        with self.counts_lock:
-            self.counts["stored"] += 1
         status.Status = storage.SUCCESS
         return status
 

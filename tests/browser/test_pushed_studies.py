@@ -12,10 +12,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from network_support import free_port, hollow_copies, orthanc, pyjpip_command, pyjpip_serve, store_scp, \
-    without_pixels
+from network_support import hollow_copies, orthanc, pyjpip_command, pyjpip_serve, store_scp, without_pixels
 from paths import ROOT
-from pyjpip.dicom.hollow import JPIP_REFERENCED, JPIP_REFERENCED_DEFLATE, read_hollow
+from pyjpip.dicom.hollow import JPIP_REFERENCED_DEFLATE, read_hollow
 from reference import opj_decode, windowed
 from test_first_page import BOOT_TIMEOUT_MS, canvas_pixels
 

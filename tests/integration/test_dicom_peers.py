@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 
 import numpy as np
-import pydicom
 import pytest
 
 from network_support import free_port, hollow_copies, orthanc, store_scp, wait_for_port, without_pixels

@@ -198,7 +198,7 @@ def test_bad_objects_get_a_failure_status_and_leave_the_store_as_it_was(small_ba
         assert snapshot(store) == before
         log = scp.log.read_text()
     for name, _, _, status, words in cases:
-        assert f"from HOSTILE@127.0.0.1" in log and f"refused 0x{status:04X}: " in log
+        assert "from HOSTILE@127.0.0.1" in log and f"refused 0x{status:04X}: " in log
         if words:
             assert any(words in line and f"0x{status:04X}" in line for line in log.splitlines()), name
 

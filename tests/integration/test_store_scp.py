@@ -5,7 +5,6 @@ read back attribute by attribute and, for the deflated syntaxes, byte by byte.""
 import json
 import re
 import subprocess
-import threading
 import urllib.request
 import zlib
 
@@ -14,8 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from network_support import hollow_copies, new_database, pyjpip_command, pyjpip_serve, sql_count, store_scp, \
-    without_pixels
+from network_support import hollow_copies, new_database, pyjpip_command, pyjpip_serve, store_scp, without_pixels
 from paths import ROOT
 from pyjpip.archive.database import DatabaseArchive
 from pyjpip.archive.files import FileArchive
