@@ -13,12 +13,13 @@ instead and inflated by pyjpip.dicom.hollow.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
 from pyjpip.archive import Archive, ArrivedInstance
 from pyjpip.dicom import storage
-from pyjpip.dicom.hollow import JPIP_TRANSFER_SYNTAXES, read_file_meta, read_hollow
+from pyjpip.dicom.hollow import JPIP_TRANSFER_SYNTAXES, read_file_meta
 from pyjpip.errors import ArchiveError, CodestreamError, DicomError
 
 log = logging.getLogger(__name__)
@@ -171,22 +172,16 @@ class StorageSCP:
             os.unlink(path)
         with open(os.path.join(self.store, entry["hollow"]), "rb") as f:
             data = f.read()
-        hollow = read_hollow(data, entry["hollow"])
-        meta, start = read_file_meta(data)
-        body = data[start:]
-        received = storage.Received(str(hollow.transfer_syntax), sop_class, sop, body, calling, called)
+        meta, start = read_file_meta(data, entry["hollow"])
+        # The hollow object ingest made is recorded as if it had arrived so: the files archive keeps its bytes.
+        received = storage.Received(str(meta.TransferSyntaxUID), sop_class, sop, data[start:], calling, called)
         decision = storage.classify(received)
         if isinstance(decision, storage.Refusal):
             raise ArchiveError(f"ingest made a hollow object this SCP refuses: {decision.reason}")
-        decision = storage.Hollow(decision.dataset, decision.transfer_syntax, str(ordinary.received_transfer_syntax),
-                                  decision.dataset_bytes, decision.wire_bytes, decision.url, decision.frames,
-                                  (f"arrived with its pixels in {ordinary.received_transfer_syntax}; "
-                                   f"ingested ({outcome}), served by this SCP's JPIP",))
+        decision = dataclasses.replace(decision, warnings=(
+            f"arrived with its pixels in {ordinary.received_transfer_syntax}; ingested ({outcome}), served by "
+            "this SCP's JPIP",))
         instance = ArrivedInstance.from_hollow(decision, calling, called)
-        # The files archive keeps what it is given byte for byte: give it the hollow object ingest made.
-        instance = ArrivedInstance(instance.dataset, instance.transfer_syntax, instance.transfer_syntax,
-                                   instance.dataset_bytes, bytes(body), instance.url, calling, called,
-                                   instance.received_at, instance.notes)
         recorded = self.archive.record(instance)
         self._log_recorded(recorded, decision.transfer_syntax, decision.url, event, ingested=True)
         return recorded
