@@ -139,10 +139,10 @@ class JPIPServer:
 
     def __init__(self, root: str, *, cache_dir: str | None = None, session_limit: int = 256,
                  idle_timeout: float = 600.0, channel_path: str = "jpip", response_cache_bytes: int = 64 << 20,
-                 session_model_limit: int = 1 << 20):
-        self.store = TargetStore(root, cache_dir)
+                 session_model_limit: int = 1 << 20, keep_open: int = 64):
+        self.store = TargetStore(root, cache_dir, keep_open)
         self.responses = ResponseCache(response_cache_bytes)
-        self.windows: OrderedDict = OrderedDict()  # (source, codestream, window) -> precincts it needs
+        self.windows: OrderedDict = OrderedDict()  # (tid, codestream, window) -> precincts it needs
         self.sessions: dict[str, Session] = {}
         self.session_limit = session_limit
         self.session_model_limit = session_model_limit  # data-bins a session may track before it must end
@@ -218,7 +218,7 @@ class JPIPServer:
         model = session.model if session else CacheModel()
         if request.model and (request.tid is None or request.tid in (tid, "0")):
             model.apply(request.model, source, codestreams)  # a client with another tid holds nothing valid
-        plan, reason, window_headers = self._plan(request, source, codestreams, model)
+        plan, reason, window_headers = self._plan(request, source, tid, codestreams, model)
         headers.extend(window_headers)
         if request.tid != tid and codestreams:  # not JPIP: lets a viewer say "x of y bytes"
             headers.append((CODESTREAM_LENGTH_HEADER, str(len(source.codestream(codestreams[0]).data))))
@@ -271,7 +271,8 @@ class JPIPServer:
             headers.append(("JPIP-stream", ",".join(map(str, chosen))))
         return chosen
 
-    def _plan(self, request: JPIPRequest, source: JPEG2000Source, codestreams: list[int], model: CacheModel):
+    def _plan(self, request: JPIPRequest, source: JPEG2000Source, tid: str, codestreams: list[int],
+              model: CacheModel):
         """Every message the window needs that the model does not hold, in delivery order."""
         plan: list[_Planned] = []
         window_headers: list[tuple[str, str]] = []
@@ -310,7 +311,7 @@ class JPIPServer:
                 continue
             window = resolve_window(request, bins.index)
             window_headers.extend(window.changed.items())
-            chosen = self._window_precincts(source, number, bins, window)
+            chosen = self._window_precincts(tid, number, bins, window)
             all_components = len(window.components) == len(bins.index.size.components)
             layers_total = max(t.tile.coding_style.layers for t in bins.index.tiles)
             image_done &= (not window.empty and window.discard == 0 and all_components
@@ -337,8 +338,10 @@ class JPIPServer:
             else EndOfResponseReason.WINDOW_DONE
         return plan, reason, window_headers
 
-    def _window_precincts(self, source, number: int, bins: DataBins, window) -> list:
-        key = (id(source), number, window.discard, window.region, window.components, window.empty)
+    def _window_precincts(self, tid: str, number: int, bins: DataBins, window) -> list:
+        # Keyed by the target id, which names one file's content for good; id() of an evicted
+        # source is reused by the next object and would answer with another file's precincts.
+        key = (tid, number, window.discard, window.region, window.components, window.empty)
         with self.lock:
             chosen = self.windows.get(key)
             if chosen is not None:
