@@ -20,7 +20,7 @@ from pyjpip.codestream.tile_parts import Codestream
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3  # 3: tiles may be laid out in OpenJPEG's position order (progression)
 
 
 def cache_path(cache_dir: str, source_path: str, codestream: int) -> str:
@@ -56,7 +56,7 @@ def load_or_build(codestream: Codestream, source_path: str | None, codestream_nu
 
 
 def _store(path: str, stamp: tuple, index: CodestreamIndex) -> None:
-    tiles = tuple((tuple(t.header_ranges), t.used_packet_lengths,
+    tiles = tuple((tuple(t.header_ranges), t.used_packet_lengths, t.openjpeg_positions,
                    tuple((key, tuple(packets)) for key, packets in t.precincts.items())) for t in index.tiles)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
@@ -76,10 +76,10 @@ def _restore(codestream: Codestream, tiles: tuple) -> CodestreamIndex:
     if len(tiles) != codestream.size.tile_count:
         raise ValueError("tile count differs")
     result = []
-    for number, (header_ranges, used_lengths, precincts) in enumerate(tiles):
+    for number, (header_ranges, used_lengths, openjpeg_positions, precincts) in enumerate(tiles):
         parts = codestream.tiles.get(number, [])
         coding, styles = tile_styles(codestream.main, parts[0].header if parts else None)
         tile = make_tile(codestream.size, number, coding, styles)
         result.append(TileIndex(tile, list(header_ranges), {key: list(packets) for key, packets in precincts},
-                                used_lengths))
+                                used_lengths, openjpeg_positions))
     return CodestreamIndex(codestream, result)

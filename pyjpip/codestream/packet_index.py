@@ -23,7 +23,7 @@ from pyjpip.codestream.markers import (
     u32,
 )
 from pyjpip.codestream.packet_header import BitReader, PacketHeaderError, PrecinctState, read_packet_header
-from pyjpip.codestream.progression import packet_order
+from pyjpip.codestream.progression import POSITION_ORDERS, packet_order, position_order_is_portable
 from pyjpip.codestream.tile_parts import Codestream, TilePart
 from pyjpip.errors import CodestreamError
 
@@ -40,6 +40,7 @@ class TileIndex:
     header_ranges: list[tuple[int, int]]  # tile-part header segments kept in the tile-header data-bin
     precincts: dict[PrecinctKey, list[tuple]] = field(default_factory=dict)  # packets, each a tuple of pieces
     used_packet_lengths: bool = False  # True when PLT or PLM gave the lengths
+    openjpeg_positions: bool = False  # laid out in OpenJPEG's position loops, not the standard's (progression)
 
 
 @dataclass
@@ -165,6 +166,8 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
         raise CodestreamError(f"{size.tile_count} tiles of {len(size.components)} components cannot be described "
                               f"by {len(codestream.data)} bytes", 0)
     tiles = []
+    portable = position_order_is_portable(size)
+    pending = []  # tiles that may be laid out in OpenJPEG's position order, with both readings
     for t in range(codestream.size.tile_count):
         parts = codestream.tiles.get(t, [])
         coding, styles = tile_styles(codestream.main, parts[0].header if parts else None)
@@ -175,19 +178,70 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
         if parts:
             _check_packet_count(tile, parts, packed is not None or any(p.header.packed_headers for p in parts))
             changes = _progression_changes(codestream, parts)
-            if packed is None and not any(part.header.packed_headers for part in parts):
-                lengths = _packet_lengths(codestream, parts, from_main) if use_packet_lengths else None
-                if lengths is not None and _index_from_lengths(index, parts, changes, lengths):
-                    index.used_packet_lengths = True
-                else:
-                    index.precincts.clear()
-                    _index_from_headers(codestream, index, parts, changes)
-            else:
+            chunks = None
+            if packed is not None or any(part.header.packed_headers for part in parts):
                 chunks = [packed[part.offset] if packed is not None else _joined(codestream, part.header.packed_headers)
                           for part in parts]
-                _index_packed(codestream, index, parts, changes, chunks)
+            lengths = (_packet_lengths(codestream, parts, from_main)
+                       if use_packet_lengths and chunks is None else None)
+            orders = {change.order for change in changes} or {coding.progression_order}
+            if portable or not orders & set(POSITION_ORDERS):
+                _index_tile(codestream, index, parts, changes, chunks, lengths, False)
+            else:
+                pending.append((index, _readings(codestream, index, parts, changes, chunks, lengths)))
         tiles.append(index)
+    if pending:
+        _choose_readings(pending)
     return CodestreamIndex(codestream, tiles)
+
+
+def _index_tile(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes, chunks, lengths,
+                openjpeg_positions: bool) -> int:
+    """Lay out the tile's packets; returns how many bytes (of bodies or packed headers) were left over."""
+    index.precincts.clear()
+    if chunks is not None:
+        return _index_packed(codestream, index, parts, changes, chunks, openjpeg_positions)
+    if lengths is not None and _index_from_lengths(index, parts, changes, lengths, openjpeg_positions):
+        index.used_packet_lengths = True
+        return 0
+    index.precincts.clear()
+    return _index_from_headers(codestream, index, parts, changes, openjpeg_positions)
+
+
+def _readings(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes, chunks,
+              lengths) -> list:
+    """Both layouts of a tile (the standard's, OpenJPEG's), each as (precincts, used lengths) when it
+    accounts for every byte of the tile, else the error or None."""
+    found = []
+    for openjpeg_positions in (False, True):
+        try:
+            left = _index_tile(codestream, index, parts, changes, chunks, lengths, openjpeg_positions)
+            found.append((dict(index.precincts), index.used_packet_lengths) if left == 0 else None)
+        except CodestreamError as error:
+            found.append(error)
+    return found
+
+
+def _choose_readings(pending: list) -> None:
+    """Subsampling factors not powers of two apart, in a position order: the standard's loops and
+    OpenJPEG's visit different precincts (see progression), and OpenJPEG wrote most such files.
+    One encoder wrote the codestream, so one reading is taken for every tile: the standard's if it
+    accounts for every tile's bytes, else OpenJPEG's if it does; else each tile's own."""
+    def usable(reading):
+        return isinstance(reading, tuple)
+
+    everywhere = [all(usable(found[k]) for _, found in pending) for k in (0, 1)]
+    for index, found in pending:
+        k = 0 if everywhere[0] else 1 if everywhere[1] else (0 if usable(found[0]) else 1)
+        if not usable(found[k]):
+            error = found[0] if isinstance(found[0], CodestreamError) else found[1]
+            if isinstance(error, CodestreamError):
+                raise error
+            raise CodestreamError(f"tile {index.tile.index}: its packets do not fill its tile-parts exactly", 0)
+        index.precincts, index.used_packet_lengths = found[k]
+        index.openjpeg_positions = k == 1
+    if everywhere[1] and not everywhere[0]:
+        log.info("codestream laid out in OpenJPEG's position order (subsampling factors not powers of two apart)")
 
 
 def _check_packet_count(tile: Tile, parts: list[TilePart], packed: bool) -> None:
@@ -201,10 +255,11 @@ def _check_packet_count(tile: Tile, parts: list[TilePart], packed: bool) -> None
         raise CodestreamError(f"tile {tile.index} would have {packets} packets", parts[0].offset)
 
 
-def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, lengths: list[int]) -> bool:
+def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, lengths: list[int],
+                        openjpeg_positions: bool = False) -> bool:
     """Lay packets out from PLT lengths; False (and a log line) when they do not fit the tile-parts."""
     part_number, position = 0, parts[0].body_start
-    order = packet_order(index.tile, changes)
+    order = packet_order(index.tile, changes, openjpeg_positions=openjpeg_positions)
     if len(order) != len(lengths):
         log.warning("tile %d: PLT lists %d packets but the tile has %d; reading packet headers instead",
                     index.tile.index, len(lengths), len(order))
@@ -240,12 +295,14 @@ def _state(index: TileIndex, states: dict, key: PrecinctKey) -> PrecinctState:
     return state
 
 
-def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes) -> None:
+def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes,
+                        openjpeg_positions: bool = False) -> int:
+    """Packets read one header after another; returns the tile-part bytes left after the last."""
     data = codestream.data
     coding = index.tile.coding_style
     states: dict[PrecinctKey, PrecinctState] = {}
     part_number, position = 0, parts[0].body_start
-    for packet in packet_order(index.tile, changes):
+    for packet in packet_order(index.tile, changes, openjpeg_positions=openjpeg_positions):
         _, resolution, component, precinct = packet
         while position >= parts[part_number].end:
             if part_number + 1 >= len(parts):
@@ -272,16 +329,17 @@ def _index_from_headers(codestream: Codestream, index: TileIndex, parts: list[Ti
             raise CodestreamError(f"tile {index.tile.index} packet {packet}: body of {body} bytes runs past "
                                   f"the tile-part", start)
         index.precincts.setdefault(key, []).append(((start, position - start),))
+    return parts[part_number].end - position + sum(part.end - part.body_start for part in parts[part_number + 1:])
 
 
 def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes,
-                  chunks: list[bytes]) -> None:
-    """Packets whose headers are packed in PPM or PPT (A.7.4, A.7.5)."""
+                  chunks: list[bytes], openjpeg_positions: bool = False) -> int:
+    """Packets whose headers are packed in PPM or PPT (A.7.4, A.7.5); returns the header bytes left."""
     data = codestream.data
     coding = index.tile.coding_style
     states: dict[PrecinctKey, PrecinctState] = {}
     part_number, position, header_position = 0, parts[0].body_start, 0
-    for packet in packet_order(index.tile, changes):
+    for packet in packet_order(index.tile, changes, openjpeg_positions=openjpeg_positions):
         _, resolution, component, precinct = packet
         while header_position >= len(chunks[part_number]):
             if part_number + 1 >= len(parts):
@@ -313,3 +371,4 @@ def _index_packed(codestream: Codestream, index: TileIndex, parts: list[TilePart
             pieces.append((position, body))
         position += body
         index.precincts.setdefault(key, []).append(tuple(pieces))
+    return len(chunks[part_number]) - header_position + sum(len(chunk) for chunk in chunks[part_number + 1:])

@@ -1,6 +1,8 @@
 """A decodable codestream from whatever data-bins a client holds (15444-9 Annex A; 15444-1 A.4, B.10, B.12).
 
-Every tile becomes one tile-part in RPCL order, where each precinct's packets are contiguous; each
+Every tile becomes one tile-part in RPCL order (CPRL when components' subsampling factors are not
+powers of two apart, which OpenJPEG's RPCL loops misread: see progression), where each precinct's
+packets are contiguous; each
 precinct contributes the packets its bin holds completely, then an empty packet for every packet
 it lacks. Segments describing the original layout (POC, PPM, PPT, PLT, PLM, TLM) are dropped,
 SOP segments are dropped with the SOP flag, and Psot is set to the real length.
@@ -22,7 +24,7 @@ from pyjpip.codestream.markers import (
 )
 from pyjpip.codestream.packet_header import BitReader, PacketHeaderError, PrecinctState, read_packet_header
 from pyjpip.codestream.packet_index import tile_styles
-from pyjpip.codestream.progression import packet_order
+from pyjpip.codestream.progression import packet_order, position_order_is_portable
 from pyjpip.errors import CodestreamError
 
 #: An SOP marker segment (A.8.1): FF91, Lsop = 4, Nsop.
@@ -58,10 +60,11 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
     main = read_main_header(main_view)
     size = main.size
     tiles, components = size.tile_count, len(size.components)
+    order = ProgressionOrder.RPCL if position_order_is_portable(size) else ProgressionOrder.CPRL
     out = bytearray(b"\xff\x4f")
     for segment in main.header.segments:
         if segment.marker not in _DROPPED:
-            out += _patched(main_view, segment)
+            out += _patched(main_view, segment, order)
     result = Rebuilt(b"", reduce)
     complete_layers = None
     for t in range(tiles):
@@ -80,12 +83,12 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
         if tile_header is not None:
             for segment in tile_header.segments:
                 if segment.marker not in _DROPPED:
-                    out += _patched(view, segment)
+                    out += _patched(view, segment, order)
         out += b"\xff\x93"
         wanted_layers = coding.layers if layers is None else max(0, min(layers, coding.layers))
         empty = b"\x00\xff\x92" if coding.uses_eph else b"\x00"
         written: dict[tuple[int, int, int], list[bytes]] = {}
-        for layer, resolution, component, precinct in packet_order(tile, None, ProgressionOrder.RPCL):
+        for layer, resolution, component, precinct in packet_order(tile, None, order):
             key = (component, resolution, precinct)
             packets = written.get(key)
             if packets is None:
@@ -106,12 +109,12 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
     return result
 
 
-def _patched(view: memoryview, segment) -> bytes:
-    """A header segment as written: COD gets RPCL order and no SOP flag."""
+def _patched(view: memoryview, segment, order: ProgressionOrder) -> bytes:
+    """A header segment as written: COD gets the rebuild's order and no SOP flag."""
     data = bytearray(view[segment.offset : segment.end])
     if segment.marker == Marker.COD:
         data[4] &= ~0x02  # Scod: no SOP segments (they are dropped while copying packets)
-        data[5] = ProgressionOrder.RPCL
+        data[5] = order
     return bytes(data)
 
 
@@ -137,7 +140,7 @@ def _usable_packets(tile: Tile, key, have_header: bool, precincts: dict[int, byt
     if not data:
         return []
     if identifier in complete and layers == tile.coding_style.layers:
-        # Every packet is there: the whole bin goes out at layer 0 (RPCL keeps a precinct's packets
+        # Every packet is there: the whole bin goes out at layer 0 (RPCL and CPRL keep a precinct's packets
         # together), and the later layers add nothing. SOP segments go without reading a header:
         # 0xFF91 cannot occur inside a packet (headers and code-block data are bit-stuffed so that
         # no two bytes from 0xFF90 up appear, B.10.1, D.4; Part 15 keeps the rule).

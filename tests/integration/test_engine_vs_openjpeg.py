@@ -5,6 +5,9 @@ independent decoder. The conformance codestreams from ../shared come from other 
 """
 
 import random
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from pyjpip.codestream.markers import read_main_header
 from pyjpip.codestream.packet_index import index_codestream
 from pyjpip.codestream.rebuild import rebuild_codestream
 from pyjpip.codestream.tile_parts import read_codestream
-from reference import opj_decode_all, opj_decode_region, opj_encode, smooth_image
+from reference import cropped_reference, opj_decode_all, opj_decode_region, opj_encode, smooth_image
 
 pytestmark = pytest.mark.cpython_only
 
@@ -37,7 +40,11 @@ def levels_and_layers(data: bytes) -> tuple[int, int]:
 def assert_rebuilds_exactly(data: bytes, name: str):
     main, tile_headers, precincts = split(data)
     whole = rebuild_codestream(main, tile_headers, precincts)
-    assert whole.packets_present == whole.packets_total
+    index = index_codestream(read_codestream(data))
+    written = sum(len(packets) for tile in index.tiles for packets in tile.precincts.values())
+    assert whole.packets_present == written  # every packet the source has (OpenJPEG's RPCL/PCRL may lack some)
+    if not any(tile.openjpeg_positions for tile in index.tiles):
+        assert whole.packets_present == whole.packets_total
     assert opj_decode_all(whole.codestream) == opj_decode_all(data), f"{name}: full rebuild differs"
     levels, layers = levels_and_layers(data)
     for reduce in sorted({1 if levels else 0, levels}):
@@ -179,3 +186,62 @@ def test_packet_lengths_from_plm_equal_packet_headers():
     assert all(tile.used_packet_lengths for tile in from_plm.tiles)
     assert [t.precincts for t in from_plm.tiles] == [t.precincts for t in from_headers.tiles]
     assert opj_decode_all(data) == opj_decode_all(generated(*case))  # the conversion itself is sound
+
+
+# Subsampling factors 1 to 5 on both axes, with image and tile offsets, in every progression order:
+# (name, reference-grid width and height, (XRsiz, YRsiz) per component, opj_compress options).
+# Factors that are not powers of two apart (3 and 5, 1 and 3) make OpenJPEG's position loops
+# differ from the standard's (see pyjpip.codestream.progression): its RPCL and PCRL files are read
+# in its order, and rebuilds of them are written in CPRL, which it reads as the standard says.
+SUBSAMPLED = [
+    ("5x3-offset-tiles-lrcp", 1892, 802, [(5, 3)],
+     ["-n", "6", "-p", "LRCP", "-t", "379,161", "-d", "1,160", "-T", "0,159"]),
+    ("5x3-offset-tiles-rpcl-precincts", 1892, 802, [(5, 3)],
+     ["-n", "4", "-p", "RPCL", "-t", "379,161", "-d", "1,160", "-T", "1,160", "-c", "[32,32],[16,16]", "-PLT"]),
+    ("4x4-4x5-lrcp-precincts", 201, 304, [(4, 4), (4, 5)], ["-n", "1", "-p", "LRCP", "-c", "[32,32]", "-r", "9,1"]),
+    ("1x1-5x3-3x5-cprl", 300, 280, [(1, 1), (5, 3), (3, 5)],
+     ["-n", "3", "-p", "CPRL", "-d", "7,11", "-c", "[64,64],[32,16]", "-r", "8,1"]),
+    ("2x4-4x2-rpcl-tiles", 360, 300, [(2, 4), (4, 2)],
+     ["-n", "3", "-p", "RPCL", "-t", "120,100", "-d", "9,13", "-T", "3,5", "-c", "[32,32]", "-r", "10,3,1"]),
+    ("3x3-5x1-4x2-rpcl-opj-order", 392, 86, [(3, 3), (5, 1), (4, 2)],
+     ["-n", "3", "-p", "RPCL", "-d", "10,28", "-c", "[32,16],[8,32]", "-b", "4,8", "-r", "10,1"]),
+    ("2x2-5x3-3x2-pcrl-opj-order", 136, 144, [(2, 2), (5, 3), (3, 2)],
+     ["-n", "2", "-p", "PCRL", "-d", "40,34", "-c", "[128,16]", "-r", "10,1"]),
+    ("5x1-1x5-2x3-rlcp-tiles", 250, 260, [(5, 1), (1, 5), (2, 3)],
+     ["-n", "3", "-p", "RLCP", "-t", "100,90", "-d", "21,4", "-T", "20,0", "-r", "6,1"]),
+]
+
+
+def encode_subsampled(width: int, height: int, subsampling, options, seed: int) -> bytes:
+    """opj_compress from raw planes of a width x height reference grid, component c sampled every
+    XRsiz, YRsiz points (its -F w,h,c,bits,u@dxxdy:... form)."""
+    planes = [smooth_image(-(-height // dy), -(-width // dx), 8, seed + c) for c, (dx, dy) in enumerate(subsampling)]
+    form = f"{width},{height},{len(planes)},8,u@" + ":".join(f"{dx}x{dy}" for dx, dy in subsampling)
+    with tempfile.TemporaryDirectory() as folder:
+        raw = Path(folder) / "planes.rawl"
+        raw.write_bytes(b"".join(p.astype(np.uint8).tobytes() for p in planes))
+        result = subprocess.run(["opj_compress", "-i", str(raw), "-o", str(Path(folder) / "out.j2k"), "-F", form,
+                                 *options], capture_output=True, text=True)
+        assert result.returncode == 0, f"opj_compress {options}: {result.stdout[-300:]} {result.stderr[-300:]}"
+        return (Path(folder) / "out.j2k").read_bytes()
+
+
+@pytest.mark.parametrize("case", SUBSAMPLED, ids=[c[0] for c in SUBSAMPLED])
+def test_subsampled_components_on_offset_grids_rebuild_exactly(case):
+    name, width, height, subsampling, options = case
+    data = encode_subsampled(width, height, subsampling, options, sum(map(ord, name)))
+    size = read_main_header(data).size
+    assert [(c.x_subsampling, c.y_subsampling) for c in size.components] == subsampling
+    openjpeg_order = any(t.openjpeg_positions for t in index_codestream(read_codestream(data)).tiles)
+    assert openjpeg_order == name.endswith("opj-order"), f"{name}: laid out in OpenJPEG's order: {openjpeg_order}"
+    assert_rebuilds_exactly(data, name)
+    main, tile_headers, precincts = split(data)
+    w, h = size.x_size - size.x_offset, size.y_size - size.y_offset
+    for region in [(size.x_offset + w // 3, size.y_offset + h // 4, size.x_offset + w // 2, size.y_offset + h // 2),
+                   (size.x_size - w // 5, size.y_size - h // 6, size.x_size, size.y_size)]:
+        for reduce in sorted({0, min(1, levels_and_layers(data)[0])}):
+            rebuilt = rebuild_codestream(main, tile_headers, precincts, reduce=reduce, region=region)
+            expected = cropped_reference(data, region, reduce)
+            actual = cropped_reference(rebuilt.codestream, region, reduce)
+            for c, (a, e) in enumerate(zip(actual, expected)):
+                assert a.shape == e.shape and (a == e).all(), f"{name}: region {region} reduce {reduce} component {c}"
