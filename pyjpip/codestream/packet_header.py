@@ -8,6 +8,8 @@ B.10.2) and, per code-block, Lblock (B.10.7.1) and the codeword segment in progr
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from pyjpip.codestream.geometry import PrecinctBand
 from pyjpip.codestream.markers import (
     CODE_BLOCK_BYPASS,
@@ -151,10 +153,12 @@ class PrecinctState:
         self.layers_read = 0
 
 
-def read_packet_header(reader: BitReader, state: PrecinctState) -> int:
+def read_packet_header(reader: BitReader, state: PrecinctState, contributions: list | None = None) -> int:
     """Read one packet header (B.10.3–B.10.7) and return the length of the packet body in bytes.
 
-    The reader is left aligned after the header (an EPH marker, if used, is the caller's).
+    The reader is left aligned after the header (an EPH marker, if used, is the caller's). With
+    ``contributions``, every code-block the packet carries is appended to it, in header (and body)
+    order, as a Contribution: what a re-packetizer needs to say the same again in another header.
     """
     layer = state.layers_read
     state.layers_read += 1
@@ -163,22 +167,44 @@ def read_packet_header(reader: BitReader, state: PrecinctState) -> int:
         return 0
     body = 0
     style = state.style
-    for inclusion, zero_planes, blocks in state.bands:
+    for band_number, (inclusion, zero_planes, blocks) in enumerate(state.bands):
         for index, block in enumerate(blocks):
+            zero_bit_planes = None
             if block.included:
                 if not reader.bit():
                     continue
             else:
                 if not inclusion.decode(reader, index, layer + 1):
                     continue
-                zero_planes.value(reader, index)
+                zero_bit_planes = zero_planes.value(reader, index)
                 block.included = True
             passes = _pass_count(reader)
+            increments = 0
             while reader.bit():  # Lblock increments (B.10.7.1)
                 block.lblock += 1
-            body += _segment_lengths(reader, block, passes, style)
+                increments += 1
+            if contributions is None:
+                body += _segment_lengths(reader, block, passes, style)
+            else:
+                fields: list[tuple[int, int]] = []
+                length = _segment_lengths(reader, block, passes, style, fields)
+                contributions.append(Contribution(band_number, index, zero_bit_planes, passes, increments,
+                                                  tuple(fields), length))
+                body += length
     reader.align()
     return body
+
+
+class Contribution(NamedTuple):
+    """One code-block's part of one packet, as its header said it (B.10.4–B.10.7)."""
+
+    band: int  # index among the precinct's subbands that have code-blocks
+    block: int  # raster index of the code-block within the precinct's part of that subband
+    zero_bit_planes: int | None  # set when this is the block's first inclusion
+    passes: int
+    lblock_increments: int
+    length_fields: tuple[tuple[int, int], ...]  # (bits, value) of every segment length written
+    length: int  # bytes of the body the block's passes take
 
 
 def _pass_count(reader: BitReader) -> int:
@@ -207,8 +233,11 @@ def _segment_limit(block: CodeBlockState, style: int) -> int:
     return 1 << 30
 
 
-def _segment_lengths(reader: BitReader, block: CodeBlockState, passes: int, style: int) -> int:
-    """Read the length of every codeword segment the new passes touch (B.10.7.2); return their sum."""
+def _segment_lengths(reader: BitReader, block: CodeBlockState, passes: int, style: int, fields=None) -> int:
+    """Read the length of every codeword segment the new passes touch (B.10.7.2); return their sum.
+    ``fields`` (a list) collects each length field as (bits, value)."""
+    if fields is not None:
+        reader = _RecordingReader(reader, fields)
     if style & CODE_BLOCK_HIGH_THROUGHPUT:
         return _high_throughput_segment_lengths(reader, block, passes)
     total = 0
@@ -222,6 +251,24 @@ def _segment_lengths(reader: BitReader, block: CodeBlockState, passes: int, styl
         block.segment_passes += take
         passes -= take
     return total
+
+
+class _RecordingReader:
+    """A BitReader that notes every field it reads (only length fields pass through it)."""
+
+    __slots__ = ("reader", "fields")
+
+    def __init__(self, reader: BitReader, fields: list):
+        self.reader, self.fields = reader, fields
+
+    def bits(self, count: int) -> int:
+        value = self.reader.bits(count)
+        self.fields.append((count, value))
+        return value
+
+    @property
+    def position(self) -> int:
+        return self.reader.position
 
 
 def _high_throughput_segment_lengths(reader: BitReader, block: CodeBlockState, passes: int) -> int:
@@ -265,3 +312,141 @@ def _high_throughput_segment_lengths(reader: BitReader, block: CodeBlockState, p
         remaining -= segment
         next_segment = 3 - next_segment
     return total
+
+
+# Writing packet headers: the inverse of the reader above, for re-packetizing (B.10, encoder side).
+
+
+class BitWriter:
+    """Writes header bits MSB first; after a 0xFF byte the next carries 7 bits (B.10.1)."""
+
+    __slots__ = ("out", "byte", "room")
+
+    def __init__(self):
+        self.out = bytearray()
+        self.byte = 0
+        self.room = 8
+
+    def bit(self, value: int) -> None:
+        self.byte = (self.byte << 1) | value
+        self.room -= 1
+        if self.room == 0:
+            self._flush()
+
+    def bits(self, value: int, count: int) -> None:
+        for shift in range(count - 1, -1, -1):
+            self.bit((value >> shift) & 1)
+
+    def _flush(self) -> None:
+        self.out.append(self.byte)
+        self.room = 7 if self.byte == 0xFF else 8
+        self.byte = 0
+
+    def align(self) -> bytes:
+        """End the header: pad the last byte with zeros; a final 0xFF gets a zero byte after it."""
+        if self.room < (7 if self.out and self.out[-1] == 0xFF else 8):
+            self.byte <<= self.room
+            self._flush()
+        if self.out and self.out[-1] == 0xFF:
+            self.out.append(0)
+        return bytes(self.out)
+
+
+class TagTreeEncoder(TagTree):
+    """A tag tree whose leaf values are known, writing the bits TagTree.decode reads (B.10.2)."""
+
+    __slots__ = ("known",)
+
+    def __init__(self, width: int, height: int, leaves: list[int]):
+        super().__init__(width, height)
+        values = self.values
+        for leaf, value in enumerate(leaves):
+            for node in self.paths[leaf]:
+                if value < values[node]:
+                    values[node] = value
+        self.known = [False] * len(values)
+
+    def encode(self, writer: BitWriter, leaf: int, threshold: int) -> bool:
+        values, lows, known = self.values, self.lows, self.known
+        low = 0
+        for node in self.paths[leaf]:
+            if low > lows[node]:
+                lows[node] = low
+            else:
+                low = lows[node]
+            while low < threshold:
+                if low >= values[node]:
+                    if not known[node]:
+                        writer.bit(1)
+                        known[node] = True
+                    break
+                writer.bit(0)
+                low += 1
+            lows[node] = low
+        return values[leaf] < threshold
+
+    def encode_value(self, writer: BitWriter, leaf: int) -> None:
+        threshold = 1
+        while not self.encode(writer, leaf, threshold):
+            threshold += 1
+
+
+def write_pass_count(writer: BitWriter, passes: int) -> None:
+    """Table B.4."""
+    if passes == 1:
+        writer.bit(0)
+    elif passes == 2:
+        writer.bits(0b10, 2)
+    elif passes <= 5:
+        writer.bits(0b11, 2)
+        writer.bits(passes - 3, 2)
+    elif passes <= 36:
+        writer.bits(0b1111, 4)
+        writer.bits(passes - 6, 5)
+    elif passes <= 164:
+        writer.bits(0b111111111, 9)
+        writer.bits(passes - 37, 7)
+    else:
+        raise CodestreamError(f"{passes} coding passes in one packet cannot be signalled (Table B.4)")
+
+
+class PrecinctWriter:
+    """A precinct's packet headers written layer by layer from known contributions.
+
+    ``blocks`` lists, per subband with code-blocks (in packet order), its code-block grid (wide,
+    high) and for each code-block the contributions it makes, by layer. The inclusion tag tree
+    holds each block's first layer, the zero bit-plane tree what its first contribution said.
+    """
+
+    def __init__(self, bands: list[tuple[int, int, list[dict[int, Contribution]]]]):
+        never = 1 << 20
+        self.bands = []
+        for wide, high, blocks in bands:
+            first = [min(layers) if layers else never for layers in blocks]
+            planes = [layers[min(layers)].zero_bit_planes if layers else never for layers in blocks]
+            self.bands.append((TagTreeEncoder(wide, high, first), TagTreeEncoder(wide, high, planes), blocks,
+                               [False] * len(blocks)))
+
+    def header(self, layer: int) -> bytes:
+        writer = BitWriter()
+        if not any(layer in layers for _, _, blocks, _ in self.bands for layers in blocks):
+            writer.bit(0)  # an empty packet (B.10.3)
+            return writer.align()
+        writer.bit(1)
+        for inclusion, zero_planes, blocks, included in self.bands:
+            for index, layers in enumerate(blocks):
+                contribution = layers.get(layer)
+                if included[index]:
+                    writer.bit(1 if contribution else 0)
+                    if not contribution:
+                        continue
+                else:
+                    if not inclusion.encode(writer, index, layer + 1):
+                        continue
+                    zero_planes.encode_value(writer, index)
+                    included[index] = True
+                write_pass_count(writer, contribution.passes)
+                writer.bits((1 << (contribution.lblock_increments + 1)) - 2, contribution.lblock_increments + 1)
+                for count, value in contribution.length_fields:
+                    writer.bits(value, count)
+        return writer.align()
