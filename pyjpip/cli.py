@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--cache", metavar="DIR", help="keep packet indexes in DIR (opening again is fast)")
 
+    repack = commands.add_parser("repacketize", help="rewrite a codestream's packets for JPIP (no decoding): "
+                                 "128x128 precincts, RPCL, PLT/TLM; samples decode identically")
+    repack.add_argument("file", help="a raw codestream or a JP2/JPH file (its first codestream is taken)")
+    repack.add_argument("output", help="OUT.j2c: the rewritten raw codestream")
+    repack.add_argument("--precinct", type=int, default=128, choices=[64, 128, 256, 512],
+                        help="precinct width and height where the code-blocks allow (default 128)")
+
     fetch = commands.add_parser("fetch", help="fetch a view window from a JPIP server")
     fetch.add_argument("url", help="JPIP target URL, e.g. http://host/jpip?target=image.jp2")
     fetch.add_argument("--fsiz", help="frame size W,H[,round-down|round-up|closest]")
@@ -119,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "repacketize":
+            return _repacketize(args)
         if args.command == "ingest":
             return _ingest(args)
         if args.command == "store-scp":
@@ -186,6 +195,21 @@ def _info(args) -> int:
     source = JPEG2000Source.open(args.file, cache_dir=args.cache)
     description = describe_source(source)
     print(json.dumps(description, indent=2) if args.json else format_description(description))
+    return 0
+
+
+def _repacketize(args) -> int:
+    from pyjpip.codestream.repacketize import repacketize
+    from pyjpip.codestream.source import JPEG2000Source
+
+    source = JPEG2000Source.open(args.file)
+    data = bytes(source.codestream(0).data)
+    result = repacketize(data, args.precinct.bit_length() - 1)
+    with open(args.output, "wb") as f:
+        f.write(result.codestream)
+    sizes = sorted({(1 << x, 1 << y) for x, y in result.precinct_exponents})
+    print(f"{args.output}: {len(result.codestream):,} bytes (source codestream {len(data):,}), "
+          f"{result.order.name}, precincts {', '.join(f'{w}x{h}' for w, h in sizes)}, {result.packets:,} packets")
     return 0
 
 

@@ -67,6 +67,7 @@ def _describe_codestream(source: JPEG2000Source, number: int) -> dict:
         "packets_located_by": "PLT" if all(t.used_packet_lengths for t in index.tiles if t.precincts)
                               and any(t.precincts for t in index.tiles) else "packet headers",
         "index_seconds": round(seconds, 4),
+        "jpip_friendly": _friendliness(index),
         "data_bins": {
             "main_header_bytes": bins.main_header().length,
             "tile_header_bins": bins.tiles,
@@ -76,6 +77,14 @@ def _describe_codestream(source: JPEG2000Source, number: int) -> dict:
             "by_resolution": [levels[d] for d in sorted(levels, reverse=True)],
         },
     }
+
+
+def _friendliness(index) -> dict:
+    from pyjpip.codestream.friendliness import assess
+
+    found = assess(index)
+    return {"friendly": found.friendly, "findings": found.findings, "repacketizing_would_give": found.repacketizing,
+            "only_re_encoding_would_give": found.re_encoding_only}
 
 
 def format_description(description: dict) -> str:
@@ -102,6 +111,13 @@ def format_description(description: dict) -> str:
             f"  data-bins: main header {bins['main_header_bytes']:,} bytes, {bins['tile_header_bins']} tile header(s) "
             f"{bins['tile_header_bytes']:,} bytes, {bins['precinct_bins']:,} precincts {bins['precinct_bytes']:,} bytes",
         ]
+        friendly = cs["jpip_friendly"]
+        lines.append("  JPIP-friendly: " + ("yes" if friendly["friendly"] else "no: " + "; ".join(friendly["findings"])))
+        if not friendly["friendly"]:
+            lines.append("  re-packetizing (pyjpip repacketize) would give: "
+                         + "; ".join(friendly["repacketizing_would_give"]))
+        for note in friendly["only_re_encoding_would_give"]:
+            lines.append(f"  note: {note}")
         for level in bins["by_resolution"]:
             w, h = level["component_0_size"]
             lines.append(f"    discard {level['discard_levels']}: {w}x{h}, {level['precinct_bins']:,} precinct bins, "
