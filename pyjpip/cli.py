@@ -12,7 +12,16 @@ from pyjpip.errors import PyjpipError
 
 
 #: A module a command needs that is not among pyjpip's own dependencies → the extra that brings it.
-EXTRAS = {"pynetdicom": "network", "psycopg": "postgresql", "glymur": "png", "numpy": "png"}
+#: Which extra brings a missing module, by command where it differs ("*": any command).
+EXTRAS = {"pynetdicom": {"*": "network"}, "psycopg": {"*": "postgresql"}, "glymur": {"*": "png"},
+          "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"}}
+
+
+def missing_module_hint(command: str, module: str | None) -> str:
+    """One line saying what to install for a module an optional feature needs."""
+    extras = EXTRAS.get((module or "").split(".")[0], {})
+    extra = extras.get(command, extras.get("*"))
+    return f"; install it with: pip install 'pyjpip[{extra}]'" if extra else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             return _push(args)
         return _dicom(args)
     except ImportError as exc:
-        extra = EXTRAS.get(exc.name or "")
-        hint = f"; install it with: pip install 'pyjpip[{extra}]'" if extra else ""
-        print(f"pyjpip {args.command}: {exc}{hint}", file=sys.stderr)
+        print(f"pyjpip {args.command}: {exc}{missing_module_hint(args.command, exc.name)}", file=sys.stderr)
         return 1
     except (PyjpipError, OSError, ValueError) as exc:
         print(f"pyjpip {args.command}: {exc}", file=sys.stderr)
@@ -266,8 +273,16 @@ def _ingest(args) -> int:
 
     report = ingest(args.inputs, args.store, args.url_base, deflate=args.deflate, high_throughput=args.htj2k,
                     progress=print_progress if sys.stderr.isatty() else None)
+    needing = {path for paths in report.missing_modules.values() for path in paths}
     for path, reason in report.failed:
-        print(f"pyjpip ingest: {path}: {reason}", file=sys.stderr)
+        if path not in needing:
+            print(f"pyjpip ingest: {path}: {reason}", file=sys.stderr)
+    for module, paths in report.missing_modules.items():  # one line, not one per file
+        print(f"pyjpip ingest: {len(paths)} file(s) need {module}, which is not installed"
+              f"{missing_module_hint('ingest', module)}", file=sys.stderr)
+    if report.supplied:
+        print(f"pyjpip ingest: {len(report.supplied)} object(s) had no Study or Series Instance UID and were given "
+              "one derived from what they carry (patient, study and series attributes)", file=sys.stderr)
     print(f"{len(report.ingested)} ingested, {len(report.skipped)} already in the store, "
           f"{len(report.failed)} failed; store: {args.store}")
     return 1 if report.failed and not (report.ingested or report.skipped) else 0

@@ -1,11 +1,12 @@
-"""Lossless JPIP-friendly encoding of DICOM frames (CPython tooling: numpy, opj_compress, imagecodecs).
+"""Lossless JPIP-friendly encoding of DICOM frames from samples (CPython tooling: numpy, imagecodecs).
 
 JPIP-friendly means what lets a server send only what a view needs: precincts (128 x 128 at every
 resolution), several quality layers, a lowest resolution of at most 64 pixels, RPCL order and
-PLT/TLM markers (the properties PS3.5 10.18 asks of HTJ2K RPCL). Part 1 goes through OpenJPEG's
-opj_compress (Debian libopenjp2-tools); HTJ2K through OpenJPH's ojph_compress (Debian openjph-tools),
-which writes precincts (imagecodecs' OpenJPH binding cannot: every resolution would be one precinct,
-and a zoomed view would fetch the whole resolution), except signed samples (see encode_frame).
+PLT/TLM markers (the properties PS3.5 10.18 asks of HTJ2K RPCL). Part 1 goes through OpenJPEG in
+imagecodecs, then the re-packetizer (one quality layer: imagecodecs writes no more). HTJ2K goes
+through OpenJPH's ojph_compress (Debian openjph-tools), because imagecodecs' OpenJPH binding takes
+no bit depth: a 12-bit frame would be coded as 16 bits, with another DC level shift, and disagree
+with Bits Stored; signed samples go through imagecodecs (see encode_frame) and the re-packetizer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 
-from pyjpip.codestream.markers import MainHeader
+from pyjpip.codestream.repacketize import repacketize
 from pyjpip.errors import DicomError
 
 LOWEST_RESOLUTION = 64
@@ -32,16 +33,6 @@ def decomposition_levels(width: int, height: int) -> int:
     return levels
 
 
-def is_jpip_friendly(header: MainHeader) -> bool:
-    size = header.size
-    style = header.coding_style
-    levels = min(header.component_style(c).decomposition_levels for c in range(len(size.components)))
-    lowest = max(-(-size.width // (1 << levels)), -(-size.height // (1 << levels)))
-    small = max(size.width, size.height) <= 2 * PRECINCT
-    layered = style.layers > 1 or header.high_throughput
-    return lowest <= LOWEST_RESOLUTION and layered and (style.precinct_sizes is not None or small)
-
-
 def encode_frame(pixels, precision: int, signed: bool, high_throughput: bool = False) -> bytes:
     """One frame (rows, columns[, 3]) as a lossless JPIP-friendly codestream; colour gets the RCT."""
     import numpy
@@ -53,33 +44,21 @@ def encode_frame(pixels, precision: int, signed: bool, high_throughput: bool = F
     planes = [pixels] if components == 1 else [pixels[:, :, c] for c in range(components)]
     if high_throughput and signed:
         # Debian's ojph_compress (OpenJPH 0.9) writes signed samples that OpenJPEG decodes wrongly
-        # (tested): signed frames go through imagecodecs' newer OpenJPH, without precincts.
+        # (tested): signed frames go through imagecodecs' newer OpenJPH, then the re-packetizer.
         import imagecodecs
 
-        return imagecodecs.htj2k_encode(pixels, reversible=True, resolutions=levels + 1, tlm=True)
+        return repacketize(imagecodecs.htj2k_encode(pixels, reversible=True, resolutions=levels + 1)).codestream
     if high_throughput:
-        return _ojph_compress(planes, width, height, precision, levels)
-    opj_compress = shutil.which("opj_compress")
-    if not opj_compress:
-        raise DicomError("opj_compress is needed to re-encode (Debian: apt-get install libopenjp2-tools)")
-    dtype = ("<i" if signed else "<u") + ("2" if precision > 8 else "1")
-    options = ["-p", "RPCL", "-n", str(levels + 1), "-r", "40,10,3,1", "-PLT", "-TLM",
-               "-c", ",".join([f"[{PRECINCT},{PRECINCT}]"] * (levels + 1))]
-    if components == 3:
-        options += ["-mct", "1"]
-    with tempfile.TemporaryDirectory() as folder:
-        raw = os.path.join(folder, "frame.rawl")
-        out = os.path.join(folder, "frame.j2k")
-        with open(raw, "wb") as f:
-            for plane in planes:
-                f.write(plane.astype(dtype).tobytes())
-        result = subprocess.run([opj_compress, "-i", raw, "-o", out, "-F",
-                                 f"{width},{height},{components},{precision},{'s' if signed else 'u'}", *options],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise DicomError(f"opj_compress failed: {(result.stdout + result.stderr).strip()[-300:]}")
-        with open(out, "rb") as f:
-            return f.read()
+        return repacketize(_ojph_compress(planes, width, height, precision, levels)).codestream  # adds PLT/TLM
+    import imagecodecs
+
+    # OpenJPEG through imagecodecs (in memory, bundled in its wheel): it writes one quality layer
+    # with maximal precincts in LRCP, and the re-packetizer makes that 128 x 128 precincts, RPCL
+    # and PLT/TLM without touching a code-block. glymur would write precincts and layers itself,
+    # but needs the system's libopenjp2 and a file to write to; opj_compress, raw files.
+    codestream = imagecodecs.jpeg2k_encode(pixels, level=0, codecformat="J2K", reversible=True,
+                                           bitspersample=precision, resolutions=levels + 1, mct=components == 3)
+    return repacketize(codestream).codestream
 
 
 def _ojph_compress(planes, width: int, height: int, precision: int, levels: int) -> bytes:

@@ -4,8 +4,10 @@
     STORE/hollow/<study>/<series>/<instance>.dcm        the object, pixels replaced by the JPIP URL
     STORE/index.json                                    what came from where, for re-runs and listings
 
-JPEG 2000 and HTJ2K frames that are already JPIP-friendly are kept byte for byte; anything else is
-decoded and re-encoded losslessly, so the pixels stay exactly what the source decodes to. Every
+JPEG 2000 and HTJ2K frames that are already JPIP-friendly are kept byte for byte; the others are
+re-packetized (their code-blocks kept, lossy or lossless: pyjpip.codestream.repacketize), so they
+decode exactly as the source does. Only other pixel encodings (and Part 1 asked to become HTJ2K)
+are decoded and encoded losslessly. Every
 file is written to a temporary name and renamed, so a failure leaves nothing half-written, and a
 source already ingested (same bytes) is skipped.
 """
@@ -20,14 +22,18 @@ import os
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pydicom
 from pydicom.uid import UID
 
 from pyjpip.codestream.file_format import write_frames_file
 from pyjpip.codestream.markers import read_main_header
-from pyjpip.dicom.encode import encode_frame, is_jpip_friendly
+from pyjpip.codestream.friendliness import assess
+from pyjpip.codestream.packet_index import index_codestream
+from pyjpip.codestream.repacketize import repacketize
+from pyjpip.codestream.tile_parts import read_codestream
+from pyjpip.dicom.encode import encode_frame
 from pyjpip.dicom.hollow import (
     JPIP_HTJ2K_REFERENCED,
     JPIP_HTJ2K_REFERENCED_DEFLATE,
@@ -50,6 +56,8 @@ class IngestReport:
     ingested: list[str]
     skipped: list[str]
     failed: list[tuple[str, str]]
+    missing_modules: dict[str, list[str]] = field(default_factory=dict)  # module -> files that needed it
+    supplied: list[str] = field(default_factory=list)  # files given a Study or Series Instance UID
 
 
 class Store:
@@ -76,11 +84,18 @@ def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = Fal
     report = IngestReport([], [], [])
     for number, path in enumerate(files, 1):
         try:
-            outcome, _ = _ingest_file(path, store, deflate, high_throughput)
+            outcome, sop = _ingest_file(path, store, deflate, high_throughput)
             (report.ingested if outcome == "ingested" else report.skipped).append(path)
+            if store.index["instances"][sop].get("supplied"):
+                report.supplied.append(path)
         except (DicomError, CodestreamError, OSError, ValueError) as error:
             report.failed.append((path, str(error)))
             outcome = f"failed: {error}"
+        except ImportError as error:  # an optional part (numpy, imagecodecs) this file's pixels need
+            module = (error.name or _named_module(str(error))).split(".")[0]
+            report.missing_modules.setdefault(module, []).append(path)
+            report.failed.append((path, f"needs {module}, which is not installed"))
+            outcome = f"failed: needs {module}"
         except Exception as error:  # noqa: BLE001 - a decoder's own failure must not end the batch
             report.failed.append((path, f"{type(error).__name__}: {error}"))
             outcome = f"failed: {type(error).__name__}: {error}"
@@ -88,6 +103,12 @@ def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = Fal
             progress(number, len(files), path, outcome)
     store.save_index()
     return report
+
+
+def _named_module(message: str) -> str:
+    """The optional module an ImportError without a name means (pydicom says "NumPy is required")."""
+    lowered = message.lower()
+    return next((m for m in ("numpy", "imagecodecs", "pylibjpeg", "gdcm", "pillow") if m in lowered), "an optional module")
 
 
 _STORE_LOCKS: dict[str, threading.Lock] = {}
@@ -130,9 +151,10 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) 
     syntax = UID(str(getattr(dataset.file_meta, "TransferSyntaxUID", "")))
     if syntax in JPIP_TRANSFER_SYNTAXES:
         raise DicomError("already a hollow (JPIP Referenced) object: its pixels are elsewhere")
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+    for keyword in ("SOPInstanceUID", "SOPClassUID"):
         if not dataset.get(keyword):
             raise DicomError(f"no {keyword}")
+    supplied = supply_study_and_series(dataset)
     if "PixelData" not in dataset:
         raise DicomError("no Pixel Data to serve")
     sop = str(dataset.SOPInstanceUID)
@@ -172,7 +194,38 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) 
         "hollow": hollow_path, "frames": len(frames), "source_sha256": digest, "source": os.path.abspath(path),
         "url_base": store.url_base,
     }
+    if supplied:
+        store.index["instances"][sop]["supplied"] = supplied
     return "ingested", sop
+
+
+#: Attributes that group a study when its UID is missing (PS3.3 C.7.2.1), and a series (C.7.3.1).
+_STUDY_KEYS = ("PatientID", "PatientName", "StudyID", "AccessionNumber", "StudyDate", "StudyTime")
+_SERIES_KEYS = ("SeriesNumber", "Modality", "SeriesDate", "SeriesTime", "SeriesDescription")
+_SAID: set[str] = set()
+
+
+def supply_study_and_series(dataset) -> list[str]:
+    """Give an object without Study or Series Instance UID one, so a gateway takes it: derived (as
+    a 2.25 UUID-style UID, PS3.5 B.2) from what it does carry about its study and series, so that
+    such objects of one study group together; from its SOP Instance UID when it carries nothing.
+    Returns the keywords supplied; the first time each is supplied it is logged."""
+    supplied = []
+    for keyword, keys, within in (("StudyInstanceUID", _STUDY_KEYS, ""), ("SeriesInstanceUID", _SERIES_KEYS, None)):
+        if dataset.get(keyword):
+            continue
+        carried = [f"{k}={dataset.get(k)}" for k in keys if dataset.get(k) not in (None, "")]
+        basis = "\0".join([str(dataset.StudyInstanceUID) if within is None else "", *carried]) if carried \
+            else f"SOP\0{dataset.SOPInstanceUID}"
+        digest = hashlib.sha256(f"pyjpip {keyword}\0{basis}".encode()).digest()[:16]
+        setattr(dataset, keyword, f"2.25.{int.from_bytes(digest, 'big')}")
+        supplied.append(keyword)
+        if keyword not in _SAID:
+            _SAID.add(keyword)
+            log.warning("objects without %s are taken: each is given one derived from %s (first: SOP Instance %s)",
+                        keyword, "what it carries of its " + ("study" if within == "" else "series")
+                        if carried else "its SOP Instance UID", dataset.SOPInstanceUID)
+    return supplied
 
 
 def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tuple[list[bytes], str]:
@@ -186,9 +239,13 @@ def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tu
                    for f in generate_frames(dataset.PixelData, number_of_frames=frames_count)]
         headers = [read_main_header(s) for s in sources]
         wanted_ht = high_throughput or syntax in HTJ2K_TRANSFER_SYNTAXES
-        if all(is_jpip_friendly(h) and h.high_throughput == wanted_ht for h in headers):
-            return sources, _colour_name(photometric, headers[0])
-        import imagecodecs
+        if all(h.high_throughput == wanted_ht for h in headers):
+            # The code-blocks are kept as they are, lossy or lossless: friendly frames byte for
+            # byte, the others re-packetized (new precincts, RPCL, PLT/TLM; no decoding).
+            frames = [s if assess(index_codestream(read_codestream(s))).friendly else repacketize(s).codestream
+                      for s in sources]
+            return frames, _colour_name(photometric, headers[0])
+        import imagecodecs  # Part 1 to HTJ2K: the only case where a JPEG 2000 source is decoded
 
         decoded = [(imagecodecs.htj2k_decode if h.high_throughput else imagecodecs.jpeg2k_decode)(s)
                    for s, h in zip(sources, headers)]

@@ -132,26 +132,119 @@ def test_htj2k_sources_and_the_htj2k_option(tmp_path):
         assert np.array_equal(decoded, expected), path
 
 
+@pytest.mark.parametrize("high_throughput", [False, True], ids=["part1", "htj2k"])
 @pytest.mark.parametrize("shape, precision, signed", [((600, 700), 12, False), ((600, 700), 12, True),
-                                                       ((300, 400, 3), 8, False)])
-def test_htj2k_re_encoding_is_lossless_and_jpip_friendly(shape, precision, signed):
-    """HTJ2K re-encoding, lossless by OpenJPEG's opj_decompress (what the browser decodes with, not
-    OpenJPH, which wrote it); unsigned samples get 128 x 128 precincts (a zoomed view fetches only
-    its own), signed ones go through imagecodecs (Debian's ojph_compress writes them wrongly)."""
+                                                       ((300, 400, 3), 8, False), ((1955, 1841), 15, False),
+                                                       ((257, 300), 16, False)])
+def test_re_encoding_is_lossless_and_jpip_friendly(shape, precision, signed, high_throughput):
+    """Re-encoding from samples, lossless by OpenJPEG's opj_decompress (what the browser decodes
+    with, not the encoder that wrote it), with 128 x 128 precincts, RPCL and PLT: Part 1 through
+    imagecodecs and the re-packetizer, HTJ2K through ojph_compress (imagecodecs for signed samples).
+    1955 x 1841 at 15 bits is the CR that opj_compress's raw reader refused."""
+    from pyjpip.codestream.friendliness import assess
     from pyjpip.codestream.markers import read_main_header
-    from pyjpip.dicom.encode import encode_frame, is_jpip_friendly
+    from pyjpip.codestream.packet_index import index_codestream
+    from pyjpip.codestream.tile_parts import read_codestream
+    from pyjpip.dicom.encode import encode_frame
     from reference import opj_decode_all, pgx_array
 
     rng = np.random.default_rng(7)
     low, high = (-(1 << (precision - 1)), 1 << (precision - 1)) if signed else (0, 1 << precision)
     pixels = rng.integers(low, high, size=shape).astype(np.int16 if signed else np.uint16 if precision > 8 else np.uint8)
-    codestream = encode_frame(pixels, precision, signed, high_throughput=True)
+    codestream = encode_frame(pixels, precision, signed, high_throughput=high_throughput)
     header = read_main_header(codestream)
-    assert header.high_throughput
-    if not signed:
-        assert is_jpip_friendly(header) and header.coding_style.progression_order.name == "RPCL"
-        assert set(header.coding_style.precinct_sizes[1:]) == {(128, 128)}
+    assert header.high_throughput == high_throughput
+    assert assess(index_codestream(read_codestream(codestream))).friendly
+    assert header.coding_style.progression_order.name == "RPCL"
+    assert set(header.coding_style.precinct_sizes[1:]) == {(128, 128)}
+    if not (high_throughput and signed):
+        assert header.size.components[0].precision == precision
     assert bool(header.coding_style.multiple_component_transform) == (len(shape) == 3)
     planes = [pgx_array(plane) for plane in opj_decode_all(codestream)]
     decoded = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
     assert np.array_equal(decoded, pixels)
+
+
+def secondary_capture(path, pixels, **attributes):
+    """An HTJ2K RGB secondary-capture object carrying only ``attributes`` beyond the basics."""
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[str(path)])
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_RCT", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = encapsulate([imagecodecs.htj2k_encode(pixels, reversible=True, rgb=True)])
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_objects_without_study_or_series_uids_are_taken(tmp_path, caplog):
+    import imagecodecs
+
+    rng = np.random.default_rng(3)
+    pixels = {name: rng.integers(0, 256, (90, 130, 3)).astype(np.uint8) for name in ("a", "b", "c")}
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    secondary_capture(inputs / "a.dcm", pixels["a"], PatientID="P1", StudyDate="20260101", SeriesNumber=1)
+    secondary_capture(inputs / "b.dcm", pixels["b"], PatientID="P1", StudyDate="20260101", SeriesNumber=1)
+    secondary_capture(inputs / "c.dcm", pixels["c"])  # nothing to group it by: a study of its own
+    store = tmp_path / "store"
+    with caplog.at_level("WARNING", logger="pyjpip.dicom.ingest"):
+        report = ingest([str(inputs)], str(store), "http://store.test")
+    assert not report.failed and len(report.ingested) == 3 and len(report.supplied) == 3
+    index = json.loads((store / "index.json").read_text())["instances"]
+    server = JPIPServer(str(store))
+    studies = {}
+    for path in report.ingested:
+        entry = index[str(pydicom.dcmread(path).SOPInstanceUID)]
+        hollow = read_hollow((store / entry["hollow"]).read_bytes())
+        study, series = str(hollow.dataset.StudyInstanceUID), str(hollow.dataset.SeriesInstanceUID)
+        assert study.startswith("2.25.") and series.startswith("2.25.") and len(study) <= 64
+        assert entry["study"] == study and entry["series"] == series
+        studies[path.rsplit("/", 1)[-1]] = (study, series)
+        client = JPIPClient(hollow.frame_url(1))
+        window = ViewWindow(fsiz=(130, 90))
+        fetch_window(client, window, InProcessTransport(server))
+        name = path.rsplit("/", 1)[-1][0]
+        assert np.array_equal(imagecodecs.htj2k_decode(client.rebuild(window).codestream), pixels[name])
+    assert studies["a.dcm"] == studies["b.dcm"] != studies["c.dcm"]
+    said = [r for r in caplog.records if "objects without" in r.getMessage()]
+    assert len(said) <= 2  # said once per attribute in a process, not once per object
+
+
+def test_ingest_without_its_optional_parts_says_what_to_install(tmp_path):
+    """`pip install pyjpip` alone: JPEG 2000 objects still ingest (re-packetizing needs neither numpy
+    nor imagecodecs); an uncompressed one needs them, and one line says which extra brings them."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Missing:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('numpy', 'imagecodecs', 'glymur'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Missing())\n")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(get_testdata_file("SC_rgb_small_odd.dcm"), inputs / "rgb.dcm")
+    shutil.copy(get_testdata_file("CT_small.dcm"), inputs / "ct.dcm")
+    shutil.copy(get_testdata_file("MR_small_jp2klossless.dcm"), inputs / "j2k.dcm")
+    environment = {"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "pyjpip", "ingest", str(inputs), "--store", str(tmp_path / "s"),
+                             "--url-base", "http://store.test"], capture_output=True, text=True, env=environment)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["pyjpip ingest: 2 file(s) need numpy, which is not installed; "
+                     "install it with: pip install 'pyjpip[ingest]'"], result.stderr
+    assert result.stdout.startswith("1 ingested, 0 already in the store, 2 failed"), result.stdout
