@@ -125,8 +125,9 @@ export class Stack extends EventTarget {
     this.showWindow();
     const info = this.viewport.image.info;
     const full = picture.codestream_length;
-    // Data-bin bytes held (what the codestream is made of; responses add message headers) of the whole.
-    const held = picture.received_bytes;
+    // Bytes held of this codestream's own data-bins, of the whole codestream (the metadata-bin and
+    // other frames' codestreams are not part of it; responses add message headers besides).
+    const held = picture.codestream_bytes;
     const bytes = `${held.toLocaleString("en")}${full ? ` of ${full.toLocaleString("en")} bytes (${(100 * held / full).toFixed(1)}%)` : " bytes"}`;
     const [x0, y0, x1, y1] = picture.region;
     this.status = [

@@ -158,6 +158,12 @@ class DataBinCache:
             items.extend(subtractive.get(number, []))
         return items
 
+    def codestream_bytes(self, codestream: int) -> int:
+        """Bytes held of one codestream's own bins (main and tile headers, precincts): what its
+        length can be compared with (the metadata-bin and other codestreams are not in it)."""
+        return sum(databin.size for (bin_class, number, _), databin in self.bins.items()
+                   if number == codestream and bin_class in (0, 1, 2, 4, 5, 6))
+
     def codestream_bins(self, codestream: int) -> tuple[bytes | None, dict[int, bytes], dict[int, bytes]]:
         """What a rebuild needs: the main header (None until complete), complete tile headers, and
         precinct prefixes."""

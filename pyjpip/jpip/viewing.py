@@ -48,6 +48,7 @@ class Picture:
     received_bytes: int  # data-bin bytes received (equal to new_bytes unless something came twice)
     requests: int
     codestream_length: int | None = None  # the whole codestream's bytes, when the server says
+    codestream_bytes: int = 0  # bytes held of this codestream's bins, to set against codestream_length
     grid_region: tuple[int, int, int, int] | None = None  # ``region`` on the reference grid (what to decode)
 
     def to_dict(self) -> dict:
@@ -55,7 +56,7 @@ class Picture:
                 "region": list(self.region), "layers": self.layers, "final": self.final,
                 "from_cache": self.from_cache, "body_bytes": self.body_bytes, "new_bytes": self.new_bytes,
                 "received_bytes": self.received_bytes, "requests": self.requests,
-                "codestream_length": self.codestream_length,
+                "codestream_length": self.codestream_length, "codestream_bytes": self.codestream_bytes,
                 "grid_region": None if self.grid_region is None else list(self.grid_region)}
 
 
@@ -146,7 +147,8 @@ class ImageStreams:
                 state["posted"] = view.rebuilt.packets_present
                 post(Picture(view.codestream, view.reduce, view.frame, (x0, y0, x1, y1),
                              view.rebuilt.layers_complete, final, from_cache, client.body_bytes, client.bytes_new,
-                             client.bytes_received, client.requests_sent, client.codestream_length, view.region))
+                             client.bytes_received, client.requests_sent, client.codestream_length,
+                             client.cache.codestream_bytes(client.url_stream or 0), view.region))
 
             def progress(events) -> None:
                 check()

@@ -76,3 +76,18 @@ def test_statements_group_codestreams_and_keep_metadata_with_zero():
     cache.add(Message(6, 2, 0, 0, b"main", True))
     cache.add(Message(2, 2, 1, 0, b"", True))
     assert cache.model_statements([2]) == ["[0]", "M0", "[2]", "H1", "Hm"]
+
+
+def test_codestream_bytes_count_only_that_codestreams_bins():
+    """A viewer sets these against the codestream's length: the metadata-bin (a JPX's boxes) and
+    other frames' codestreams must not be in it (a SEG's status once said 1,373 of 1,193 bytes)."""
+    cache = DataBinCache()
+    cache.add(Message(8, 0, 0, 0, b"m" * 180, True))  # metadata-bin 0
+    cache.add(Message(6, 0, 0, 0, b"h" * 100, True))  # main header of codestream 0
+    cache.add(Message(2, 0, 0, 0, b"t" * 10, True))  # tile header
+    cache.add(Message(0, 0, 3, 0, b"p" * 500, False))  # a precinct, in part
+    cache.add(Message(6, 1, 0, 0, b"h" * 100, True))  # codestream 1
+    cache.add(Message(0, 1, 0, 0, b"p" * 300, True))
+    assert cache.codestream_bytes(0) == 610
+    assert cache.codestream_bytes(1) == 400
+    assert cache.codestream_bytes(2) == 0
