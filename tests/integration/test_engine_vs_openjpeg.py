@@ -56,7 +56,17 @@ def assert_rebuilds_exactly(data: bytes, name: str):
 
 def test_conformance_codestreams_rebuild_exactly(conformance_files):
     for path in conformance_files:
-        assert_rebuilds_exactly(path.read_bytes(), path.name)
+        data = path.read_bytes()
+        assert_rebuilds_exactly(data, path.name)
+        size = read_main_header(data).size  # and a region: the precincts it needs, nothing else
+        w, h = size.x_size - size.x_offset, size.y_size - size.y_offset
+        region = (size.x_offset + w // 3, size.y_offset + h // 3, size.x_offset + max(w // 3 + 1, 2 * w // 3),
+                  size.y_offset + max(h // 3 + 1, 2 * h // 3))
+        main, tile_headers, precincts = split(data)
+        rebuilt = rebuild_codestream(main, tile_headers, precincts, region=region)
+        for c, (a, e) in enumerate(zip(cropped_reference(rebuilt.codestream, region),
+                                       cropped_reference(data, region))):
+            assert a.shape == e.shape and (a == e).all(), f"{path.name}: region {region} component {c}"
 
 
 # (name, components, bits, signed, subsampling, opj_compress options)

@@ -13,11 +13,13 @@ from pyjpip.jpip.server import JPIPServer
 from pyjpip.jpip.view_window import frame_size
 from jpip_support import Receiver, request
 from reference import cropped_reference, opj_decode_all, smooth_image
-from test_engine_vs_openjpeg import GENERATED, generated
+from test_engine_vs_openjpeg import GENERATED, SUBSAMPLED, encode_subsampled, generated
+from pyjpip.codestream.repacketize import repacketize
 
 pytestmark = pytest.mark.cpython_only
 
 CONFORMANCE_FILES = ["p0_03.j2k", "p0_04.j2k", "p1_02.j2k", "p1_05.j2k", "p0_06.j2k"]
+SUBSAMPLED_FILES = ["1x1-5x3-3x5-cprl", "3x3-5x1-4x2-rpcl-opj-order"]
 GENERATED_FILES = ["pcrl-tiles-with-offsets", "cprl-3-components-subsampled", "rpcl-plt-tlm-sop-eph",
                    "four-components-ten-layers", "tile-parts-by-resolution"]
 
@@ -31,6 +33,12 @@ def root(tmp_path_factory, conformance_files):
     for case in GENERATED:
         if case[0] in GENERATED_FILES:
             (folder / f"{case[0]}.j2k").write_bytes(generated(*case))
+    for case in SUBSAMPLED:  # subsampling not powers of two apart, one in OpenJPEG's own RPCL order
+        if case[0] in SUBSAMPLED_FILES:
+            (folder / f"{case[0]}.j2k").write_bytes(encode_subsampled(*case[1:], 7))
+    # a conformance file re-packetized: what ingest serves when a source was not JPIP-friendly
+    (folder / "p1_05-repacketized.j2c").write_bytes(
+        repacketize(next(p for p in conformance_files if p.name == "p1_05.j2k").read_bytes()).codestream)
     import imagecodecs
     image = smooth_image(300, 260, 12, 5).astype("uint16")
     (folder / "htj2k-tiled.j2c").write_bytes(imagecodecs.htj2k_encode(image, tile=(128, 128), reversible=True))
@@ -139,7 +147,7 @@ def test_every_window_rebuilds_exactly_and_sends_only_what_it_needs(root, mode):
         size = header.size
         levels = min(header.component_style(c).decomposition_levels for c in range(len(size.components)))
         for query, discard, layers in windows(size, levels, header.coding_style.layers):
-            if (name, discard) in REFERENCE_FAILS:
+            if (name.replace("-repacketized.j2c", ".j2k"), discard) in REFERENCE_FAILS:  # its samples are the same
                 continue
             receiver = Receiver()
             if mode == "session":
