@@ -252,11 +252,7 @@ def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tu
         c0 = headers[0].size.components[0]
         frames = [encode_frame(d, c0.precision, c0.signed, high_throughput) for d in decoded]
         return frames, _colour_name(photometric, read_main_header(frames[0]))
-    pixels = dataset.pixel_array  # native, RLE, and whatever decoders pydicom has on this machine
-    if photometric.startswith("YBR") and int(dataset.get("SamplesPerPixel", 1)) == 3:
-        from pydicom.pixels import convert_color_space
-
-        pixels = convert_color_space(pixels, photometric, "RGB")
+    pixels = _decoded_pixels(dataset, syntax)  # YBR_FULL(_422) arrive as RGB: pydicom 3 converts by default
     if frames_count == 1:
         pixels = pixels[None]
     precision = int(dataset.BitsStored)
@@ -265,10 +261,29 @@ def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tu
     return frames, _colour_name(photometric, read_main_header(frames[0]))
 
 
+def _decoded_pixels(dataset, syntax: UID):
+    """pydicom's decoding (native, deflated, RLE, and the JPEG family where a plugin is installed),
+    or one line saying why it cannot be done here."""
+    pydicom_log = logging.getLogger("pydicom")
+    level = pydicom_log.level
+    pydicom_log.setLevel(logging.CRITICAL)  # its decoders log a traceback per failed plugin
+    try:
+        return dataset.pixel_array
+    except ImportError:
+        raise
+    except Exception as error:  # noqa: BLE001 - every plugin's own failure
+        reasons = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise DicomError(f"its pixel data ({syntax.name}) cannot be decoded here: {reasons[-1] if reasons else error}"
+                         ) from None
+    finally:
+        pydicom_log.setLevel(level)
+
+
 def _colour_name(photometric: str, header) -> str:
     """PS3.5 A.6: RGB is not allowed; a colour codestream says which transform it used."""
     if len(header.size.components) != 3:
-        return photometric if photometric in ("MONOCHROME1", "MONOCHROME2") else "MONOCHROME2"
+        # PALETTE COLOR keeps its lookup tables (PS3.5 A.4.4 allows it for lossless JPEG 2000).
+        return photometric if photometric in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR") else "MONOCHROME2"
     if header.coding_style.multiple_component_transform:
         return "YBR_RCT" if header.coding_style.reversible else "YBR_ICT"
     raise DicomError("a colour codestream without a component transform cannot be said in a JPIP syntax")

@@ -248,3 +248,42 @@ def test_ingest_without_its_optional_parts_says_what_to_install(tmp_path):
     assert lines == ["pyjpip ingest: 2 file(s) need numpy, which is not installed; "
                      "install it with: pip install 'pyjpip[ingest]'"], result.stderr
     assert result.stdout.startswith("1 ingested, 0 already in the store, 2 failed"), result.stdout
+
+
+NON_JPEG2000 = ["MR_small_RLE.dcm", "image_dfl.dcm", "SC_rgb_rle_16bit.dcm", "SC_ybr_full_422_uncompressed.dcm",
+                "rtdose.dcm", "examples_overlay.dcm", "liver_1frame.dcm", "ExplVR_BigEnd.dcm"]
+
+
+def test_other_pixel_encodings_come_back_equal_to_pydicoms_decoding(tmp_path):
+    """RLE, deflated, big endian, YBR_FULL_422, 32-bit multi-frame (RT dose), overlays: ingested
+    losslessly, every frame equal to pydicom's own decoding (its pixel handlers); what no installed
+    plugin decodes (12-bit JPEG Extended with Pillow alone) and PALETTE COLOR (no JPIP Referenced
+    syntax may say it) are refused with one line."""
+    import imagecodecs
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in NON_JPEG2000 + ["JPGExtended.dcm", "examples_palette.dcm"]:
+        shutil.copy(get_testdata_file(name), inputs / name)
+    store = tmp_path / "store"
+    report = ingest([str(inputs)], str(store), "http://store.test")
+    failed = {p.split("/")[-1]: reason for p, reason in report.failed}
+    assert set(failed) == {"JPGExtended.dcm", "examples_palette.dcm"}, failed
+    assert all("\n" not in reason for reason in failed.values())
+    assert "cannot be decoded here" in failed["JPGExtended.dcm"]
+    assert "PALETTE COLOR" in failed["examples_palette.dcm"]
+    server = JPIPServer(str(store))
+    index = json.loads((store / "index.json").read_text())["instances"]
+    for path in report.ingested:
+        original = pydicom.dcmread(path)
+        pixels = original.pixel_array
+        frames = list(pixels) if int(original.get("NumberOfFrames", 1) or 1) > 1 else [pixels]
+        hollow = read_hollow((store / index[str(original.SOPInstanceUID)]["hollow"]).read_bytes())
+        if (0x6000, 0x3000) in original:
+            assert (0x6000, 0x3000) in hollow.dataset, f"{path}: the overlay is kept"
+        rows, columns = int(hollow.dataset.Rows), int(hollow.dataset.Columns)
+        for frame, expected in enumerate(frames, 1):
+            client = JPIPClient(hollow.frame_url(frame))
+            fetch_window(client, ViewWindow(fsiz=(columns, rows)), InProcessTransport(server))
+            decoded = imagecodecs.jpeg2k_decode(client.rebuild(ViewWindow(fsiz=(columns, rows))).codestream)
+            assert np.array_equal(decoded.reshape(expected.shape), expected), f"{path} frame {frame}"
