@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from pyjpip.codestream.friendliness import assess
 from pyjpip.codestream.markers import Marker
 from pyjpip.codestream.source import JPEG2000Source
 
@@ -80,8 +81,6 @@ def _describe_codestream(source: JPEG2000Source, number: int) -> dict:
 
 
 def _friendliness(index) -> dict:
-    from pyjpip.codestream.friendliness import assess
-
     found = assess(index)
     return {"friendly": found.friendly, "findings": found.findings, "repacketizing_would_give": found.repacketizing,
             "only_re_encoding_would_give": found.re_encoding_only}

@@ -210,13 +210,13 @@ def _index_tile(codestream: Codestream, index: TileIndex, parts: list[TilePart],
 
 def _readings(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes, chunks,
               lengths) -> list:
-    """Both layouts of a tile (the standard's, OpenJPEG's), each as (precincts, used lengths) when it
-    accounts for every byte of the tile, else the error or None."""
+    """Both layouts of a tile (the standard's, OpenJPEG's): each (precincts, used lengths, bytes
+    left over), or the CodestreamError reading it raised."""
     found = []
     for openjpeg_positions in (False, True):
         try:
             left = _index_tile(codestream, index, parts, changes, chunks, lengths, openjpeg_positions)
-            found.append((dict(index.precincts), index.used_packet_lengths) if left == 0 else None)
+            found.append((dict(index.precincts), index.used_packet_lengths, left))
         except CodestreamError as error:
             found.append(error)
     return found
@@ -226,19 +226,20 @@ def _choose_readings(pending: list) -> None:
     """Subsampling factors not powers of two apart, in a position order: the standard's loops and
     OpenJPEG's visit different precincts (see progression), and OpenJPEG wrote most such files.
     One encoder wrote the codestream, so one reading is taken for every tile: the standard's if it
-    accounts for every tile's bytes, else OpenJPEG's if it does; else each tile's own."""
-    def usable(reading):
-        return isinstance(reading, tuple)
+    accounts exactly for every tile's bytes, else OpenJPEG's if it does; else, tile by tile, an
+    exact reading, or the standard's as any other file is read (bytes left over are tolerated)."""
+    def exact(reading) -> bool:
+        return isinstance(reading, tuple) and reading[2] == 0
 
-    everywhere = [all(usable(found[k]) for _, found in pending) for k in (0, 1)]
+    everywhere = [all(exact(found[k]) for _, found in pending) for k in (0, 1)]
     for index, found in pending:
-        k = 0 if everywhere[0] else 1 if everywhere[1] else (0 if usable(found[0]) else 1)
-        if not usable(found[k]):
-            error = found[0] if isinstance(found[0], CodestreamError) else found[1]
-            if isinstance(error, CodestreamError):
-                raise error
-            raise CodestreamError(f"tile {index.tile.index}: its packets do not fill its tile-parts exactly", 0)
-        index.precincts, index.used_packet_lengths = found[k]
+        if everywhere[0] or everywhere[1]:
+            k = 0 if everywhere[0] else 1
+        else:
+            k = next((k for k in (0, 1) if exact(found[k])), 0)
+        if isinstance(found[k], CodestreamError):
+            raise found[k]
+        index.precincts, index.used_packet_lengths, _ = found[k]
         index.openjpeg_positions = k == 1
     if everywhere[1] and not everywhere[0]:
         log.info("codestream laid out in OpenJPEG's position order (subsampling factors not powers of two apart)")

@@ -27,7 +27,7 @@ from pyjpip.codestream.packet_header import (
     PrecinctWriter,
     read_packet_header,
 )
-from pyjpip.codestream.packet_index import index_codestream, tile_styles
+from pyjpip.codestream.packet_index import CodestreamIndex, index_codestream, tile_styles
 from pyjpip.codestream.progression import packet_order, position_order_is_portable
 from pyjpip.codestream.tile_parts import read_codestream
 from pyjpip.errors import CodestreamError
@@ -70,10 +70,11 @@ def precincts_for(style: ComponentCodingStyle, exponent: int = PRECINCT_EXPONENT
                    precinct_exponents=tuple(precincts), explicit_precincts=True)
 
 
-def repacketize(data: bytes, exponent: int = PRECINCT_EXPONENT) -> Repacketized:
-    """Rewrite a raw codestream's packets (see the module docstring); raises CodestreamError."""
-    codestream = read_codestream(data)
-    index = index_codestream(codestream)
+def repacketize(data: bytes, exponent: int = PRECINCT_EXPONENT, index: CodestreamIndex | None = None) -> Repacketized:
+    """Rewrite a raw codestream's packets (see the module docstring); raises CodestreamError.
+    ``index`` is the codestream's packet index when the caller has it already."""
+    index = index or index_codestream(read_codestream(data))
+    codestream = index.codestream
     main = codestream.main
     size = codestream.size
     order = ProgressionOrder.RPCL if position_order_is_portable(size) else ProgressionOrder.CPRL
@@ -90,20 +91,21 @@ def repacketize(data: bytes, exponent: int = PRECINCT_EXPONENT) -> Repacketized:
         new_styles = [precincts_for(s, exponent) for s in styles]
         new_tile = make_tile(size, t, new_coding, new_styles)
         blocks = _code_block_contributions(view, tile_index.tile, tile_index.precincts)
-        packets = {}
+        packets, placed = {}, 0
         for tc in new_tile.components:
             for res in tc.resolutions:
                 for k in range(res.precinct_count):
-                    packets[(tc.component, res.level, k)] = _precinct_packets(res, k, tc.component, blocks,
-                                                                              coding.layers)
-        used = sum(len(b) for b in blocks.values())
-        if used != _placed_count(packets):
-            raise CodestreamError(f"tile {t}: {used - _placed_count(packets)} code-block contributions found no "
-                                  "precinct in the new layout", parts[0].offset if parts else 0)
+                    precinct_packets, carried = _precinct_packets(res, k, tc.component, blocks, coding.layers)
+                    packets[(tc.component, res.level, k)] = precinct_packets
+                    placed += carried
+        lost = sum(len(b) for b in blocks.values()) - placed
+        if lost:
+            raise CodestreamError(f"tile {t}: {lost} code-block contributions found no precinct in the new layout",
+                                  parts[0].offset if parts else 0)
         body = bytearray()
         lengths = []
         for layer, r, c, k in packet_order(new_tile, None, order):
-            packet = packets[(c, r, k)][layer][0]
+            packet = packets[(c, r, k)][layer]
             body += packet
             lengths.append(len(packet))
         packets_written += len(lengths)
@@ -124,10 +126,6 @@ def repacketize(data: bytes, exponent: int = PRECINCT_EXPONENT) -> Repacketized:
     main_out += _tlm_segments([(t, len(p)) for (t, _, _), p in zip(tile_parts_out, out_parts)])
     result = bytes(main_out) + b"".join(out_parts) + b"\xff\xd9"
     return Repacketized(result, order, main_cod.precinct_exponents, packets_written)
-
-
-def _placed_count(packets) -> int:
-    return sum(count for layers in packets.values() for _, count in layers)
 
 
 def _code_block_contributions(data, tile: Tile, precincts: dict) -> dict:
@@ -166,7 +164,7 @@ def _code_block_contributions(data, tile: Tile, precincts: dict) -> dict:
 
 
 def _precinct_packets(resolution, precinct: int, component: int, blocks: dict, layers: int) -> list:
-    """The new precinct's packets, one per layer: (bytes, contributions carried)."""
+    """The new precinct's packets, one per layer, and how many code-block contributions they carry."""
     xcb, ycb = resolution.code_block_width_exponent, resolution.code_block_height_exponent
     grids = []
     for band in resolution.precinct_bands(precinct):
@@ -178,11 +176,12 @@ def _precinct_packets(resolution, precinct: int, component: int, blocks: dict, l
         grids.append((band.blocks_wide, band.blocks_high, members))
     writer = PrecinctWriter([(w, h, [{l: c for l, (c, _) in m.items()} for m in members])
                              for w, h, members in grids])
-    packets = []
+    packets, carried = [], 0
     for layer in range(layers):
-        carried = [m[layer][1] for _, _, members in grids for m in members if layer in m]
-        packets.append((writer.header(layer) + b"".join(carried), len(carried)))
-    return packets
+        bodies = [m[layer][1] for _, _, members in grids for m in members if layer in m]
+        packets.append(writer.header(layer) + b"".join(bodies))
+        carried += len(bodies)
+    return packets, carried
 
 
 def _style_bytes(style: ComponentCodingStyle) -> bytes:

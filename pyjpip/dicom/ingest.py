@@ -242,8 +242,10 @@ def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tu
         if all(h.high_throughput == wanted_ht for h in headers):
             # The code-blocks are kept as they are, lossy or lossless: friendly frames byte for
             # byte, the others re-packetized (new precincts, RPCL, PLT/TLM; no decoding).
-            frames = [s if assess(index_codestream(read_codestream(s))).friendly else repacketize(s).codestream
-                      for s in sources]
+            frames = []
+            for source_frame in sources:
+                index = index_codestream(read_codestream(source_frame))
+                frames.append(source_frame if assess(index).friendly else repacketize(source_frame, index=index).codestream)
             return frames, _colour_name(photometric, headers[0])
         import imagecodecs  # Part 1 to HTJ2K: the only case where a JPEG 2000 source is decoded
 
