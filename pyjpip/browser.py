@@ -268,13 +268,20 @@ def _series_view(series, instance_index: int, cine: bool) -> dict:
     from pyjpip.layout.greyscale import GreyscalePipeline
     from pyjpip.layout.orientation import edge_markers
     from pyjpip.layout.overlay import corner_text
+    from pyjpip.layout.overlay_planes import overlay_planes
 
     instance = series.instances[instance_index]
     ds = instance.dataset
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    stack = [{"url": _frame_url(i, frame), "corners": corner_text(
-                  i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames)}
-             for n, i in enumerate(series.instances) for frame in range(1, i.frames + 1)]
+    stack = []
+    for n, i in enumerate(series.instances):
+        for frame in range(1, i.frames + 1):
+            item = {"url": _frame_url(i, frame), "corners": corner_text(
+                i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames)}
+            planes = overlay_planes(i.dataset, frame)
+            if planes:
+                item["overlays"] = planes
+            stack.append(item)
     first = sum(i.frames for i in series.instances[:instance_index])  # the instance's first frame
     frame_time = float(ds.get("FrameTime", 0) or 0) or (1000.0 / float(ds.get("CineRate", 0) or 0)
                                                        if ds.get("CineRate") else 0.0)

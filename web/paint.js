@@ -37,11 +37,23 @@ function sampleRange(decoded) {
   return decoded.signed ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
 }
 
+/** Stored value → modality value: the Modality LUT Sequence (clamped at its ends), else rescale (C.11.1). */
+export function modalityOf(greyscale) {
+  const table = greyscale.modality_lut;
+  if (table) {
+    const { first_mapped: from, data } = table;
+    return (s) => data[Math.min(Math.max(s - from, 0), data.length - 1)];
+  }
+  const { rescale_slope: slope, rescale_intercept: intercept } = greyscale;
+  return (s) => s * slope + intercept;
+}
+
 /** The modality-value range of an image (padding left out): the window of an image without one. */
 export function autoWindow(decoded, greyscale) {
   const samples = samplesOf(decoded);
   const stored = storedValue(greyscale, decoded);
   const [plow, phigh] = greyscale.padding || [Infinity, -Infinity];
+  const modality = modalityOf(greyscale);
   let min = Infinity, max = -Infinity;
   for (let i = 0; i < samples.length; i++) {
     const v = samples[i];
@@ -52,7 +64,7 @@ export function autoWindow(decoded, greyscale) {
   for (let v = min; v <= max; v++) {
     const s = stored(v);
     if (s >= plow && s <= phigh) continue;
-    const m = s * greyscale.rescale_slope + greyscale.rescale_intercept;
+    const m = modality(s);
     if (m < low) low = m;
     if (m > high) high = m;
   }
@@ -77,7 +89,7 @@ export function chooseWindow(greyscale, user, fallback) {
 export function greyLookup(decoded, greyscale, window) {
   const [first, last] = sampleRange(decoded);
   const stored = storedValue(greyscale, decoded);
-  const { rescale_slope: slope, rescale_intercept: intercept } = greyscale;
+  const modality = modalityOf(greyscale);
   let voi;
   if (window) {
     voi = voiFunction(window);
@@ -90,7 +102,7 @@ export function greyLookup(decoded, greyscale, window) {
   const lut = new Uint32Array(last - first + 1);
   for (let v = first; v <= last; v++) {
     const s = stored(v);
-    let y = Math.round(voi(s * slope + intercept));
+    let y = Math.round(voi(modality(s)));
     if (greyscale.invert) y = 255 - y;
     if (s >= plow && s <= phigh) y = 0;
     lut[v - first] = 0xff000000 | (y << 16) | (y << 8) | y;
@@ -135,6 +147,40 @@ export function paintColour(canvas, decoded, photometric) {
     out[4 * i + 3] = 255;
   }
   put(canvas, image);
+}
+
+/**
+ * Draw overlay planes (PS3.3 C.9.2) over a painted tile: a tile pixel at ``reduce`` covers
+ * 2^reduce x 2^reduce image pixels, and is drawn white when any of them is set in a plane, so thin
+ * graphics stay visible at coarse resolutions. ``region`` is the tile's place at that resolution.
+ */
+export function paintOverlays(canvas, overlays, { reduce, region }) {
+  if (!overlays || !overlays.length) return;
+  const context = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const image = context.getImageData(0, 0, width, height);
+  const out = new Uint32Array(image.data.buffer);
+  const scale = 2 ** reduce;
+  const [x0, y0] = region;
+  for (const { rows, columns, origin, bits } of overlays) {
+    const top = origin[0] - 1, left = origin[1] - 1;  // the plane's first pixel in the image, from 0
+    for (let y = 0; y < height; y++) {
+      const r0 = Math.max((y0 + y) * scale - top, 0), r1 = Math.min((y0 + y + 1) * scale - top, rows);
+      if (r0 >= r1) continue;
+      for (let x = 0; x < width; x++) {
+        const c0 = Math.max((x0 + x) * scale - left, 0), c1 = Math.min((x0 + x + 1) * scale - left, columns);
+        let on = false;
+        for (let r = r0; r < r1 && !on; r++) {
+          for (let c = c0; c < c1; c++) {
+            const bit = r * columns + c;
+            if ((bits[bit >> 3] >> (bit & 7)) & 1) { on = true; break; }
+          }
+        }
+        if (on) out[y * width + x] = 0xffffffff;
+      }
+    }
+  }
+  context.putImageData(image, 0, 0);
 }
 
 function put(canvas, image) {

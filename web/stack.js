@@ -65,7 +65,8 @@ export class Stack extends EventTarget {
     for (const [corner, lines] of Object.entries(item.corners)) this.corners[corner].textContent = lines.join("\n");
     this.viewport.base.canvas.dataset.instance = String(position);
     this.showWindow();
-    return this.viewport.load(item.url, { greyscale: this.series.greyscale, photometric: this.series.photometric, keepView });
+    return this.viewport.load(item.url, { greyscale: this.series.greyscale, photometric: this.series.photometric,
+                                          overlays: item.overlays, keepView });
   }
 
   scroll(step) {

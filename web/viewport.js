@@ -5,7 +5,7 @@
 // A gesture moves both at once (a CSS transform: the scaled lower resolution shows immediately);
 // the detail is then asked for, the older request cancelled, and repainted as its bytes arrive.
 // Decoded samples are kept, so a new window/level is only a new lookup table.
-import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey } from "./paint.js";
+import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey, paintOverlays } from "./paint.js";
 
 const ZOOM_STEP = 2 ** 0.5;
 const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
@@ -135,10 +135,11 @@ export class Viewport extends EventTarget {
    * Show an image: url (a JPIP target URL), greyscale (pyjpip's GreyscalePipeline as an object, or
    * null for colour), photometric. keepView: keep zoom and pan (scrolling a stack of same-size images).
    */
-  async load(url, { greyscale = null, photometric = "MONOCHROME2", keepView = false } = {}) {
+  async load(url, { greyscale = null, photometric = "MONOCHROME2", overlays = null, keepView = false } = {}) {
     const token = (this.loading = {});
     const previous = this.image;
-    this.image = { url, greyscale, photometric, info: null, autoWindow: null };
+    this.image = { url, greyscale, photometric, info: null, autoWindow: null,
+                   overlays: (overlays || []).map((plane) => ({ ...plane, bits: Uint8Array.from(plane.data) })) };
     this.detail.cancel();
     this.base.cancel();
     this.failure.hidden = true;
@@ -472,10 +473,11 @@ export class Viewport extends EventTarget {
     const image = this.image;
     if (!image.greyscale) {
       paintColour(layer.canvas, decoded, image.photometric);
-      return;
+    } else {
+      if (decoded.components !== 1) throw new Error(`a grey-scale image decoded to ${decoded.components} components`);
+      paintGrey(layer.canvas, decoded, lookup || greyLookup(decoded, image.greyscale, this.currentWindow()));
     }
-    if (decoded.components !== 1) throw new Error(`a grey-scale image decoded to ${decoded.components} components`);
-    paintGrey(layer.canvas, decoded, lookup || greyLookup(decoded, image.greyscale, this.currentWindow()));
+    paintOverlays(layer.canvas, image.overlays, layer.tile);
   }
 
   /** Repaint kept samples with the current window: one lookup table for both layers. */

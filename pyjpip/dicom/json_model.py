@@ -43,6 +43,7 @@ TAGS: dict[str, str] = {
     "RescaleIntercept": "00281052", "RescaleSlope": "00281053", "WindowCenter": "00281050",
     "WindowWidth": "00281051", "VOILUTFunction": "00281056", "VOILUTSequence": "00283010",
     "LUTDescriptor": "00283002", "LUTData": "00283006", "PresentationLUTShape": "20500020",
+    "ModalityLUTSequence": "00283000", "ModalityLUTType": "00283004",
 }
 
 _BINARY_NUMBER_VRS = frozenset({"FL", "FD", "SL", "SS", "SV", "UL", "US", "UV"})
@@ -80,6 +81,18 @@ class JSONDataset:
         element = self._element(keyword)
         return default if element is None else self._value(keyword, element)
 
+    def tag_value(self, tag: int, default=None):
+        """The value of an attribute by tag: repeating groups (overlays, 60xx) have no keyword of their own."""
+        name = f"{tag:08X}"
+        element = self._json.get(name)
+        if element is None:
+            element = self._json.get(name.lower())
+        if element is None:
+            return default
+        if not isinstance(element, dict):
+            raise DicomError(f"{self._source}: ({name}) is not a DICOM JSON attribute object")
+        return self._value(name, element)
+
     def __getattr__(self, keyword: str):
         if keyword not in TAGS:  # hasattr(), copy and the like probe names: they expect AttributeError
             raise AttributeError(f"{keyword} is not among the attributes pyjpip reads from DICOM JSON")
@@ -90,7 +103,7 @@ class JSONDataset:
 
     def _value(self, keyword: str, element: dict):
         vr = str(element.get("vr", ""))
-        where = f"{self._source}: {keyword} ({TAGS[keyword]}, VR {vr or 'missing'})"
+        where = f"{self._source}: {keyword} ({TAGS.get(keyword, keyword)}, VR {vr or 'missing'})"
         if "InlineBinary" in element:
             try:
                 return base64.b64decode(element["InlineBinary"], validate=True)

@@ -22,7 +22,7 @@ VOI_LUT_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 @dataclass(frozen=True)
 class GreyscalePipeline:
-    """Stored value → modality value (rescale) → VOI window → presentation (MONOCHROME1 inverts).
+    """Stored value → modality value (rescale, or the Modality LUT) → VOI window → presentation (MONOCHROME1 inverts).
 
     ``window_center``/``window_width`` are None when the object has no window: the painter then
     windows over the decoded image's minimum and maximum modality values.
@@ -37,6 +37,7 @@ class GreyscalePipeline:
     voi_lut_function: str
     invert: bool
     voi_lut: dict | None = None  # VOI LUT Sequence item: first_mapped, bits, data (used when no window)
+    modality_lut: dict | None = None  # Modality LUT Sequence item: first_mapped, bits, data (instead of rescale)
     padding: tuple[int, int] | None = None  # stored values shown as background (Pixel Padding, C.7.5.1.1.2)
 
     @classmethod
@@ -65,7 +66,8 @@ class GreyscalePipeline:
             window_width=width,
             voi_lut_function=function,
             invert=invert,
-            voi_lut=_voi_lut(dataset),
+            voi_lut=_lut(dataset, "VOILUTSequence", "VOI LUT"),
+            modality_lut=_lut(dataset, "ModalityLUTSequence", "Modality LUT"),
             padding=_padding(dataset),
         )
 
@@ -74,24 +76,25 @@ class GreyscalePipeline:
         return asdict(self)
 
 
-def _voi_lut(dataset: Attributes) -> dict | None:
-    """The first VOI LUT Sequence item (C.11.2): LUT Descriptor (entries, first mapped, bits), LUT Data."""
-    sequence = dataset.get("VOILUTSequence")
+def _lut(dataset: Attributes, keyword: str, name: str) -> dict | None:
+    """The first item of a LUT sequence (C.11.1 Modality LUT, C.11.2 VOI LUT): LUT Descriptor
+    (entries, first mapped, bits) and LUT Data; stored values outside the table take its ends."""
+    sequence = dataset.get(keyword)
     if not sequence:
         return None
     item = sequence[0]
     descriptor = item.get("LUTDescriptor")
     if descriptor is None or len(descriptor) != 3 or "LUTData" not in item:
-        raise DicomError("VOI LUT Sequence item lacks a three-value LUT Descriptor or LUT Data")
+        raise DicomError(f"{name} Sequence item lacks a three-value LUT Descriptor or LUT Data")
     entries, first, bits = (int(v) for v in descriptor)
     entries = entries or 65536  # 0 means 2^16 (C.11.1.1.1)
     data = item.LUTData
     values = list(data) if not isinstance(data, (bytes, bytearray)) else [
         int.from_bytes(data[i : i + 2], "little") for i in range(0, len(data), 2)]
     if len(values) < entries:
-        raise DicomError(f"VOI LUT Data holds {len(values)} entries; the descriptor says {entries}")
+        raise DicomError(f"{name} Data holds {len(values)} entries; the descriptor says {entries}")
     if not 8 <= bits <= 16:
-        raise DicomError(f"VOI LUT Descriptor gives {bits} bits per entry; 8 to 16 are allowed")
+        raise DicomError(f"{name} Descriptor gives {bits} bits per entry; 8 to 16 are allowed")
     if first > 32767 and int(dataset.get("PixelRepresentation", 0)) == 1:
         first -= 65536  # US or SS, read as unsigned: a signed first-mapped value (C.11.1.1.1)
     return {"first_mapped": first, "bits": bits, "data": values[:entries]}

@@ -410,3 +410,70 @@ def test_dicom_objects_by_url_hollow_and_ordinary(watched_page, study_site):
     assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
     assert not any("local.pyjpip" in url for url in page.watch.requests), "frames served in the worker are not fetched"
     assert page.watch.errors == []
+
+
+@pytest.fixture(scope="module")
+def annotated_site(tmp_path_factory):
+    """An MR whose modality values come from a Modality LUT Sequence (a square root, not a rescale)
+    and which carries a graphics overlay plane (a frame and a diagonal, offset by its origin)."""
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    sources, store = tmp_path_factory.mktemp("annotated-sources"), tmp_path_factory.mktemp("annotated-store")
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    mr.StudyInstanceUID = generate_uid(entropy_srcs=["annotated study"])
+    for keyword in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        if keyword in mr:
+            delattr(mr, keyword)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.add_new(0x00283006, "US", [int(1000 * (v ** 0.5)) for v in range(4096)])  # LUT Data
+    item.ModalityLUTType = "US"
+    mr.ModalityLUTSequence = [item]
+    mr.WindowCenter, mr.WindowWidth = 30000, 50000
+    rows, columns = 40, 50
+    bits = np.zeros((rows, columns), np.uint8)
+    bits[0, :] = bits[-1, :] = bits[:, 0] = bits[:, -1] = 1
+    bits[np.arange(rows), np.arange(rows)] = 1
+    mr.add_new(0x60000010, "US", rows)
+    mr.add_new(0x60000011, "US", columns)
+    mr.add_new(0x60000040, "CS", "G")
+    mr.add_new(0x60000050, "SS", [11, 6])
+    mr.add_new(0x60000100, "US", 1)
+    mr.add_new(0x60000102, "US", 0)
+    mr.add_new(0x60003000, "OW", np.packbits(bits.ravel(), bitorder="little").tobytes())
+    mr.save_as(sources / "annotated.dcm")
+    with ingested(sources, store) as base:
+        yield base, mr, bits, store
+
+
+def test_modality_lut_and_overlay_planes_are_applied(watched_page, annotated_site):
+    """By ?study= (the layout reads DICOM JSON) the canvas is the stored values through the Modality
+    LUT, then the window; the overlay's set pixels are white where its origin puts them."""
+    import json
+
+    page = watched_page
+    site, mr, bits, store = annotated_site
+    page.watch.origin = site.rstrip("/")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{site}?study={mr.StudyInstanceUID}")
+    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+    selector = f"canvas[data-series='{mr.SeriesInstanceUID}']"
+    assert page.locator(selector).get_attribute("data-reduce") == "0"
+    index = json.loads((store / "index.json").read_text())["instances"]
+    stored = opj_decode((store / index[str(mr.SOPInstanceUID)]["image"]).read_bytes(), 0).astype(np.int64)
+    table = np.array(mr.ModalityLUTSequence[0].LUTData)
+    modality = table[np.clip(stored, 0, len(table) - 1)]
+    plain = pydicom.Dataset()
+    plain.PhotometricInterpretation, plain.WindowCenter, plain.WindowWidth = "MONOCHROME2", 30000, 50000
+    expected = windowed(modality, plain)
+    top, left = 11 - 1, 6 - 1
+    expected[top : top + bits.shape[0], left : left + bits.shape[1]][bits == 1] = 255
+    actual = canvas_pixels(page, selector)
+    assert actual.shape == expected.shape and np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+    assert np.count_nonzero(actual[top : top + bits.shape[0], left : left + bits.shape[1]][bits == 1] == 255) == \
+        np.count_nonzero(bits)
+    assert np.ptp(expected[bits.shape[0] + top :]) > 100  # the LUT-windowed image is not flat
+    assert page.watch.errors == []

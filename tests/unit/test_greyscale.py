@@ -59,7 +59,7 @@ def test_pipeline_is_plain_data_for_javascript():
     values = GreyscalePipeline.from_dataset(dataset(WindowCenter=1, WindowWidth=2)).to_dict()
     assert values == {"bits_stored": 12, "signed": False, "rescale_slope": 1.0, "rescale_intercept": 0.0,
                       "window_center": 1.0, "window_width": 2.0, "voi_lut_function": "LINEAR", "invert": False,
-                      "voi_lut": None, "padding": None}
+                      "voi_lut": None, "modality_lut": None, "padding": None}
 
 
 def test_voi_lut_sequence_padding_and_presentation_shape():
@@ -74,3 +74,16 @@ def test_voi_lut_sequence_padding_and_presentation_shape():
     item.LUTData = [0, 1]
     with pytest.raises(DicomError, match="holds 2 entries; the descriptor says 4"):
         GreyscalePipeline.from_dataset(ds)
+
+
+def test_modality_lut_sequence_with_a_signed_first_mapped_value():
+    item = Dataset()
+    item.LUTDescriptor = [3, 65535, 16]  # first mapped -1, read as US
+    item.LUTData = [10, 20, 40000]
+    item.ModalityLUTType = "HU"
+    pipeline = GreyscalePipeline.from_dataset(dataset(ModalityLUTSequence=[item], PixelRepresentation=1))
+    assert pipeline.modality_lut == {"first_mapped": -1, "bits": 16, "data": [10, 20, 40000]}
+    assert GreyscalePipeline.from_dataset(dataset()).modality_lut is None
+    item.LUTDescriptor = [3, 0, 20]
+    with pytest.raises(DicomError, match="Modality LUT Descriptor gives 20 bits"):
+        GreyscalePipeline.from_dataset(dataset(ModalityLUTSequence=[item]))
