@@ -251,27 +251,84 @@ def test_ingest_without_its_optional_parts_says_what_to_install(tmp_path):
 
 
 NON_JPEG2000 = ["MR_small_RLE.dcm", "image_dfl.dcm", "SC_rgb_rle_16bit.dcm", "SC_ybr_full_422_uncompressed.dcm",
-                "rtdose.dcm", "examples_overlay.dcm", "liver_1frame.dcm", "ExplVR_BigEnd.dcm"]
+                "rtdose.dcm", "examples_overlay.dcm", "liver_1frame.dcm", "ExplVR_BigEnd.dcm",
+                "SC_rgb_jpeg_dcmtk.dcm", "JPGExtended.dcm", "JPEGLSNearLossless_16.dcm", "SC_rgb_jls_lossy_line.dcm",
+                "MR_small_jpeg_ls_lossless.dcm"]
+
+
+def jpeg_lossless(path):
+    """A 12-bit CT slice in JPEG Lossless (Process 14, 1.2.840.10008.1.2.4.57), coded by imagecodecs."""
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    pixels = (ds.pixel_array.astype(np.int32) - ds.pixel_array.min()).astype(np.uint16) & 0x0FFF
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["jpeg lossless"])
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+    ds.PixelData = encapsulate([imagecodecs.ljpeg_encode(pixels, bitspersample=12)])
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.57"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def enhanced_ct(path, frames=4):
+    """A multi-frame Enhanced CT (PS3.3 A.38): per-frame functional groups, one Pixel Data of 16-bit frames."""
+    from pydicom.dataset import Dataset
+
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["enhanced ct"])
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = source.StudyInstanceUID, generate_uid(entropy_srcs=["enhanced series"])
+    ds.Modality, ds.NumberOfFrames = "CT", frames
+    ds.Rows, ds.Columns = source.Rows, source.Columns
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    per_frame = []
+    for k in range(frames):
+        item, position, transform = Dataset(), Dataset(), Dataset()
+        position.ImagePositionPatient = [0, 0, 2.5 * k]
+        transform.RescaleIntercept, transform.RescaleSlope, transform.RescaleType = -1024, 1, "HU"
+        item.PlanePositionSequence, item.PixelValueTransformationSequence = [position], [transform]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    ds.PixelData = np.stack([source.pixel_array.astype(np.int16) + np.int16(50 * k) for k in range(frames)]).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
 
 
 def test_other_pixel_encodings_come_back_equal_to_pydicoms_decoding(tmp_path):
-    """RLE, deflated, big endian, YBR_FULL_422, 32-bit multi-frame (RT dose), overlays: ingested
-    losslessly, every frame equal to pydicom's own decoding (its pixel handlers); what no installed
-    plugin decodes (12-bit JPEG Extended with Pillow alone) and PALETTE COLOR (no JPIP Referenced
-    syntax may say it) are refused with one line."""
+    """Native (little and big endian, deflated), RLE, JPEG baseline, extended (12 bits) and lossless,
+    JPEG-LS lossless and near-lossless, YBR_FULL_422, 32-bit multi-frame (RT dose), Enhanced CT,
+    overlays: ingested losslessly, every frame equal to pydicom's own decoding (its pixel handlers:
+    pylibjpeg, pyjpegls, Pillow); a damaged JPEG and PALETTE COLOR (no JPIP Referenced syntax may
+    say it) are refused with one line each."""
     import imagecodecs
 
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for name in NON_JPEG2000 + ["JPGExtended.dcm", "examples_palette.dcm"]:
-        shutil.copy(get_testdata_file(name), inputs / name)
+    for name in NON_JPEG2000 + ["examples_palette.dcm"]:
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[name])  # pydicom's MR_small variants share one
+        ds.save_as(inputs / name)
+    jpeg_lossless(inputs / "jpeg_lossless.dcm")
+    enhanced_ct(inputs / "enhanced_ct.dcm")
+    damaged = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    damaged.SOPInstanceUID = generate_uid(entropy_srcs=["damaged"])
+    from pydicom.encaps import encapsulate, generate_frames
+    fragment = next(generate_frames(damaged.PixelData, number_of_frames=1))
+    damaged.PixelData = encapsulate([fragment[:2] + bytes(range(256)) * 4])  # SOI, then no JPEG at all
+    damaged.save_as(inputs / "damaged_jpeg.dcm")
     store = tmp_path / "store"
     report = ingest([str(inputs)], str(store), "http://store.test")
     failed = {p.split("/")[-1]: reason for p, reason in report.failed}
-    assert set(failed) == {"JPGExtended.dcm", "examples_palette.dcm"}, failed
+    assert set(failed) == {"damaged_jpeg.dcm", "examples_palette.dcm"}, failed
     assert all("\n" not in reason for reason in failed.values())
-    assert "cannot be decoded here" in failed["JPGExtended.dcm"]
+    assert "cannot be decoded here" in failed["damaged_jpeg.dcm"]
     assert "PALETTE COLOR" in failed["examples_palette.dcm"]
+    assert len(report.ingested) == len(NON_JPEG2000) + 2
     server = JPIPServer(str(store))
     index = json.loads((store / "index.json").read_text())["instances"]
     for path in report.ingested:
@@ -281,6 +338,8 @@ def test_other_pixel_encodings_come_back_equal_to_pydicoms_decoding(tmp_path):
         hollow = read_hollow((store / index[str(original.SOPInstanceUID)]["hollow"]).read_bytes())
         if (0x6000, 0x3000) in original:
             assert (0x6000, 0x3000) in hollow.dataset, f"{path}: the overlay is kept"
+        if "PerFrameFunctionalGroupsSequence" in original:
+            assert hollow.dataset.PerFrameFunctionalGroupsSequence == original.PerFrameFunctionalGroupsSequence
         rows, columns = int(hollow.dataset.Rows), int(hollow.dataset.Columns)
         for frame, expected in enumerate(frames, 1):
             client = JPIPClient(hollow.frame_url(frame))
