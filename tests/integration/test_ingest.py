@@ -221,35 +221,6 @@ def test_objects_without_study_or_series_uids_are_taken(tmp_path, caplog):
     assert len(said) <= 2  # said once per attribute in a process, not once per object
 
 
-def test_ingest_without_its_optional_parts_says_what_to_install(tmp_path):
-    """`pip install pyjpip` alone: JPEG 2000 objects still ingest (re-packetizing needs neither numpy
-    nor imagecodecs); an uncompressed one needs them, and one line says which extra brings them."""
-    import subprocess
-    import sys
-
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class Missing:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('numpy', 'imagecodecs', 'glymur'):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, Missing())\n")
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    shutil.copy(get_testdata_file("SC_rgb_small_odd.dcm"), inputs / "rgb.dcm")
-    shutil.copy(get_testdata_file("CT_small.dcm"), inputs / "ct.dcm")
-    shutil.copy(get_testdata_file("MR_small_jp2klossless.dcm"), inputs / "j2k.dcm")
-    environment = {"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "pyjpip", "ingest", str(inputs), "--store", str(tmp_path / "s"),
-                             "--url-base", "http://store.test"], capture_output=True, text=True, env=environment)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["pyjpip ingest: 2 file(s) need numpy, which is not installed; "
-                     "install it with: pip install 'pyjpip[ingest]'"], result.stderr
-    assert result.stdout.startswith("1 ingested, 0 already in the store, 2 failed"), result.stdout
-
-
 NON_JPEG2000 = ["MR_small_RLE.dcm", "image_dfl.dcm", "SC_rgb_rle_16bit.dcm", "SC_ybr_full_422_uncompressed.dcm",
                 "rtdose.dcm", "examples_overlay.dcm", "liver_1frame.dcm", "ExplVR_BigEnd.dcm",
                 "SC_rgb_jpeg_dcmtk.dcm", "JPGExtended.dcm", "JPEGLSNearLossless_16.dcm", "SC_rgb_jls_lossy_line.dcm",
