@@ -11,8 +11,8 @@ from pyjpip import __version__
 from pyjpip.errors import PyjpipError
 
 
-#: A module a command needs that is not among pyjpip's own dependencies → the extra that brings it.
-#: Which extra brings a missing module, by command where it differs ("*": any command).
+#: A module a command needs that is not among pyjpip's own dependencies → the extra that brings it,
+#: by command where it differs ("*": any command).
 EXTRAS = {"pynetdicom": {"*": "network"}, "psycopg": {"*": "postgresql"}, "glymur": {"*": "png"},
           "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"}}
 

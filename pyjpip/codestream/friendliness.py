@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyjpip.codestream.markers import Marker, ProgressionOrder
+from pyjpip.codestream.markers import Marker
 from pyjpip.codestream.packet_index import CodestreamIndex
-from pyjpip.codestream.progression import position_order_is_portable
+from pyjpip.codestream.progression import written_order
 from pyjpip.codestream.repacketize import PRECINCT_EXPONENT, precincts_for
 
 #: Precincts larger than this (in a resolution larger than it) make a region cost too much.
@@ -56,7 +56,7 @@ def assess(index: CodestreamIndex) -> Friendliness:
     new = precincts_for(main.coding_style.component, PRECINCT_EXPONENT)
     sizes = sorted({(1 << x, 1 << y) for x, y in new.precinct_exponents[1:] or new.precinct_exponents})
     changes.append("precincts " + ", ".join(f"{w}x{h}" for w, h in sizes))
-    order = ProgressionOrder.RPCL if position_order_is_portable(size) else ProgressionOrder.CPRL
+    order = written_order(size)
     if main.coding_style.progression_order != order:
         changes.append(f"order {main.coding_style.progression_order.name} -> {order.name}")
     changes.append("PLT and TLM written")

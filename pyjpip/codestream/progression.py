@@ -43,6 +43,12 @@ def position_order_is_portable(size: ImageAndTileSize) -> bool:
     return True
 
 
+def written_order(size: ImageAndTileSize) -> ProgressionOrder:
+    """The order codestreams are written in here: RPCL (a precinct's packets together, resolutions
+    coarse to fine), or CPRL where OpenJPEG would misread RPCL."""
+    return ProgressionOrder.RPCL if position_order_is_portable(size) else ProgressionOrder.CPRL
+
+
 def _steps(tc, axis: int) -> list[int]:
     levels = tc.decomposition_levels
     subsampling = tc.y_subsampling if axis else tc.x_subsampling

@@ -24,7 +24,7 @@ from pyjpip.codestream.markers import (
 )
 from pyjpip.codestream.packet_header import BitReader, PacketHeaderError, PrecinctState, read_packet_header
 from pyjpip.codestream.packet_index import tile_styles
-from pyjpip.codestream.progression import packet_order, position_order_is_portable
+from pyjpip.codestream.progression import packet_order, written_order
 from pyjpip.errors import CodestreamError
 
 #: An SOP marker segment (A.8.1): FF91, Lsop = 4, Nsop.
@@ -60,7 +60,7 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
     main = read_main_header(main_view)
     size = main.size
     tiles, components = size.tile_count, len(size.components)
-    order = ProgressionOrder.RPCL if position_order_is_portable(size) else ProgressionOrder.CPRL
+    order = written_order(size)
     out = bytearray(b"\xff\x4f")
     for segment in main.header.segments:
         if segment.marker not in _DROPPED:

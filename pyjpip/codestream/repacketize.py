@@ -28,7 +28,7 @@ from pyjpip.codestream.packet_header import (
     read_packet_header,
 )
 from pyjpip.codestream.packet_index import CodestreamIndex, index_codestream, tile_styles
-from pyjpip.codestream.progression import packet_order, position_order_is_portable
+from pyjpip.codestream.progression import packet_order, written_order
 from pyjpip.codestream.tile_parts import read_codestream
 from pyjpip.errors import CodestreamError
 
@@ -77,7 +77,7 @@ def repacketize(data: bytes, exponent: int = PRECINCT_EXPONENT, index: Codestrea
     codestream = index.codestream
     main = codestream.main
     size = codestream.size
-    order = ProgressionOrder.RPCL if position_order_is_portable(size) else ProgressionOrder.CPRL
+    order = written_order(size)
     view = codestream.data
     tile_parts_out = []
     packets_written = 0

@@ -1,8 +1,7 @@
 """Lossless JPIP-friendly encoding of DICOM frames from samples (CPython tooling: numpy, imagecodecs).
 
 JPIP-friendly means what lets a server send only what a view needs: precincts (128 x 128 at every
-resolution), several quality layers, a lowest resolution of at most 64 pixels, RPCL order and
-PLT/TLM markers (the properties PS3.5 10.18 asks of HTJ2K RPCL). Part 1 goes through OpenJPEG in
+resolution), a lowest resolution of at most 64 pixels, RPCL order and PLT/TLM markers (the properties PS3.5 10.18 asks of HTJ2K RPCL). Part 1 goes through OpenJPEG in
 imagecodecs, then the re-packetizer (one quality layer: imagecodecs writes no more). HTJ2K goes
 through OpenJPH's ojph_compress (Debian openjph-tools), because imagecodecs' OpenJPH binding takes
 no bit depth: a 12-bit frame would be coded as 16 bits, with another DC level shift, and disagree

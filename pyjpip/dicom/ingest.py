@@ -86,7 +86,7 @@ def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = Fal
         try:
             outcome, sop = _ingest_file(path, store, deflate, high_throughput)
             (report.ingested if outcome == "ingested" else report.skipped).append(path)
-            if store.index["instances"][sop].get("supplied"):
+            if outcome == "ingested" and store.index["instances"][sop].get("supplied"):
                 report.supplied.append(path)
         except (DicomError, CodestreamError, OSError, ValueError) as error:
             report.failed.append((path, str(error)))
