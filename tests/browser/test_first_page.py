@@ -160,14 +160,19 @@ def study_site(tmp_path_factory):
         yield base, study, sources, store
 
 
-def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page, study_site):
-    page = watched_page
-    site, study, sources, store = study_site
+def goto_study(page, site: str, study: str) -> None:
+    """``?study=`` opened in a 1280x720 page, until it is painted (or fails the test with its message)."""
     page.watch.origin = site.rstrip("/")
     page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{site}?study={study}")
     page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
     assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+
+
+def test_a_study_lays_out_from_attributes_and_streams_each_viewport(watched_page, study_site):
+    page = watched_page
+    site, study, sources, store = study_site
+    goto_study(page, site, study)
     assert page.locator(".cell").count() == 2  # two series: side by side
     assert "CompressedSamples" in page.locator(".corner.top-left").first.text_content()
     for name in ("ct-2.dcm", "MR_small.dcm"):  # a stack opens at its middle slice
@@ -455,11 +460,7 @@ def test_modality_lut_and_overlay_planes_are_applied(watched_page, annotated_sit
 
     page = watched_page
     site, mr, bits, store = annotated_site
-    page.watch.origin = site.rstrip("/")
-    page.set_viewport_size({"width": 1280, "height": 720})
-    page.goto(f"{site}?study={mr.StudyInstanceUID}")
-    page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
-    assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+    goto_study(page, site, mr.StudyInstanceUID)
     selector = f"canvas[data-series='{mr.SeriesInstanceUID}']"
     assert page.locator(selector).get_attribute("data-reduce") == "0"
     index = json.loads((store / "index.json").read_text())["instances"]
