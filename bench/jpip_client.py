@@ -74,11 +74,11 @@ def efficiency(root: str, name: str, size: int) -> dict:
 
     sequence = pan_zoom_sequence(size)
     server = JPIPServer(root, response_cache_bytes=0)
-    source, _ = server.store.open(name)
+    source, tid = server.store.open(name)
     union: dict = {}
     for window in sequence:  # what each window needs, from the server's own planner on an empty model
         query = "&".join(f"{k}={v}" for k, v in [("target", name), *window.fields()])
-        plan, _, _ = server._plan(parse_query(query), source, [0], CacheModel())
+        plan, _, _ = server._plan(parse_query(query), source, tid, [0], CacheModel())
         for item in plan:
             union[item.key] = max(union.get(item.key, 0), item.end)
     needed = sum(union.values())
