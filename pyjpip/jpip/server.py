@@ -12,13 +12,8 @@ so that a response cut anywhere (by len, or by the client) is the best picture f
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import secrets
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 from pyjpip.codestream.databins import DataBin, DataBinClass, DataBins
@@ -27,11 +22,14 @@ from pyjpip.errors import CodestreamError
 from pyjpip.jpip.cache_model import CacheModel
 from pyjpip.jpip.messages import EndOfResponseReason, MessageEncoder
 from pyjpip.jpip.request import JPIPRequest, RequestError, parse_query
+from pyjpip.jpip.session import Session, SessionStore
 from pyjpip.jpip.view_window import resolve_window, window_precincts
+from pyjpip.response import Response, error_response
+
+__all__ = ["JPIPServer", "Response", "error_response", "Session", "CODESTREAM_LENGTH_HEADER"]
 
 log = logging.getLogger(__name__)
 
-SERVED_SUFFIXES = (".jp2", ".jpx", ".jph", ".j2k", ".j2c", ".jhc", ".jpf")
 JPP_TYPES = {"jpp-stream", "image/jpp-stream"}
 CHUNK_BYTES = 1 << 16
 
@@ -39,87 +37,6 @@ CHUNK_BYTES = 1 << 16
 #: A header of ours, not of JPIP: the byte length of the (first) codestream asked for, sent with
 #: JPIP-tid, so a viewer can show how much of an image it holds.
 CODESTREAM_LENGTH_HEADER = "Pyjpip-Codestream-Length"
-
-
-@dataclass
-class Response:
-    """What to send: ``length`` is the Content-Length, or None for a body produced as it goes (chunked)."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    body: Iterator[bytes]
-    length: int | None
-
-
-def error_response(status: int, message: str) -> Response:
-    data = (message.rstrip() + "\n").encode()
-    return Response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache")],
-                    iter([data]), len(data))
-
-
-class TargetStore:
-    """Resolves target names to files under a root folder, and keeps the opened ones.
-
-    A target is a path relative to the root; '..', absolute paths, backslashes, NUL and
-    symbolic links that lead outside the root are refused, as is anything not a JPEG 2000 file.
-    """
-
-    def __init__(self, root: str, cache_dir: str | None = None, keep_open: int = 64):
-        self.root = os.path.realpath(root)
-        self.cache_dir = cache_dir
-        self.keep_open = keep_open
-        self.opened: OrderedDict[str, tuple[tuple, JPEG2000Source]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def resolve(self, target: str) -> str:
-        name = target.lstrip("/") if target.startswith("/") and not target.startswith("//") else target
-        if (not name or "\x00" in name or "\\" in name or name.startswith("/")
-                or any(part in ("..", "") for part in name.split("/"))):
-            raise RequestError(404, f"target {target[:200]!r} is not a file name under the server's root")
-        if not name.lower().endswith(SERVED_SUFFIXES):
-            raise RequestError(404, f"target {target[:200]!r} is not a JPEG 2000 file ({', '.join(SERVED_SUFFIXES)})")
-        path = os.path.realpath(os.path.join(self.root, name))
-        if os.path.commonpath([path, self.root]) != self.root:
-            raise RequestError(404, f"target {target[:200]!r} leads outside the server's root")
-        if not os.path.isfile(path):
-            raise RequestError(404, f"target {target[:200]!r} does not exist")
-        return path
-
-    def open(self, target: str) -> tuple[JPEG2000Source, str]:
-        """The source and its target id (changes when the file does)."""
-        path = self.resolve(target)
-        status = os.stat(path)
-        stamp = (status.st_size, status.st_mtime_ns, status.st_ino)
-        with self.lock:
-            kept = self.opened.get(path)
-            if kept and kept[0] == stamp:
-                self.opened.move_to_end(path)
-                return kept[1], _target_id(path, stamp)
-        try:
-            source = JPEG2000Source.open(path, cache_dir=self.cache_dir, name=target[:200])
-        except CodestreamError as error:
-            raise RequestError(404, f"target is not a readable JPEG 2000 file: {error.reason}") from None
-        with self.lock:
-            self.opened[path] = (stamp, source)
-            while len(self.opened) > self.keep_open:
-                self.opened.popitem(last=False)
-        return source, _target_id(path, stamp)
-
-
-def _target_id(path: str, stamp: tuple) -> str:
-    return hashlib.sha256(f"{path}\0{stamp}".encode()).hexdigest()[:24]
-
-
-@dataclass
-class Session:
-    """One JPIP session with its single channel: the target, its tid, and the client's cache model."""
-
-    cid: str
-    target: str
-    tid: str
-    model: CacheModel = field(default_factory=CacheModel)
-    last_used: float = 0.0
-    generation: int = 0  # bumped by every request: a running response sees it was superseded
 
 
 @dataclass(slots=True)
@@ -135,20 +52,31 @@ class _Planned:
 
 
 class JPIPServer:
-    """Answers JPIP requests for the files under a root folder."""
+    """Answers JPIP requests for the targets of a store.
 
-    def __init__(self, root: str, *, cache_dir: str | None = None, session_limit: int = 256,
-                 idle_timeout: float = 600.0, channel_path: str = "jpip", response_cache_bytes: int = 64 << 20,
-                 session_model_limit: int = 1 << 20, keep_open: int = 64):
-        self.store = TargetStore(root, cache_dir, keep_open)
+    ``targets`` is what resolves names to sources and target ids (pyjpip.archive.targets.TargetStore;
+    a folder name makes one); ``sessions`` where sessions live (pyjpip.archive.sessions: this
+    process's memory by default, a shared folder for many workers). Both, and the two caches, are
+    given to the core: it does no file or lock work of its own."""
+
+    def __init__(self, targets, *, sessions: SessionStore | None = None, cache_dir: str | None = None,
+                 session_limit: int = 256, idle_timeout: float = 600.0, channel_path: str = "jpip",
+                 response_cache_bytes: int = 64 << 20, session_model_limit: int = 1 << 20, keep_open: int = 64):
+        from pyjpip.archive.caches import LRU, ResponseCache
+        from pyjpip.archive.sessions import MemorySessions
+
+        if isinstance(targets, str):
+            from pyjpip.archive.targets import TargetStore
+
+            targets = TargetStore(targets, cache_dir, keep_open)
+        self.store = targets
+        self.sessions = sessions if sessions is not None else MemorySessions()
         self.responses = ResponseCache(response_cache_bytes)
-        self.windows: OrderedDict = OrderedDict()  # (tid, codestream, window) -> precincts it needs
-        self.sessions: dict[str, Session] = {}
+        self.windows = LRU(256)  # (tid, codestream, window) -> the precincts it needs
         self.session_limit = session_limit
         self.session_model_limit = session_model_limit  # data-bins a session may track before it must end
         self.idle_timeout = idle_timeout
-        self.channel_path = channel_path
-        self.lock = threading.Lock()
+        self.channel_path = channel_path.strip("/")
 
     def handle(self, method: str, query: str | bytes, now: float, path_target: str | None = None) -> Response:
         """Answer one request. ``query`` is the URL query for GET or the body for POST; ``path_target``
@@ -162,29 +90,32 @@ class JPIPServer:
             log.info("JPIP %d: %s", error.status, error)
             return error_response(error.status, str(error))
 
-    def _expire(self, now: float) -> None:
-        with self.lock:
-            for cid in [cid for cid, s in self.sessions.items() if now - s.last_used > self.idle_timeout]:
-                log.info("session %s closed after %.0f s idle", cid, now - self.sessions[cid].last_used)
-                del self.sessions[cid]
-
     def _serve(self, request: JPIPRequest, now: float, path_target: str | None) -> Response:
-        self._expire(now)
+        self.sessions.expire(now, self.idle_timeout)
         if request.type is not None and not any(t.split(";")[0].strip() in JPP_TYPES and ";" not in t
                                                  for t in request.type):
             raise RequestError(415, f"type={','.join(request.type)!r}: this server returns image/jpp-stream only")
+        if request.cid is None:
+            return self._answer(request, now, path_target, None, 0)
+        entered = self.sessions.enter(request.cid, now)
+        if entered is None:
+            raise RequestError(503, f"channel {request.cid!r} does not exist or has been closed")
+        session, ticket = entered
+        try:
+            response = self._answer(request, now, path_target, session, ticket)
+        except BaseException:
+            self.sessions.leave(session)
+            raise
+        if not isinstance(response.body, _ChannelBody):
+            self.sessions.leave(session)
+        return response
+
+    def _answer(self, request: JPIPRequest, now: float, path_target: str | None, session: Session | None,
+                ticket: int) -> Response:
         headers: list[tuple[str, str]] = []
-        session = None
-        if request.cid is not None:
-            with self.lock:
-                session = self.sessions.get(request.cid)
-            if session is None:
-                raise RequestError(503, f"channel {request.cid!r} does not exist or has been closed")
-            session.last_used = now
-            session.generation += 1
-            if request.target and request.target != session.target:
-                raise RequestError(400, f"channel {request.cid!r} is bound to target {session.target!r}, "
-                                        f"not {request.target!r}")
+        if session is not None and request.target and request.target != session.target:
+            raise RequestError(400, f"channel {request.cid!r} is bound to target {session.target!r}, "
+                                    f"not {request.target!r}")
         target = session.target if session else (request.target or path_target)
         if not target:
             raise RequestError(400, "no target: give target=<file> (or a cid from JPIP-cnew)")
@@ -198,16 +129,39 @@ class JPIPServer:
                 if request.qid is not None:
                     headers = headers + [("JPIP-qid", str(request.qid))]
                 return Response(200, headers, iter([body]), len(body))
+        changed = False
         if session is not None and session.tid != tid:
             session.model = CacheModel()  # the file changed under the session: nothing held is valid
             session.tid = tid
-        if request.cnew is not None:
+            changed = True
+        if request.cnew is not None and session is None:
             if "http" in request.cnew:
-                session = self._open_session(target, tid, now)
+                session = self.sessions.open(target, tid, now, self.session_limit)
+                entered = self.sessions.enter(session.cid, now)
+                if entered is None:
+                    raise RequestError(503, "the new channel was closed at once (the session store is full)")
+                session, ticket = entered
+                log.info("session %s opened for %s", session.cid, target)
                 headers.append(("JPIP-cnew", f"cid={session.cid},path={self.channel_path},transport=http"))
-            else:
-                log.info("cnew=%s: no transport offered that this server has; answering statelessly",
-                         ",".join(request.cnew))
+                try:
+                    response = self._window(request, headers, source, tid, session, ticket, False)
+                except BaseException:
+                    self.sessions.leave(session)
+                    raise
+                if not isinstance(response.body, _ChannelBody):
+                    self.sessions.leave(session)
+                return response
+            log.info("cnew=%s: no transport offered that this server has; answering statelessly",
+                     ",".join(request.cnew))
+        response = self._window(request, headers, source, tid, session, ticket, changed)
+        if cache_key is not None and response.length is not None and response.length <= self.responses.largest:
+            body = b"".join(response.body)
+            self.responses.put(cache_key, [h for h in response.headers if h[0] != "JPIP-qid"], body)
+            response.body = iter([body])
+        return response
+
+    def _window(self, request: JPIPRequest, headers: list, source: JPEG2000Source, tid: str,
+                session: Session | None, ticket: int, changed: bool) -> Response:
         if request.qid is not None:
             headers.append(("JPIP-qid", str(request.qid)))
         if request.tid != tid:
@@ -218,6 +172,9 @@ class JPIPServer:
         model = session.model if session else CacheModel()
         if request.model and (request.tid is None or request.tid in (tid, "0")):
             model.apply(request.model, source, codestreams)  # a client with another tid holds nothing valid
+            changed = True
+        if session is not None and changed:
+            self.sessions.save(session)
         plan, reason, window_headers = self._plan(request, source, tid, codestreams, model)
         headers.extend(window_headers)
         if request.tid != tid and codestreams:  # not JPIP: lets a viewer say "x of y bytes"
@@ -228,35 +185,16 @@ class JPIPServer:
         if session is not None and not closing and len(session.model.held) + len(plan) > self.session_model_limit:
             # Session resources exhausted (EOR 6): answer this request, then the session is over.
             reason = EndOfResponseReason.SESSION_LIMIT
-            with self.lock:
-                self.sessions.pop(session.cid, None)
+            self.sessions.close(session.cid)
             log.info("session %s ended: its cache model reached %d data-bins", session.cid, self.session_model_limit)
-        response = self._respond(headers, plan, reason, session if not closing else None, request)
-        if cache_key is not None and response.length is not None and response.length <= self.responses.largest:
-            body = b"".join(response.body)
-            self.responses.put(cache_key, [h for h in response.headers if h[0] != "JPIP-qid"], body)
-            response.body = iter([body])
-        return response
-
-    def _open_session(self, target: str, tid: str, now: float) -> Session:
-        with self.lock:
-            if len(self.sessions) >= self.session_limit:
-                raise RequestError(503, f"the server holds its limit of {self.session_limit} sessions; "
-                                        "close one (cclose) or send stateless requests")
-            session = Session(secrets.token_hex(12), target, tid, last_used=now)
-            self.sessions[session.cid] = session
-        log.info("session %s opened for %s", session.cid, target)
-        return session
+        return self._respond(headers, plan, reason, session if not closing else None, ticket, request)
 
     def _close(self, request: JPIPRequest) -> None:
-        with self.lock:
-            names = [request.cid] if "*" in request.cclose else list(request.cclose)
-            for cid in names:
-                if cid not in self.sessions:
-                    raise RequestError(503, f"cclose: channel {cid!r} does not exist")
-            for cid in names:
-                del self.sessions[cid]
-                log.info("session %s closed by the client", cid)
+        names = [request.cid] if "*" in request.cclose else list(request.cclose)
+        for cid in names:
+            if cid is None or not self.sessions.close(cid):
+                raise RequestError(503, f"cclose: channel {cid!r} does not exist")
+            log.info("session %s closed by the client", cid)
 
     def _codestreams(self, request: JPIPRequest, source: JPEG2000Source, headers: list) -> list[int]:
         count = source.codestream_count
@@ -339,22 +277,14 @@ class JPIPServer:
         return plan, reason, window_headers
 
     def _window_precincts(self, tid: str, number: int, bins: DataBins, window) -> list:
-        # Keyed by the target id, which names one file's content for good; id() of an evicted
-        # source is reused by the next object and would answer with another file's precincts.
         key = (tid, number, window.discard, window.region, window.components, window.empty)
-        with self.lock:
-            chosen = self.windows.get(key)
-            if chosen is not None:
-                self.windows.move_to_end(key)
-                return chosen
-        chosen = window_precincts(bins.index, window)
-        with self.lock:
-            self.windows[key] = chosen
-            while len(self.windows) > 256:
-                self.windows.popitem(last=False)
+        chosen = self.windows.get(key)
+        if chosen is None:
+            chosen = window_precincts(bins.index, window)
+            self.windows.put(key, chosen)
         return chosen
 
-    def _respond(self, headers: list, plan: list[_Planned], reason: int, session: Session | None,
+    def _respond(self, headers: list, plan: list[_Planned], reason: int, session: Session | None, ticket: int,
                  request: JPIPRequest) -> Response:
         plan, cut = _write_headers(plan, request.len)
         if cut:
@@ -366,39 +296,36 @@ class JPIPServer:
         if session is None:
             length = sum(len(p.header) + p.end - p.start for p in plan) + len(eor)
             return Response(200, headers, _body(plan, eor), length)
-        return Response(200, headers, _session_body(plan, eor, session, session.generation, request.wait), None)
+        body = _ChannelBody(self.sessions, session, _session_body(plan, eor, self.sessions, session, ticket,
+                                                                   request.wait))
+        return Response(200, headers, body, None)
 
 
-class ResponseCache:
-    """Bodies of stateless responses, least recently used out first, within a byte budget.
+class _ChannelBody:
+    """A session's body: whether it is sent whole, cut or never started, ``close()`` hands the
+    channel back to the session store (a generator's ``finally`` runs only once it has started)."""
 
-    A stateless response is a function of the target's content (its tid) and the request's
-    fields, so a repeated request (a thumbnail strip, a popular view) costs a dictionary lookup.
-    """
+    def __init__(self, sessions: SessionStore, session: Session, chunks: Iterator[bytes]):
+        self.sessions, self.session, self.chunks = sessions, session, chunks
+        self.open = True
 
-    def __init__(self, budget: int):
-        self.budget = budget
-        self.largest = budget // 8  # 0 turns the cache off
-        self.used = 0
-        self.entries: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
+    def __iter__(self):
+        return self
 
-    def get(self, key):
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is not None:
-                self.entries.move_to_end(key)
-            return entry
+    def __next__(self) -> bytes:
+        try:
+            return next(self.chunks)
+        except StopIteration:
+            self.close()
+            raise
 
-    def put(self, key, headers: list, body: bytes) -> None:
-        with self.lock:
-            if key in self.entries:
-                return
-            self.entries[key] = (headers, body)
-            self.used += len(body)
-            while self.used > self.budget:
-                _, (_, old) = self.entries.popitem(last=False)
-                self.used -= len(old)
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            try:
+                self.chunks.close()
+            finally:
+                self.sessions.leave(self.session)
 
 
 def _image_box(bins: DataBins) -> tuple[int, int, int, int]:
@@ -463,16 +390,21 @@ def _body(plan: list[_Planned], eor: bytes) -> Iterator[bytes]:
     yield b"".join(parts)
 
 
-def _session_body(plan: list[_Planned], eor: bytes, session: Session, generation: int,
+def _session_body(plan: list[_Planned], eor: bytes, sessions: SessionStore, session: Session, ticket: int,
                   wait: bool) -> Iterator[bytes]:
     """Stream a session's response, adding to the model what has gone out. A newer request on the
     channel (wait=no) stops it with EOR 3; if the adapter stops asking (the client left), the bytes
     of the chunk it could not deliver are taken back out of the model."""
     unconfirmed: list[_Planned] = []
     chunk = bytearray()
+
+    def confirmed() -> None:
+        sessions.delivered(session, [(item.key, item.end) for item in unconfirmed])
+        unconfirmed.clear()
+
     try:
         for item in plan:
-            if not wait and session.generation != generation:
+            if not wait and sessions.superseded(session, ticket):
                 eor = MessageEncoder.end_of_response(EndOfResponseReason.WINDOW_CHANGE)
                 break
             chunk += item.header
@@ -484,9 +416,9 @@ def _session_body(plan: list[_Planned], eor: bytes, session: Session, generation
                 data = bytes(chunk)
                 chunk.clear()
                 yield data
-                unconfirmed.clear()  # asked for more: the chunk went out
+                confirmed()  # asked for more: the chunk went out
         yield bytes(chunk) + eor
-        unconfirmed.clear()
+        confirmed()
     finally:
         for item in unconfirmed:
             session.model.limit(item.key, item.start)
