@@ -41,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--proxy", action="append", default=[], metavar="PATH=URL",
                        help="also answer GET PATH/... from URL/... (a DICOMweb root of a PACS that sends no CORS "
                             "headers, e.g. /orthanc=http://pacs:8042/dicom-web); repeatable")
+    serve.add_argument("--sessions", metavar="DIR", help="keep JPIP sessions in DIR (shared by every server and "
+                       "worker that answers them; default: this process's memory)")
+    serve.add_argument("--cors-jpip", metavar="ORIGINS", default="*",
+                       help="origins whose pages may read JPIP answers, comma-separated (default *; '' for none)")
+    serve.add_argument("--cors-dicomweb", metavar="ORIGINS", default="",
+                       help="origins whose pages may read DICOMweb answers (default: same origin only)")
+    serve.add_argument("--max-connections", type=int, default=1024, metavar="N")
+    serve.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
+                       help="close a connection idle (or not reading) this long (default 60)")
 
     scp = commands.add_parser("store-scp", help="a Storage SCP: receive hollow and ordinary objects into a store")
     scp.add_argument("--ae-title", default="PYJPIP", help="this SCP's AE title (default PYJPIP)")
@@ -159,8 +168,12 @@ def _serve(args) -> int:
 
     if args.root is None and args.static is None:
         raise FileNotFoundError("nothing to serve: give a ROOT folder of JPEG 2000 files, --static DIR, or both")
+    from pyjpip.transport.site import CORSPolicy
+
+    cors = CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb))
     server = make_server(args.static, args.host, args.port, jpip_root=args.root, cache_dir=args.cache,
-                         database_url=args.db, proxies=_proxies(args.proxy))
+                         database_url=args.db, proxies=_proxies(args.proxy), sessions_dir=args.sessions, cors=cors,
+                         max_connections=args.max_connections, idle_seconds=args.idle_seconds)
     host, port = server.server_address[:2]
     what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
     print(f"pyjpip serving {what} at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
@@ -171,6 +184,10 @@ def _serve(args) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _origin_list(text: str) -> tuple[str, ...]:
+    return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
 
 def _dicom(args) -> int:

@@ -20,6 +20,7 @@ class Response:
     headers: list[tuple[str, str]]
     body: Iterable[bytes]
     length: int | None
+    close_connection: bool = False  # the request's body was not read: the connection cannot go on
 
 
 def error_response(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:

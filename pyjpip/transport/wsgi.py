@@ -1,67 +1,102 @@
-"""JPIP as a WSGI application, for production servers (gunicorn, uWSGI, mod_wsgi).
+"""pyjpip's Site (JPIP, DICOMweb, the built site) as a WSGI application, for production:
 
-    PYJPIP_ROOT=/data/images gunicorn -w 4 'pyjpip.transport.wsgi:application'
+    PYJPIP_ROOT=/data/images PYJPIP_STATIC=static PYJPIP_SESSIONS=/shared/sessions \\
+        gunicorn -k gthread -w 4 --threads 16 'pyjpip.transport.wsgi:application'
 
-Each worker process has its own sessions, so a session's requests must reach the same worker
-(a single worker, or sticky routing by cid). Stateless requests carry their model= and work on
-any worker: that is how a multi-worker deployment scales.
+Why WSGI under gunicorn's gthread worker: the JPIP core is synchronous CPU work in Python, so
+parallelism comes from processes (-w, one per core) and an event loop (ASGI) would add nothing
+but a thread pool in front of it. gthread keeps idle keep-alive connections in a selector, not in
+a thread, so hundreds of idle clients cost no worker; a response body is a WSGI iterable written
+chunk by chunk, so a slow reader is back-pressure on its own thread only (behind nginx, which
+buffers it, not even that). Sessions live in PYJPIP_SESSIONS, a folder shared by every worker
+and host, so no load balancer needs to be sticky; without it each worker keeps its own and a
+client that meets another worker reopens with model= and loses nothing.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from urllib.parse import unquote
 
-from pyjpip.jpip.server import JPIPServer, error_response
-from pyjpip.transport.http_server import CORS_HEADERS, JPIP_PATH, MAXIMUM_POST_BYTES
+from pyjpip.response import status_line
+from pyjpip.transport.site import CORSPolicy, Site, make_site
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            411: "Length Required", 413: "Content Too Large", 415: "Unsupported Media Type",
-            501: "Not Implemented", 503: "Service Unavailable"}
+#: Hop-by-hop headers a WSGI application must not set (PEP 3333); the server frames the body.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+              "proxy-authenticate", "proxy-authorization"}
 
 
-def make_app(root: str, cache_dir: str | None = None, **options):
-    server = JPIPServer(root, cache_dir=cache_dir, **options)
+class _Headers:
+    """The request headers of a WSGI environ, read by name as http.server's are."""
 
+    def __init__(self, environ):
+        self.environ = environ
+
+    def get(self, name: str, default=None):
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            value = self.environ.get(key)
+            return value if value else default
+        return self.environ.get(f"HTTP_{key}", default)
+
+
+def wsgi_app(site: Site):
     def app(environ, start_response):
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "")
-        if method == "OPTIONS":
-            start_response("204 No Content", [("Access-Control-Allow-Origin", "*"),
-                                              ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                                              ("Access-Control-Allow-Headers", "Content-Type"),
-                                              ("Content-Length", "0")])
-            return [b""]
-        if path != JPIP_PATH and not path.startswith(JPIP_PATH + "/"):
-            response = error_response(404, "JPIP is served at /jpip")
-        elif method == "POST":
-            length = environ.get("CONTENT_LENGTH") or ""
-            if not length.isdigit() or int(length) > MAXIMUM_POST_BYTES:
-                response = error_response(413, f"a JPIP POST needs a Content-Length of at most {MAXIMUM_POST_BYTES}")
-            else:
-                response = server.handle("POST", environ["wsgi.input"].read(int(length)), time.monotonic())
-        else:
-            path_target = unquote(path[len(JPIP_PATH) + 1 :]) if path.startswith(JPIP_PATH + "/") else None
-            response = server.handle(method, environ.get("QUERY_STRING", ""), time.monotonic(), path_target)
-        headers = response.headers + CORS_HEADERS
-        if response.length is not None:
+        path = environ.get("PATH_INFO", "") or "/"
+        try:  # PEP 3333 hands the path over as latin-1 of its bytes; the Site wants the URL's characters
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            pass
+        from urllib.parse import quote
+
+        response = site.handle(environ["REQUEST_METHOD"], quote(path, safe="/:@!$&'()*+,;=-._~"),
+                               environ.get("QUERY_STRING", ""), _Headers(environ),
+                               lambda n: environ["wsgi.input"].read(n))
+        headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
+        if response.length is not None and response.status not in (204, 304):
             headers.append(("Content-Length", str(response.length)))
-        start_response(f"{response.status} {_REASONS.get(response.status, 'Error')}", headers)
+        start_response(status_line(response.status), headers)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            close = getattr(response.body, "close", None)
+            if close:
+                close()
+            return []
         return response.body  # the server calls close() on it, as WSGI requires
 
-    app.jpip = server
+    app.site = site
+    app.jpip = site.jpip
     return app
 
 
+def make_app(root: str | None = None, cache_dir: str | None = None, *, static_root: str | None = None,
+             **options):
+    return wsgi_app(make_site(static_root, root, cache_dir=cache_dir, **options))
+
+
+def _origins(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = os.environ.get(name)
+    return default if value is None else tuple(o.strip() for o in value.split(",") if o.strip())
+
+
+def app_from_environment():
+    """The app as the environment configures it (every setting of `pyjpip serve`)."""
+    root = os.environ.get("PYJPIP_ROOT")
+    static = os.environ.get("PYJPIP_STATIC")
+    if not root and not static:
+        raise RuntimeError("set PYJPIP_ROOT to the folder of JPEG 2000 files (and PYJPIP_STATIC to the built site)")
+    proxies = dict(item.split("=", 1) for item in os.environ.get("PYJPIP_PROXY", "").split() if "=" in item)
+    defaults = CORSPolicy()
+    cors = CORSPolicy(_origins("PYJPIP_CORS_JPIP", defaults.jpip), _origins("PYJPIP_CORS_DICOMWEB", defaults.dicomweb))
+    return make_app(root or None, os.environ.get("PYJPIP_CACHE"), static_root=static or None,
+                    database_url=os.environ.get("PYJPIP_DB") or None, proxies=proxies,
+                    sessions_dir=os.environ.get("PYJPIP_SESSIONS") or None, cors=cors,
+                    channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"))
+
+
 def application(environ, start_response):
-    """The app for ``PYJPIP_ROOT=... gunicorn pyjpip.transport.wsgi:application`` (made on first use)."""
+    """The app for ``gunicorn pyjpip.transport.wsgi:application`` (made on first use, per worker)."""
     global _application
     if _application is None:
-        root = os.environ.get("PYJPIP_ROOT")
-        if not root:
-            raise RuntimeError("set PYJPIP_ROOT to the folder of JPEG 2000 files to serve")
-        _application = make_app(root, cache_dir=os.environ.get("PYJPIP_CACHE"))
+        _application = app_from_environment()
     return _application(environ, start_response)
 
 
