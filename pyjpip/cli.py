@@ -14,7 +14,8 @@ from pyjpip.errors import PyjpipError
 #: A module a command needs that is not among pyjpip's own dependencies → the extra that brings it,
 #: by command where it differs ("*": any command).
 EXTRAS = {"pynetdicom": {"*": "network"}, "psycopg": {"*": "postgresql"}, "glymur": {"*": "png"},
-          "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"}}
+          "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"},
+          "gunicorn": {"*": "server"}}
 
 
 def missing_module_hint(command: str, module: str | None) -> str:
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="origins whose pages may read JPIP answers, comma-separated (default *; '' for none)")
     serve.add_argument("--cors-dicomweb", metavar="ORIGINS", default="",
                        help="origins whose pages may read DICOMweb answers (default: same origin only)")
+    serve.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="production: N gunicorn worker processes (gthread) instead of the dev server")
     serve.add_argument("--max-connections", type=int, default=1024, metavar="N")
     serve.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
                        help="close a connection idle (or not reading) this long (default 60)")
@@ -171,6 +174,8 @@ def _serve(args) -> int:
     from pyjpip.transport.site import CORSPolicy
 
     cors = CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb))
+    if args.workers:
+        return _serve_production(args, cors)
     server = make_server(args.static, args.host, args.port, jpip_root=args.root, cache_dir=args.cache,
                          database_url=args.db, proxies=_proxies(args.proxy), sessions_dir=args.sessions, cors=cors,
                          max_connections=args.max_connections, idle_seconds=args.idle_seconds)
@@ -183,6 +188,25 @@ def _serve(args) -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def _serve_production(args, cors) -> int:
+    from functools import partial
+
+    from pyjpip.transport.site import make_site
+    from pyjpip.transport.wsgi import run_gunicorn
+
+    make = partial(make_site, args.static, args.root, cache_dir=args.cache, database_url=args.db,
+                   proxies=_proxies(args.proxy), sessions_dir=args.sessions, cors=cors)
+    make()  # refuse a wrong folder here, before any worker starts
+
+    def ready(address):
+        print(f"pyjpip serving at http://{address[0]}:{address[1]}/ with {args.workers} workers "
+              f"(sessions {'in ' + args.sessions if args.sessions else 'per worker'})", flush=True)
+
+    run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=args.idle_seconds,
+                 max_connections=args.max_connections, on_ready=ready)
     return 0
 
 

@@ -30,6 +30,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: do not wait for ACKs
 
+    def version_string(self) -> str:
+        return self.server_version  # no Python version for scanners to match
+
     def __init__(self, *args, site: Site, **kwargs):
         self.site = site
         super().__init__(*args, **kwargs)

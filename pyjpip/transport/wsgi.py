@@ -101,3 +101,31 @@ def application(environ, start_response):
 
 
 _application = None
+
+
+def run_gunicorn(make, host: str, port: int, workers: int, *, threads: int = 16, idle_seconds: float = 60.0,
+                 max_connections: int = 1024, on_ready=None) -> None:
+    """Serve the app ``make()`` builds (once per worker, after the fork: no file or lock is shared
+    by accident) with gunicorn's gthread workers; returns when gunicorn stops (SIGTERM, SIGINT).
+
+    keepalive is the idle time; worker_connections the connections a worker holds open (idle ones
+    in its selector); a worker that stops answering its master for 60 s is replaced."""
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):
+        def load_config(self):
+            settings = {"bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread",
+                        "threads": threads, "keepalive": int(max(idle_seconds, 1)),
+                        "worker_connections": max_connections, "timeout": 60, "graceful_timeout": 10,
+                        "limit_request_line": 8190, "limit_request_fields": 100,
+                        "limit_request_field_size": 8190, "accesslog": None,
+                        "control_socket_disable": True}
+            if on_ready is not None:
+                settings["when_ready"] = lambda arbiter: on_ready(arbiter.LISTENERS[0].sock.getsockname())
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return wsgi_app(make())
+
+    Application().run()

@@ -14,8 +14,9 @@ import urllib.parse
 import pytest
 
 from pyjpip.codestream.rebuild import rebuild_codestream
-from pyjpip.transport.http_server import make_server
+from pyjpip.transport.site import CORSPolicy
 from jpip_support import Receiver
+from serving import dev_server, production
 from paths import STATIC
 from reference import opj_decode_all
 
@@ -38,13 +39,16 @@ def root(tmp_path_factory, conformance_files):
     return folder
 
 
-@pytest.fixture(scope="module")
-def address(root):
-    server = make_server(str(STATIC), "127.0.0.1", 0, jpip_root=str(root))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[:2]
-    server.shutdown()
-    server.server_close()
+@pytest.fixture(scope="module", params=["dev", "production"])
+def address(request, root, tmp_path_factory):
+    """Every test here runs against the dev server and the production command (gunicorn, two
+    workers sharing a session folder): they must answer alike."""
+    if request.param == "dev":
+        with dev_server(root, STATIC) as address:
+            yield address
+    else:
+        with production(root, STATIC, workers=2, sessions=tmp_path_factory.mktemp("sessions")) as server:
+            yield server.address
 
 
 def fetch(address, path, method="GET", body=None, headers=None):
@@ -63,6 +67,7 @@ def test_stateless_response_has_length_cors_and_parses(address):
     assert int(response.getheader("Content-Length")) == len(body)
     assert response.getheader("Access-Control-Allow-Origin") == "*"
     assert "JPIP-tid" in response.getheader("Access-Control-Expose-Headers")
+    assert response.getheader("Server") in ("pyjpip", "gunicorn")  # no versions told
     receiver = Receiver()
     assert receiver.feed_body(body).reason == 2
 
@@ -90,6 +95,9 @@ def test_post_path_targets_and_preflight(address):
     assert response.status == 200 and body.endswith(b"\x00\x02\x00")
     response, body = fetch(address, "/jpip/sub/inner.j2c?fsiz=64,64")
     assert response.status == 200 and body.endswith(b"\x00\x02\x00")
+    response, body = fetch(address, "/jpip/sub/inner.j2c", "POST", b"fsiz=64,64",  # a path target on POST too
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 200 and body.endswith(b"\x00\x02\x00")
     response, _ = fetch(address, "/jpip", "OPTIONS", headers={"Origin": "http://elsewhere.example",
                                                                 "Access-Control-Request-Method": "POST"})
     assert response.status == 204 and "POST" in response.getheader("Access-Control-Allow-Methods")
@@ -98,6 +106,37 @@ def test_post_path_targets_and_preflight(address):
 def test_the_static_site_is_served_by_the_same_server(address):
     response, body = fetch(address, "/")
     assert response.status == 200 and b"<canvas" in body
+    assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert response.getheader("Cache-Control") == "no-cache"
+    assert response.getheader("Access-Control-Allow-Origin") is None
+    response, body = fetch(address, "/index.html", headers={"If-Modified-Since": response.getheader("Last-Modified")})
+    assert response.status == 304 and body == b""
+    response, body = fetch(address, "/openjpeg/")
+    assert response.status == 404  # no listings
+    response, body = fetch(address, "/index.html", "HEAD")
+    assert response.status == 200 and body == b"" and int(response.getheader("Content-Length")) > 1000
+    wasm = next(p for p in (STATIC / "openjpeg").iterdir() if p.suffix == ".wasm")
+    response, body = fetch(address, f"/openjpeg/{wasm.name}")
+    assert response.getheader("Content-Type") == "application/wasm" and body == wasm.read_bytes()
+
+
+def test_dicomweb_is_same_origin_unless_configured(address):
+    response, _ = fetch(address, "/dicomweb/studies", headers={"Origin": "http://elsewhere.example"})
+    assert response.getheader("Access-Control-Allow-Origin") is None
+    response, _ = fetch(address, "/dicomweb/studies", "OPTIONS", headers={"Origin": "http://elsewhere.example"})
+    assert response.status == 204 and response.getheader("Access-Control-Allow-Methods") is None
+
+
+def test_cors_origins_are_configurable(root):
+    with dev_server(root, cors=CORSPolicy(jpip=("https://portal.example",), dicomweb=("https://portal.example",))) \
+            as address:
+        response, _ = fetch(address, "/jpip?target=p0_01.j2k&fsiz=8,8", headers={"Origin": "https://portal.example"})
+        assert response.getheader("Access-Control-Allow-Origin") == "https://portal.example"
+        assert "Origin" in response.getheader("Vary")
+        response, _ = fetch(address, "/jpip?target=p0_01.j2k&fsiz=8,8", headers={"Origin": "https://evil.example"})
+        assert response.getheader("Access-Control-Allow-Origin") is None
+        response, _ = fetch(address, "/dicomweb/studies", headers={"Origin": "https://portal.example"})
+        assert response.getheader("Access-Control-Allow-Origin") == "https://portal.example"
 
 
 HOSTILE = [
@@ -109,6 +148,23 @@ HOSTILE = [
     ("/jpip?target=escape.j2k&fsiz=8,8", 404, b"leads outside the server's root"),
     ("/jpip?target=sub%5c..%5cp0_01.j2k", 404, b"not a file name"),
     ("/jpip?target=p0_01.j2k%00.txt", 404, b"not a"),
+    ("/jpip?target=p0_01.j2k%00", 404, b"not a file name"),
+    ("/jpip?target=%252e%252e%252fp0_01.j2k", 404, b"does not exist"),  # decoded once, never twice
+    ("/jpip?target=%c0%ae%c0%ae%c0%afp0_01.j2k", 400, b"not valid text"),  # overlong UTF-8 for ../
+    ("/jpip?target=%e0%80%ae%e0%80%ae/p0_01.j2k", 400, b"not valid text"),
+    ("/jpip/%c0%ae%c0%ae%c0%afp0_01.j2k?fsiz=8,8", 404, b"not a file name"),  # a path target: U+FFFD
+    ("/jpip?target=.%2e/p0_01.j2k", 404, b"not a file name"),
+    ("/jpip?target=sub/%2e%2e/%2e%2e/p0_01.j2k", 404, b"not a file name"),
+    ("/jpip?target=SUB/INNER.J2C", 404, b"does not exist"),  # names are case-sensitive, no folding to find one
+    ("/jpip?target=p0_01.j2k%e2%80%ae", 404, b"not a"),  # a right-to-left override
+    ("/jpip?target=.hidden.j2k", 404, b"not a file name"),
+    ("/jpip/..%2fp0_01.j2k?fsiz=8,8", 404, b"not a file name"),
+    ("/jpip/%2e%2e/outside.j2k?fsiz=8,8", 404, b"not a file name"),
+    ("/jpip/escape.j2k?fsiz=8,8", 404, b"leads outside the server's root"),
+    ("/..%2f..%2fetc/passwd", 404, b"no such file"),
+    ("/%2e%2e/%2e%2e/etc/passwd", 404, b"no such file"),
+    ("/index.html%00", 404, b"no such file"),
+    ("/.git/config", 404, b"no such file"),
     ("/jpip?target=missing.j2k", 404, b"does not exist"),
     ("/jpip?target=notes.txt", 404, b"not a JPEG 2000 file"),
     ("/jpip?target=broken.j2k&fsiz=8,8", 404, b"not a readable JPEG 2000 file"),
@@ -122,6 +178,7 @@ HOSTILE = [
     ("/jpip?target=p0_01.j2k&type=raw", 415, b"image/jpp-stream only"),
     ("/jpip?target=p0_01.j2k&stream=3", 400, b"names no codestream"),
     ("/jpip?target=p0_01.j2k&len=-1", 400, b"len"),
+    ("/jpip?target=p0_01.j2k&model=" + "P0," * 2660, 414, b"send long JPIP requests by POST"),
 ]
 
 
@@ -143,6 +200,16 @@ def test_a_huge_post_and_a_huge_url_are_refused_and_the_server_lives_on(address)
     with socket.create_connection(address, timeout=10) as raw:
         raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n" + b"x" * 1000)
         assert b" 413 " in raw.recv(200)
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n")
+        assert b" 400 " in raw.recv(200)
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+                    + b"Content-Length: 0\r\n\r\n")
+        assert b" 431 " in raw.recv(200)
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+        assert raw.recv(200).split(b" ")[1] in (b"400", b"431")
     with socket.create_connection(address, timeout=10) as raw:
         raw.sendall(b"GET /jpip?target=" + b"a" * 100000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b" 414 " in raw.recv(200)
