@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -49,8 +50,8 @@ def dev_server(root=None, static=None, **options):
 class Production:
     """`pyjpip serve ROOT --workers N` on a free port; ``workers()`` are the worker pids."""
 
-    def __init__(self, root, static=None, workers=2, sessions=None, extra=()):
-        self.port = free_port()
+    def __init__(self, root, static=None, workers=2, sessions=None, extra=(), port=None):
+        self.port = port or free_port()
         command = [sys.executable, "-m", "pyjpip", "serve", str(root), "--workers", str(workers),
                    "--port", str(self.port), *extra]
         if static:
@@ -97,9 +98,84 @@ class Production:
 
 
 @contextmanager
-def production(root, static=None, workers=2, sessions=None, extra=()):
-    server = Production(root, static, workers, sessions, extra)
+def production(root, static=None, workers=2, sessions=None, extra=(), port=None):
+    server = Production(root, static, workers, sessions, extra, port)
     try:
         yield server
     finally:
         server.stop()
+
+
+class Routed:
+    """A transport for pyjpip's client that sends each request to the next of ``ports`` in turn, as a
+    load balancer with no stickiness would, and counts where they went. ``on_bytes(n)`` runs after
+    each piece of a body is read (a test cuts a response there)."""
+
+    def __init__(self, ports, on_bytes=None, receive_buffer: int | None = None):
+        from pyjpip.transport.http_client import HTTPTransport
+
+        self.receive_buffer = receive_buffer  # a small window keeps the server writing (and killable) mid-response
+        self.ports = list(ports)
+        self.turn = 0
+        self.inner = HTTPTransport(timeout=30, on_bytes=on_bytes)
+        self.used: dict[int, int] = {}
+        self.queries: list[str] = []
+        self.port = None
+
+    def __call__(self, request, client):
+        from urllib.parse import urlsplit, urlunsplit
+
+        self.port = self.ports[self.turn % len(self.ports)]
+        self.turn += 1
+        self.used[self.port] = self.used.get(self.port, 0) + 1
+        parts = urlsplit(request.url)
+        request.url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.port}"))
+        self.queries.append(parts.query or (request.body or b"").decode())
+        key = ("http", f"127.0.0.1:{self.port}")
+        if self.receive_buffer and key not in self.inner.connections:
+            self.inner.connections[key] = _SmallWindow(key[1], timeout=30, receive_buffer=self.receive_buffer)
+        return self.inner(request, client)
+
+    def local_port(self) -> int:
+        """This side's port of the connection to the server last asked."""
+        connection = self.inner.connections[("http", f"127.0.0.1:{self.port}")]
+        return connection.sock.getsockname()[1]
+
+    def close(self):
+        self.inner.close()
+
+
+def server_pid(server_port: int, client_port: int) -> int:
+    """The process holding the server's end of a loopback TCP connection (from /proc, as ss -p does)."""
+    def hex_port(port):
+        return f"{port:04X}"
+
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+            if local == hex_port(server_port) and remote == hex_port(client_port):
+                inode = fields[9]
+    if inode is None:
+        raise LookupError(f"no connection from {client_port} to {server_port}")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return int(pid)
+        except OSError:
+            continue
+    raise LookupError(f"no process holds socket {inode}")
+
+
+class _SmallWindow(http.client.HTTPConnection):
+    def __init__(self, *args, receive_buffer: int, **kwargs):
+        self.receive_buffer = receive_buffer
+        super().__init__(*args, **kwargs)
+
+    def connect(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect((self.host, self.port))

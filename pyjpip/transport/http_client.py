@@ -1,4 +1,8 @@
-"""JPIP over HTTP for CPython: http.client with keep-alive, bodies streamed into the client as they arrive."""
+"""JPIP over HTTP for CPython: http.client with keep-alive, bodies streamed into the client as they arrive.
+
+Every request URL is checked by a URLPolicy (pyjpip.network.url_policy) before a connection is made,
+and a redirect (3xx) is never followed: it is a RedirectRefusedError naming where it pointed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import http.client
 import logging
 from urllib.parse import urlsplit
 
+from pyjpip.errors import RedirectRefusedError
 from pyjpip.jpip.client import HTTPRequest, JPIPClient, ResponseSummary
+from pyjpip.network.url_policy import DEFAULT_POLICY, URLPolicy
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +22,9 @@ READ_BYTES = 1 << 16
 class HTTPTransport:
     """Sends a client's requests; one persistent connection per host, reopened when it breaks."""
 
-    def __init__(self, timeout: float = 60.0):
+    def __init__(self, timeout: float = 60.0, on_bytes=None):
         self.timeout = timeout
+        self.on_bytes = on_bytes  # called with each piece of body read (progress; tests cut a response with it)
         self.connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
@@ -29,6 +36,7 @@ class HTTPTransport:
         return connection
 
     def __call__(self, request: HTTPRequest, client: JPIPClient) -> ResponseSummary:
+        self.policy.check(request.url)  # UntrustedURLError before any connection
         parts = urlsplit(request.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         for attempt in (1, 2):  # a kept-alive connection the server has closed fails once: reconnect
@@ -42,6 +50,11 @@ class HTTPTransport:
                 del self.connections[(parts.scheme, parts.netloc)]
                 if attempt == 2:
                     raise ConnectionError(f"{request.method} {request.url[:200]}: {error}") from None
+        if 300 <= response.status < 400:
+            location = response.getheader("Location")
+            connection.close()  # the body is not wanted: the connection goes rather than being drained
+            self.connections.pop((parts.scheme, parts.netloc), None)
+            raise RedirectRefusedError(request.url, response.status, location)
         summary = client.receive_headers(response.status, dict(response.getheaders()))
         try:
             if response.status != 200:
@@ -52,6 +65,8 @@ class HTTPTransport:
                 if not data:
                     break
                 client.receive_body(data)
+                if self.on_bytes is not None:
+                    self.on_bytes(len(data))
             return client.end_of_body()
         except (http.client.HTTPException, OSError, ValueError) as error:
             connection.close()
