@@ -44,11 +44,13 @@ BARE_DEMO_IMAGES = ("ct_phantom_2048.j2k", "ct_phantom_2048.jhc")
 SYSTEM_PACKAGES_BUILD = {"node": "nodejs", "npm": "npm", "opj_compress": "libopenjp2-tools", "emcc": "emscripten",
                          "ojph_compress": "openjph-tools"}
 #: The push workflow's peers, all run by the tests on loopback: DCMTK, GDCM, Orthanc with its
-#: DICOMweb plugin, a PostgreSQL server (its binaries are not on PATH: absolute paths are checked).
+#: DICOMweb plugin, a PostgreSQL server (its binaries are not on PATH: absolute paths are checked);
+#: nginx in front of the production workers (deploy/nginx).
 SYSTEM_PACKAGES_TEST = {**SYSTEM_PACKAGES_BUILD, "opj_decompress": "libopenjp2-tools", "chromium": "chromium",
                         "storescu": "dcmtk", "gdcmscu": "libgdcm-tools", "Orthanc": "orthanc",
                         "/usr/share/orthanc/plugins/libOrthancDicomWeb.so": "orthanc-dicomweb",
-                        "/usr/lib/postgresql/15/bin/initdb": "postgresql", "runuser": "util-linux"}
+                        "/usr/lib/postgresql/15/bin/initdb": "postgresql", "runuser": "util-linux",
+                        "/usr/sbin/nginx": "nginx"}
 
 
 def say(message: str) -> None:

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                             "headers, e.g. /orthanc=http://pacs:8042/dicom-web); repeatable")
     serve.add_argument("--sessions", metavar="DIR", help="keep JPIP sessions in DIR (shared by every server and "
                        "worker that answers them; default: this process's memory)")
+    serve.add_argument("--channel-path", default="jpip", metavar="PATH",
+                       help="the path JPIP-cnew gives for a session's later requests (default jpip); a host behind "
+                            "a proxy names itself here, e.g. host1/jpip, so its channels come back to it")
     serve.add_argument("--cors-jpip", metavar="ORIGINS", default="*",
                        help="origins whose pages may read JPIP answers, comma-separated (default *; '' for none)")
     serve.add_argument("--cors-dicomweb", metavar="ORIGINS", default="",
@@ -173,12 +176,13 @@ def _serve(args) -> int:
         raise FileNotFoundError("nothing to serve: give a ROOT folder of JPEG 2000 files, --static DIR, or both")
     from pyjpip.transport.site import CORSPolicy
 
-    cors = CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb))
+    site_options = dict(cache_dir=args.cache, database_url=args.db, proxies=_proxies(args.proxy),
+                        sessions_dir=args.sessions, channel_path=args.channel_path,
+                        cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)))
     if args.workers:
-        return _serve_production(args, cors)
-    server = make_server(args.static, args.host, args.port, jpip_root=args.root, cache_dir=args.cache,
-                         database_url=args.db, proxies=_proxies(args.proxy), sessions_dir=args.sessions, cors=cors,
-                         max_connections=args.max_connections, idle_seconds=args.idle_seconds)
+        return _serve_production(args, site_options)
+    server = make_server(args.static, args.host, args.port, jpip_root=args.root, max_connections=args.max_connections,
+                         idle_seconds=args.idle_seconds, **site_options)
     host, port = server.server_address[:2]
     what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
     print(f"pyjpip serving {what} at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
@@ -191,14 +195,13 @@ def _serve(args) -> int:
     return 0
 
 
-def _serve_production(args, cors) -> int:
+def _serve_production(args, site_options: dict) -> int:
     from functools import partial
 
     from pyjpip.transport.site import make_site
     from pyjpip.transport.wsgi import run_gunicorn
 
-    make = partial(make_site, args.static, args.root, cache_dir=args.cache, database_url=args.db,
-                   proxies=_proxies(args.proxy), sessions_dir=args.sessions, cors=cors)
+    make = partial(make_site, args.static, args.root, **site_options)
     make()  # refuse a wrong folder here, before any worker starts
 
     def ready(address):

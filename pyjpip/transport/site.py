@@ -102,7 +102,7 @@ class Site:
     def handle(self, method: str, path: str, query: str, headers: Mapping[str, str],
                read_body: Callable[[int], bytes]) -> Response:
         """Answer one request; never raises (an unexpected failure is a 500 that says so)."""
-        kind = "jpip" if _is_jpip(path) else "dicomweb" if path.startswith(DICOMWEB_PREFIX) else "site"
+        kind = "jpip" if self._is_jpip(path) else "dicomweb" if path.startswith(DICOMWEB_PREFIX) else "site"
         try:
             response = self._route(method, path, query, headers, read_body, kind)
         except Exception as error:  # noqa: BLE001 - the last line of defence of a server
@@ -137,6 +137,12 @@ class Site:
         if self.static_root is None:
             return error_response(404, "this server has no static site; JPIP is at /jpip")
         return self._static(path, headers)
+
+    def _is_jpip(self, path: str) -> bool:
+        """/jpip, a target under it, or the channel path this server names in JPIP-cnew (path=,
+        C.3.3): behind a proxy, a host's own channel path leads its sessions' requests back to it."""
+        return (path == JPIP_PATH or path.startswith(JPIP_PATH + "/")
+                or (self.jpip is not None and path == "/" + self.jpip.channel_path))
 
     def _preflight(self, kind: str, origin: str | None) -> Response:
         headers = []
@@ -233,10 +239,6 @@ def _unread(status: int, message: str) -> Response:
     response = error_response(status, message)
     response.close_connection = True
     return response
-
-
-def _is_jpip(path: str) -> bool:
-    return path == JPIP_PATH or path.startswith(JPIP_PATH + "/")
 
 
 def forward(url: str, accept: str | None) -> Response:
