@@ -182,7 +182,10 @@ class DataBinCache:
 
 
 def _name(bin_class: int, identifier: int) -> str:
+    """The bin-descriptor of C.9.2.1: extended precinct and tile messages (classes 1 and 5, which add
+    Aux) carry the same data-bins as classes 0 and 4."""
     if bin_class == DataBinClass.MAIN_HEADER:
         return "Hm"
-    return {DataBinClass.TILE_HEADER: "H", DataBinClass.PRECINCT: "P", DataBinClass.METADATA: "M"}[bin_class] + \
+    return {DataBinClass.TILE_HEADER: "H", DataBinClass.PRECINCT: "P", DataBinClass.EXTENDED_PRECINCT: "P",
+            DataBinClass.TILE: "T", DataBinClass.EXTENDED_TILE: "T", DataBinClass.METADATA: "M"}[bin_class] + \
         str(identifier)

@@ -5,6 +5,7 @@ import random
 import pytest
 
 from pyjpip.jpip.client_cache import CacheConflictError, DataBinCache
+from pyjpip.jpip.request import parse_query
 from pyjpip.jpip.messages import Message
 
 BINS = {(6, 0, 0): bytes(range(200)), (2, 0, 0): b"", (0, 0, 3): bytes(range(255, 0, -1)) * 3,
@@ -91,3 +92,15 @@ def test_codestream_bytes_count_only_that_codestreams_bins():
     assert cache.codestream_bytes(0) == 610
     assert cache.codestream_bytes(1) == 400
     assert cache.codestream_bytes(2) == 0
+
+
+def test_statements_name_extended_precinct_and_tile_bins():
+    """A JPP-stream may carry classes 1, 4 and 5 (A.2.2); the next request's model= once raised
+    KeyError on them instead of naming their bins (found by tests/hardening.py)."""
+    cache = DataBinCache()
+    cache.add(Message(1, 0, 7, 0, b"extended", True, aux=3))
+    cache.add(Message(4, 0, 2, 0, b"tile", False))
+    cache.add(Message(5, 0, 3, 0, b"extended tile", True, aux=0))
+    statements = cache.model_statements([0])
+    assert statements == ["[0]", "P7", "T2:4", "T3"]
+    assert len(parse_query("model=" + ",".join(statements)).model) == 3
