@@ -113,7 +113,8 @@ def main() -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = free_port()
     gunicorn = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-w", "2", "-b",
-                                 f"127.0.0.1:{port}", "pyjpip.transport.wsgi:application"],
+                                 f"127.0.0.1:{port}", "-k", "pyjpip.transport.asgi.Worker",
+                                 "pyjpip.transport.asgi:application"],
                                 env={**os.environ, "PYJPIP_ROOT": root}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     try:

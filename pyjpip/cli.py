@@ -15,7 +15,8 @@ from pyjpip.errors import PyjpipError
 #: by command where it differs ("*": any command).
 EXTRAS = {"pynetdicom": {"*": "network"}, "psycopg": {"*": "postgresql"}, "glymur": {"*": "png"},
           "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"},
-          "gunicorn": {"*": "server"}}
+          "gunicorn": {"*": "server"}, "uvicorn": {"*": "server"},
+          "uvicorn_worker": {"*": "server"}, "h11": {"*": "server"}}
 
 
 def missing_module_hint(command: str, module: str | None) -> str:
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cors-dicomweb", metavar="ORIGINS", default="",
                        help="origins whose pages may read DICOMweb answers (default: same origin only)")
     serve.add_argument("--workers", type=int, default=0, metavar="N",
-                       help="production: N gunicorn worker processes (gthread) instead of the dev server")
+                       help="production: N worker processes (gunicorn with uvicorn's asyncio HTTP server) "
+                            "instead of the dev server")
     serve.add_argument("--max-connections", type=int, default=1024, metavar="N")
     serve.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
                        help="close a connection idle (or not reading) this long (default 60)")
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
                           "uncompressed, deflated, RLE, JPEG 2000 and HTJ2K)")
     scp.add_argument("--max-hollow-bytes", type=int, default=64 << 20, metavar="N",
                      help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
+    _ordinary_limit_option(scp)
+    _url_policy_options(scp, "store only hollow objects whose Pixel Data Provider URL is on HOST (host, "
+                        "host:port or *.domain; repeatable; default: any host)",
+                        "store only hollow objects whose Pixel Data Provider URL is SCHEME (http or https; "
+                        "repeatable; default both)")
 
     scu = commands.add_parser("store-scu", help="send hollow objects (or any DICOM files) to a Storage SCP")
     scu.add_argument("host")
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     scu.add_argument("--ae-title", default="PYJPIP", help="this SCU's AE title (default PYJPIP)")
     scu.add_argument("--called-ae", default="ANY-SCP", help="the SCP's AE title (default ANY-SCP)")
     scu.add_argument("--timeout", type=float, default=30.0)
+    _url_policy_options(scu, *_GATEWAY_HELP)
 
     push = commands.add_parser("push", help="ingest ordinary DICOM into your store and send its hollow objects, "
                                "whose pixels stay with you, to a Storage SCP")
@@ -100,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--deflate", action="store_true", help="send .95/.205 (deflated) hollow objects")
     push.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) where re-encoding is needed")
     push.add_argument("--timeout", type=float, default=30.0)
+    _ordinary_limit_option(push)
+    _url_policy_options(push, *_GATEWAY_HELP)
 
     dicom = commands.add_parser("dicom", help="describe a DICOM object with JPEG 2000 pixel data")
     dicom.add_argument("file")
     dicom.add_argument("--frame", type=int, default=1, help="frame number, counted from 1")
     dicom.add_argument("--json", action="store_true", help="print JSON")
+    _ordinary_limit_option(dicom)
 
     info = commands.add_parser("info", help="describe a JPEG 2000 file: geometry, coding, data-bins")
     info.add_argument("file")
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--len", type=int, dest="length", help="bytes per response (more requests)")
     fetch.add_argument("--stateless", action="store_true", help="no session: send model= each time")
     fetch.add_argument("-o", "--output", required=True, help="OUT.j2k (rebuilt codestream) or OUT.png")
+    _url_policy_options(fetch, "fetch only from HOST (host, host:port or *.domain; repeatable; default: any host)",
+                        "fetch only over SCHEME (http or https; repeatable; default both)")
 
     ingest = commands.add_parser("ingest", help="turn DICOM files into a JPIP store and hollow objects")
     ingest.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM files or folders")
@@ -137,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the store will be served, e.g. http://pacs.example:8000")
     ingest.add_argument("--deflate", action="store_true", help="write .95/.205 (deflated) hollow objects")
     ingest.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) instead of Part 1")
+    _ordinary_limit_option(ingest)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command in ("serve", "store-scp")
@@ -199,7 +213,7 @@ def _serve_production(args, site_options: dict) -> int:
     from functools import partial
 
     from pyjpip.transport.site import make_site
-    from pyjpip.transport.wsgi import run_gunicorn
+    from pyjpip.transport.asgi import run_gunicorn
 
     make = partial(make_site, args.static, args.root, **site_options)
     make()  # refuse a wrong folder here, before any worker starts
@@ -213,15 +227,44 @@ def _serve_production(args, site_options: dict) -> int:
     return 0
 
 
+_GATEWAY_HELP = ("when an SCP takes no JPIP syntax and the pixels are fetched to go with the object, fetch "
+                 "only from HOST (host, host:port or *.domain; repeatable; default: any host)",
+                 "... and only over SCHEME (http or https; repeatable; default both)")
+
+
+def _url_policy_options(parser, host_help: str, scheme_help: str) -> None:
+    parser.add_argument("--allow-pixel-host", action="append", metavar="HOST", dest="allow_pixel_hosts",
+                        help=host_help)
+    parser.add_argument("--allow-pixel-scheme", action="append", metavar="SCHEME", dest="allow_pixel_schemes",
+                        help=scheme_help)
+
+
+def _url_policy(args):
+    """The URL policy the options say (http and https, any host, when they say nothing)."""
+    from pyjpip.network.url_policy import URLPolicy
+
+    try:
+        return URLPolicy.from_options(args.allow_pixel_hosts, args.allow_pixel_schemes)
+    except ValueError as error:
+        raise PyjpipError(f"--allow-pixel-host/--allow-pixel-scheme: {error}") from None
+
+
+def _ordinary_limit_option(parser) -> None:
+    parser.add_argument("--max-ordinary-bytes", type=int, default=4 << 30, metavar="N",
+                        help="refuse DICOM objects with their pixels larger than N bytes, or inflating past it "
+                             "(default 4 GiB)")
+
+
 def _origin_list(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
 
 def _dicom(args) -> int:
     from pyjpip.browser import describe_image
+    from pyjpip.dicom.limits import read_limited
 
-    with open(args.file, "rb") as f:
-        description = describe_image(f.read(), source=args.file, frame=args.frame)
+    data = read_limited(args.file, args.max_ordinary_bytes)  # refused by its size before it is read
+    description = describe_image(data, source=args.file, frame=args.frame, limit=args.max_ordinary_bytes)
     description["codestream_bytes"] = len(description["codestream_bytes"])
     if args.json:
         print(json.dumps(description, indent=2))
@@ -289,8 +332,9 @@ def _fetch(args) -> int:
         direction = parts[2] if len(parts) > 2 else direction
     window = ViewWindow(fsiz=fsiz, round=direction, roff=_pair(args.roff, "roff"), rsiz=_pair(args.rsiz, "rsiz"),
                         comps=args.comps, layers=args.layers, stream=args.stream)
+    transport = HTTPTransport(policy=_url_policy(args))
+    transport.policy.check(args.url)  # refused before anything is sent; redirects are refused as they come
     client = JPIPClient(args.url, stateless=args.stateless, length_limit=args.length)
-    transport = HTTPTransport()
     started = time.perf_counter()
     try:
         requests = fetch_whole_window(client, window, transport)
@@ -316,7 +360,7 @@ def _ingest(args) -> int:
     from pyjpip.dicom.ingest import ingest, print_progress
 
     report = ingest(args.inputs, args.store, args.url_base, deflate=args.deflate, high_throughput=args.htj2k,
-                    progress=print_progress if sys.stderr.isatty() else None)
+                    progress=print_progress if sys.stderr.isatty() else None, maximum_bytes=args.max_ordinary_bytes)
     needing = {path for paths in report.missing_modules.values() for path in paths}
     for path, reason in report.failed:
         if path not in needing:
@@ -348,6 +392,7 @@ def _store_scp(args) -> int:
     from pyjpip.archive import open_archive
     from pyjpip.network.scp import StorageSCP
 
+    policy = _url_policy(args)
     archive = open_archive(args.store, args.db, args.files)
     url_base = args.url_base
     server = None
@@ -365,11 +410,14 @@ def _store_scp(args) -> int:
             url_base = f"http://{visible}:{port}"
         print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at http://{http_host}:{port}/", flush=True)
     scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate,
-                     maximum_hollow_bytes=args.max_hollow_bytes, transfer_syntaxes=args.transfer_syntaxes)
+                     maximum_hollow_bytes=args.max_hollow_bytes, maximum_ordinary_bytes=args.max_ordinary_bytes,
+                     transfer_syntaxes=args.transfer_syntaxes, url_policy=policy if policy.restricted else None)
     where = [f"{args.store}/files" if args.files else None,
              (args.db or f"{args.store}/pyjpip.sqlite") if args.db or not args.files else None]
     print(f"pyjpip store-scp: {args.ae_title} listening on {args.host}:{args.port}, storing into "
           f"{' and '.join(w for w in where if w)}  (Ctrl-C stops)", flush=True)
+    if policy.restricted:
+        print(f"pyjpip store-scp: Pixel Data Provider URLs taken: {policy.describe()}", flush=True)
     try:
         scp.start(args.host, args.port, block=True, maximum_associations=args.max_associations)
     except KeyboardInterrupt:
@@ -395,7 +443,7 @@ def _store_scu(args) -> int:
     from pyjpip.network.scu import print_progress, store
 
     report = store(args.host, args.port, args.inputs, args.ae_title, args.called_ae, progress=print_progress,
-                   timeout=args.timeout)
+                   timeout=args.timeout, url_policy=_url_policy(args))
     return _send_report(report, "stored")
 
 
@@ -405,7 +453,8 @@ def _push(args) -> int:
 
     report, ingest_report, warning = push(args.host, args.port, args.inputs, args.store, args.url_base,
                                           args.ae_title, args.called_ae, deflate=args.deflate,
-                                          high_throughput=args.htj2k, progress=print_progress, timeout=args.timeout)
+                                          high_throughput=args.htj2k, progress=print_progress, timeout=args.timeout,
+                                          url_policy=_url_policy(args), maximum_bytes=args.max_ordinary_bytes)
     for path, reason in ingest_report.failed:
         print(f"pyjpip push: {path}: not ingested: {reason}", file=sys.stderr)
     if warning:

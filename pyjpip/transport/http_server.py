@@ -1,7 +1,7 @@
 """The dev server: pyjpip's Site (pyjpip.transport.site) over the standard library's http.server.
 
 Threaded, HTTP/1.1 with keep-alive, for development and small installations; production runs the
-same Site as a WSGI app under gunicorn (pyjpip.transport.wsgi). JPIP body chunks go out as they
+same Site as an ASGI app under gunicorn and uvicorn (pyjpip.transport.asgi). JPIP body chunks go out as they
 come: with Content-Length when the core knows the length, chunked otherwise. A connection idle
 (or unable to take bytes) for ``idle_seconds`` is closed; beyond ``max_connections`` a new one is
 answered 503 at once, so no client can starve the others of threads.
