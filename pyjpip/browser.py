@@ -13,13 +13,15 @@ from pyjpip.errors import DicomError
 from pyjpip.jpip.client import JPIPClientError
 
 
-def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1) -> dict:
-    """Everything needed to decode and paint ``frame`` (counted from 1, as DICOM does)."""
+def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1, limit: int | None = None) -> dict:
+    """Everything needed to decode and paint ``frame`` (counted from 1, as DICOM does). An object
+    over ``limit`` bytes (default pyjpip.dicom.limits.MAXIMUM_ORDINARY_BYTES) is refused."""
     from pyjpip.codestream.markers import read_main_header
+    from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES
     from pyjpip.dicom.pixel_data import check_codestream_against_attributes, read_encapsulated_image
     from pyjpip.layout.greyscale import GreyscalePipeline
 
-    image = read_encapsulated_image(data, source)
+    image = read_encapsulated_image(data, source, MAXIMUM_ORDINARY_BYTES if limit is None else limit)
     if not 1 <= frame <= len(image.frames):
         raise DicomError(f"{source}: frame {frame} does not exist (the object has {len(image.frames)})")
     codestream = image.frames[frame - 1]

@@ -52,3 +52,28 @@ class ArchiveError(PyjpipError):
 
 class TransportError(PyjpipError):
     """A request did not get a usable answer (network failure or an HTTP error status)."""
+
+
+class UntrustedURLError(TransportError):
+    """A URL pyjpip will not fetch or keep: a scheme or host outside the allow-list, credentials in
+    it, characters a URL cannot hold, a port out of range, a host written to hide what it is.
+    ``url`` is the URL as given (it may be long: messages show its start), ``reason`` why."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        super().__init__(f"{shown!r}: refused, {reason}")
+
+
+class RedirectRefusedError(TransportError):
+    """An HTTP server answered with a redirect (3xx). pyjpip never follows one: a Pixel Data Provider
+    URL must name the JPIP server itself, and a redirect could lead a fetch anywhere."""
+
+    def __init__(self, url: str, status: int, location: str | None):
+        self.url = url
+        self.status = status
+        self.location = location
+        where = f" to {location[:200]!r}" if location else ""
+        super().__init__(f"{url[:200]}: the server answered {status}, a redirect{where}; redirects are not "
+                         "followed (give the URL of the server that answers)")

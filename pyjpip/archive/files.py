@@ -21,7 +21,8 @@ from pydicom.uid import UID
 
 from pyjpip.archive import FILES_FOLDER, Archive, ArrivedInstance, Recorded, now
 from pyjpip.dicom.dicomweb import DatasetCatalog
-from pyjpip.dicom.hollow import DEFLATED, deflate, read_hollow
+from pyjpip.dicom.hollow import DEFLATED, deflate, read_hollow_file
+from pyjpip.dicom.limits import MAXIMUM_HOLLOW_FILE_BYTES, read_limited
 from pyjpip.errors import ArchiveError, DicomError
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,7 @@ class FileArchive(Archive):
             previous_url = None
             if previous_path is not None:
                 try:
-                    with open(previous_path, "rb") as f:
-                        previous_url = read_hollow(f.read(), previous_path).url
+                    previous_url = read_hollow_file(previous_path).url
                 except (OSError, DicomError) as error:
                     log.warning("%s: the earlier copy cannot be read (%s); replaced", previous_path, error)
             try:
@@ -99,8 +99,7 @@ class FileArchive(Archive):
         if path is None:
             return None
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return read_limited(path, MAXIMUM_HOLLOW_FILE_BYTES, "hollow object")
         except FileNotFoundError:
             return None
 
@@ -127,9 +126,8 @@ class FileCatalog(DatasetCatalog):
             if known and known[0] == key:
                 dataset = known[1]
             else:
-                try:
-                    with open(path, "rb") as f:
-                        dataset = read_hollow(f.read(), path).dataset
+                try:  # over the limits: left out before it is read, or before it inflates past them
+                    dataset = read_hollow_file(path).dataset
                 except (OSError, DicomError) as error:
                     log.warning("%s left out of the listing: %s", path, error)
                     continue
@@ -141,8 +139,7 @@ class FileCatalog(DatasetCatalog):
 
 def _reader(path: str):
     def read() -> bytes:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_limited(path, MAXIMUM_HOLLOW_FILE_BYTES, "hollow object")
     return read
 
 

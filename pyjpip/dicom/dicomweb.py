@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl
 
 from pydicom.dataset import Dataset
 
-from pyjpip.dicom.hollow import read_hollow
+from pyjpip.dicom.hollow import read_hollow_file
+from pyjpip.dicom.limits import MAXIMUM_HOLLOW_FILE_BYTES, read_limited
 from pyjpip.errors import DicomError
 from pyjpip.jpip.server import Response, error_response
 
@@ -137,17 +138,16 @@ class IngestedCatalog(DatasetCatalog):
         objects = {}
         for sop, entry in index.get("instances", {}).items():
             path = os.path.join(self.root, entry["hollow"])
-            try:
-                with open(path, "rb") as f:
-                    objects[sop] = (read_hollow(f.read(), entry["hollow"]).dataset, partial(_read_file, path))
+            try:  # a file over the limits is left out before it is read, a deflate bomb before it inflates
+                objects[sop] = (read_hollow_file(path).dataset, partial(_read_file, path))
             except (OSError, DicomError) as error:
                 log.warning("store entry %s left out: %s", sop, error)
         return objects
 
 
 def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    """A hollow object's bytes, as served (it may have grown since it was listed: still bounded)."""
+    return read_limited(path, MAXIMUM_HOLLOW_FILE_BYTES, "hollow object")
 
 
 class DicomWebStore:

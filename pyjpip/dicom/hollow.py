@@ -23,6 +23,7 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import UID
 
 from pyjpip.codestream.markers import MainHeader
+from pyjpip.dicom.limits import MAXIMUM_HOLLOW_BYTES, MAXIMUM_HOLLOW_FILE_BYTES, check_size, read_limited
 from pyjpip.dicom.pixel_data import check_codestream_against_attributes
 from pyjpip.errors import DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError
 
@@ -36,8 +37,8 @@ DEFLATED = frozenset({JPIP_REFERENCED_DEFLATE, JPIP_HTJ2K_REFERENCED_DEFLATE})
 #: Photometric Interpretations the JPIP syntaxes allow (A.6, A.11).
 PHOTOMETRIC_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2", "YBR_ICT", "YBR_RCT")
 #: Inflated data sets larger than this are refused: hollow objects hold no pixels, so even rich
-#: multi-frame headers stay far below it, and a deflate bomb is stopped early.
-MAXIMUM_INFLATED_BYTES = 64 << 20
+#: multi-frame headers stay far below it, and a deflate bomb is stopped early (pyjpip.dicom.limits).
+MAXIMUM_INFLATED_BYTES = MAXIMUM_HOLLOW_BYTES
 #: Longer Pixel Data Provider URLs are refused: browsers and servers stop near 8 KB anyway.
 MAXIMUM_URL_LENGTH = 8192
 
@@ -64,19 +65,29 @@ class HollowObject:
         return check_codestream_against_attributes(header, self.dataset)
 
 
-def read_hollow(data: bytes, source: str = "<bytes>") -> HollowObject:
-    """Read a hollow object in any of the four JPIP transfer syntaxes."""
+def read_hollow(data: bytes, source: str = "<bytes>", limit: int = MAXIMUM_INFLATED_BYTES) -> HollowObject:
+    """Read a hollow object in any of the four JPIP transfer syntaxes; a data set (inflated) over
+    ``limit`` bytes is a DatasetTooLargeError, found before it is parsed or inflated past the limit."""
     meta, body_start = read_file_meta(data, source)
     transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
     if transfer_syntax not in JPIP_TRANSFER_SYNTAXES:
         raise DicomError(f"{source}: transfer syntax {transfer_syntax or '(none)'} is not a JPIP Referenced one")
     body = data[body_start:]
     if transfer_syntax in DEFLATED:
-        body = inflate(body, source)
+        body = inflate(body, source, limit)
+    else:
+        check_size(len(body), limit, source, "hollow data set")
     dataset = parse_explicit_little_endian(body, source)
     dataset.file_meta = meta
     url, frames = check_hollow(dataset, source)
     return HollowObject(dataset, transfer_syntax, url, frames)
+
+
+def read_hollow_file(path: str, limit: int = MAXIMUM_INFLATED_BYTES) -> HollowObject:
+    """read_hollow of a file, refused by its size (os.stat) before it is read when it is larger than
+    a hollow object with a data set of ``limit`` bytes can be."""
+    return read_hollow(read_limited(path, limit + MAXIMUM_HOLLOW_FILE_BYTES - MAXIMUM_HOLLOW_BYTES,
+                                    "hollow object"), path, limit)
 
 
 def parse_explicit_little_endian(body: bytes, source: str = "<bytes>") -> Dataset:
@@ -336,8 +347,8 @@ def inflate(body: bytes, source: str = "<bytes>", limit: int | None = None) -> b
     except zlib.error as exc:
         raise DamagedDatasetError(f"{source}: deflated data set cannot be inflated ({exc})") from None
     if len(data) > limit or decompressor.unconsumed_tail:
-        raise DatasetTooLargeError(f"{source}: deflated data set inflates past {limit} bytes; refused "
-                                   "(a hollow object holds no pixels)")
+        raise DatasetTooLargeError(f"{source}: deflated data set inflates past {limit} bytes; refused (a deflate "
+                                   "bomb, or a data set over this limit)")
     if not decompressor.eof:
         raise DamagedDatasetError(f"{source}: deflated data set is cut short")
     return data

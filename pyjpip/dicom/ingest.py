@@ -9,13 +9,14 @@ re-packetized (their code-blocks kept, lossy or lossless: pyjpip.codestream.repa
 decode exactly as the source does. Only other pixel encodings (and Part 1 asked to become HTJ2K)
 are decoded and encoded losslessly. Every
 file is written to a temporary name and renamed, so a failure leaves nothing half-written, and a
-source already ingested (same bytes) is skipped.
+source already ingested (same bytes) is skipped. A file larger than ``maximum_bytes`` (4 GiB by
+default) is refused before it is read, and a deflated one (1.2.840.10008.1.2.1.99) is inflated only
+up to that bound (pyjpip.dicom.limits).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -43,7 +44,8 @@ from pyjpip.dicom.hollow import (
     write_hollow,
 )
 from pyjpip.dicom.pixel_data import JPEG2000_TRANSFER_SYNTAXES, frame_codestream
-from pyjpip.errors import CodestreamError, DicomError
+from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES, dcmread, read_limited
+from pyjpip.errors import CodestreamError, DatasetTooLargeError, DicomError
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +79,21 @@ class Store:
 
 
 def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = False, high_throughput: bool = False,
-           progress=None) -> IngestReport:
+           progress=None, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> IngestReport:
     """Ingest files and folders; one bad file is reported and skipped, never the end of the batch."""
     store = Store(store_root, url_base)
     files = sorted(_dicom_files(paths))
     report = IngestReport([], [], [])
     for number, path in enumerate(files, 1):
         try:
-            outcome, sop = _ingest_file(path, store, deflate, high_throughput)
+            outcome, sop = _ingest_file(path, store, deflate, high_throughput, maximum_bytes)
             (report.ingested if outcome == "ingested" else report.skipped).append(path)
             if outcome == "ingested" and store.index["instances"][sop].get("supplied"):
                 report.supplied.append(path)
         except (DicomError, CodestreamError, OSError, ValueError) as error:
-            report.failed.append((path, str(error)))
-            outcome = f"failed: {error}"
+            reason = str(error).removeprefix(f"{path}: ")  # the report says the path already
+            report.failed.append((path, reason))
+            outcome = f"failed: {reason}"
         except ImportError as error:  # an optional part (numpy, imagecodecs) this file's pixels need
             module = (error.name or _named_module(str(error))).split(".")[0]
             report.missing_modules.setdefault(module, []).append(path)
@@ -116,7 +119,7 @@ _STORE_LOCKS_LOCK = threading.Lock()
 
 
 def ingest_one(path: str, store_root: str, url_base: str, deflate: bool = False,
-               high_throughput: bool = False) -> tuple[str, dict]:
+               high_throughput: bool = False, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> tuple[str, dict]:
     """One file into the store, safe to call from several threads at once (a Storage SCP's
     associations): returns the outcome and the store's entry for it. Raises what ingest reports."""
     key = os.path.abspath(store_root)
@@ -124,7 +127,7 @@ def ingest_one(path: str, store_root: str, url_base: str, deflate: bool = False,
         lock = _STORE_LOCKS.setdefault(key, threading.Lock())
     with lock:
         store = Store(store_root, url_base)
-        outcome, sop = _ingest_file(path, store, deflate, high_throughput)
+        outcome, sop = _ingest_file(path, store, deflate, high_throughput, maximum_bytes)
         store.save_index()
         return outcome, store.index["instances"][sop]
 
@@ -140,12 +143,14 @@ def _dicom_files(paths: list[str]):
             yield path
 
 
-def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool) -> tuple[str, str]:
-    with open(path, "rb") as f:
-        data = f.read()
+def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool,
+                 maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> tuple[str, str]:
+    data = read_limited(path, maximum_bytes)
     digest = hashlib.sha256(data).hexdigest()
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
+        dataset = dcmread(data, path, maximum_bytes)
+    except DatasetTooLargeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pydicom has many ways to say "not DICOM"
         raise DicomError(f"not a readable DICOM file ({exc})") from None
     syntax = UID(str(getattr(dataset.file_meta, "TransferSyntaxUID", "")))

@@ -6,12 +6,10 @@ browser's WebAssembly decoder, so this module never touches pixel values (and ne
 
 from __future__ import annotations
 
-import io
 import logging
 import warnings
 from dataclasses import dataclass
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
@@ -19,7 +17,8 @@ from pydicom.uid import UID
 
 from pyjpip.codestream.file_format import SIGNATURE, read_file_layout
 from pyjpip.codestream.markers import MainHeader
-from pyjpip.errors import CodestreamError, DicomError
+from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES, dcmread, transfer_syntax as file_transfer_syntax
+from pyjpip.errors import CodestreamError, DatasetTooLargeError, DicomError
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +44,23 @@ class EncapsulatedImage:
     frames: tuple[bytes, ...]
 
 
-def read_encapsulated_image(data: bytes, source: str = "<bytes>") -> EncapsulatedImage:
+def read_encapsulated_image(data: bytes, source: str = "<bytes>",
+                            limit: int = MAXIMUM_ORDINARY_BYTES) -> EncapsulatedImage:
     """Read a DICOM Part 10 object whose Pixel Data is encapsulated JPEG 2000 or HTJ2K.
 
-    ``source`` names the object in error messages (a path or URL).
+    ``source`` names the object in error messages (a path or URL). Objects over ``limit`` bytes are
+    refused (DatasetTooLargeError), and so is any other transfer syntax before its data set is read
+    (a deflated one is never inflated).
     """
+    syntax = file_transfer_syntax(data)
+    if syntax is not None and syntax not in JPEG2000_TRANSFER_SYNTAXES:
+        raise DicomError(f"{source}: transfer syntax {syntax} ({UID(syntax).name}) is not JPEG 2000 or HTJ2K")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            dataset = pydicom.dcmread(io.BytesIO(data))
+            dataset = dcmread(data, source, limit)
+    except DatasetTooLargeError:
+        raise
     except InvalidDicomError as exc:
         raise DicomError(f"{source}: not a readable DICOM file ({exc})") from exc
     except Exception as exc:  # pydicom reports truncation as struct.error, EOFError, ValueError, ...

@@ -6,6 +6,10 @@ data set exactly as it came. This module says what the object is, a hollow objec
 A.11, A.12), an ordinary one with pixels, or one to refuse, and which DIMSE status the sender
 gets. No sockets and no files here, so every rule is tested with bytes.
 
+A Storage SCP given a URL policy (pyjpip.network.url_policy: the schemes and hosts its viewers may
+fetch pixels from) refuses a hollow object whose Pixel Data Provider URL is outside it, with
+Refused: Not Authorized, and stores nothing.
+
 One case is recognised on purpose: an object in an ordinary syntax that carries a Pixel Data
 Provider URL and no pixels. DCMTK's storescu sends exactly that when it converts a .94 file to
 Explicit VR Little Endian because the acceptor took no JPIP syntax; it is stored as the hollow
@@ -29,7 +33,8 @@ from pyjpip.dicom.hollow import (
     inflate,
     parse_explicit_little_endian,
 )
-from pyjpip.errors import DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError
+from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES
+from pyjpip.errors import DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError, UntrustedURLError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ OUT_OF_RESOURCES = 0xA700
 DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 #: Error: Cannot understand (the bytes cannot be parsed in the negotiated transfer syntax).
 CANNOT_UNDERSTAND = 0xC000
+#: Refused: Not Authorized (PS3.7 Annex C, a status every DIMSE service may answer): a Pixel Data
+#: Provider URL outside this SCP's allow-list of schemes and hosts.
+NOT_AUTHORIZED = 0x0124
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -48,8 +56,6 @@ DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 #: Hollow data sets hold no pixels: anything larger than this is refused before it is parsed.
 MAXIMUM_HOLLOW_BYTES = MAXIMUM_INFLATED_BYTES
-#: Ordinary objects carry their pixels: a whole-slide image or a long cine can be this large.
-MAXIMUM_ORDINARY_BYTES = 4 << 30
 #: Attributes the archive files an instance by (PS3.3 C.7.2.1, C.7.3.1, C.12.1: all Type 1).
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 #: File name endings of HTJ2K targets, for a hollow object that arrived in an ordinary syntax.
@@ -110,23 +116,26 @@ class Refusal:
 
 
 def classify(received: Received, maximum_hollow_bytes: int = MAXIMUM_HOLLOW_BYTES,
-             maximum_ordinary_bytes: int = MAXIMUM_ORDINARY_BYTES) -> Hollow | Ordinary | Refusal:
-    """What ``received`` is and what the SCU is answered; never raises for bad input."""
+             maximum_ordinary_bytes: int = MAXIMUM_ORDINARY_BYTES, url_policy=None) -> Hollow | Ordinary | Refusal:
+    """What ``received`` is and what the SCU is answered; never raises for bad input. With
+    ``url_policy`` (a pyjpip.network.url_policy.URLPolicy), a hollow object whose URL it refuses is
+    refused."""
     source = f"{received.sop_instance_uid or '(no SOP Instance UID)'} from {received.calling_ae_title or '?'}"
     try:
         if received.transfer_syntax in JPIP_TRANSFER_SYNTAXES:
-            return _check(_hollow_in_jpip_syntax(received, source, maximum_hollow_bytes), received)
+            return _allowed(_check(_hollow_in_jpip_syntax(received, source, maximum_hollow_bytes), received),
+                            url_policy)
         if len(received.encoded) > maximum_ordinary_bytes:
             return Refusal(OUT_OF_RESOURCES, f"data set of {len(received.encoded)} bytes is over this SCP's "
                                              f"limit of {maximum_ordinary_bytes}")
-        dataset = _read_ordinary(received, source)
+        dataset = _read_ordinary(received, source, maximum_ordinary_bytes)
         if any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             return _check(Ordinary(dataset, received.transfer_syntax, received.encoded), received)
         if "PixelDataProviderURL" in dataset:
             if len(received.encoded) > maximum_hollow_bytes:
                 raise DatasetTooLargeError(f"{source}: a hollow data set of {len(received.encoded)} bytes; "
                                            f"at most {maximum_hollow_bytes} are taken")
-            return _check(_hollow_in_ordinary_syntax(dataset, received, source), received)
+            return _allowed(_check(_hollow_in_ordinary_syntax(dataset, received, source), received), url_policy)
         return Refusal(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                        "neither Pixel Data nor a Pixel Data Provider URL (0028,7FE0)", "PixelData")
     except DatasetTooLargeError as error:
@@ -154,7 +163,18 @@ def _hollow_in_jpip_syntax(received: Received, source: str, maximum: int) -> Hol
                   url, frames)
 
 
-def _read_ordinary(received: Received, source: str):
+def _allowed(found, url_policy):
+    """A hollow object whose Pixel Data Provider URL the policy refuses is refused: Not Authorized."""
+    if url_policy is None or not isinstance(found, Hollow):
+        return found
+    try:
+        url_policy.check(found.url)
+    except UntrustedURLError as error:
+        return Refusal(NOT_AUTHORIZED, f"Pixel Data Provider URL: {error.reason}", "PixelDataProviderURL")
+    return found
+
+
+def _read_ordinary(received: Received, source: str, maximum: int = MAXIMUM_ORDINARY_BYTES):
     """A data set in an ordinary syntax, read by pydicom (which knows them all)."""
     from pydicom.filereader import read_dataset
     from pydicom.filebase import DicomBytesIO
@@ -162,7 +182,7 @@ def _read_ordinary(received: Received, source: str):
     syntax = received.transfer_syntax
     body = received.encoded
     if syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        body = inflate(body, source, limit=MAXIMUM_ORDINARY_BYTES)
+        body = inflate(body, source, limit=maximum)
     implicit = syntax == IMPLICIT_VR_LITTLE_ENDIAN
     little = syntax != EXPLICIT_VR_BIG_ENDIAN
     try:
@@ -272,4 +292,5 @@ def part10_for_ingest(ordinary: Ordinary, sop_class_uid: str, sop_instance_uid: 
 
 
 __all__ = ["Received", "Hollow", "Ordinary", "Refusal", "classify", "part10_for_ingest", "SUCCESS",
-           "OUT_OF_RESOURCES", "DATA_SET_DOES_NOT_MATCH_SOP_CLASS", "CANNOT_UNDERSTAND"]
+           "OUT_OF_RESOURCES", "DATA_SET_DOES_NOT_MATCH_SOP_CLASS", "CANNOT_UNDERSTAND", "NOT_AUTHORIZED",
+           "MAXIMUM_ORDINARY_BYTES"]

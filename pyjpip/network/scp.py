@@ -20,6 +20,7 @@ import os
 from pyjpip.archive import Archive, ArrivedInstance
 from pyjpip.dicom import storage
 from pyjpip.dicom.hollow import JPIP_TRANSFER_SYNTAXES, read_file_meta
+from pyjpip.dicom.limits import MAXIMUM_HOLLOW_FILE_BYTES, read_limited
 from pyjpip.errors import ArchiveError, CodestreamError, DicomError
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,11 @@ class StorageSCP:
                  deflate: bool = False, high_throughput: bool = False,
                  maximum_hollow_bytes: int = storage.MAXIMUM_HOLLOW_BYTES,
                  maximum_ordinary_bytes: int = storage.MAXIMUM_ORDINARY_BYTES,
-                 transfer_syntaxes: list[str] | None = None):
+                 transfer_syntaxes: list[str] | None = None, url_policy=None):
         self.ae_title = ae_title
+        #: Where the Pixel Data Provider URLs of stored objects may point (pyjpip.network.url_policy);
+        #: None: anywhere PS3.5 8.4.1 allows.
+        self.url_policy = url_policy
         self.store = os.path.abspath(store)
         self.archive = archive
         self.url_base = url_base.rstrip("/") if url_base else None
@@ -142,7 +146,8 @@ class StorageSCP:
             data = f.read()
         start = _data_set_start(data)  # pynetdicom wrote the file meta: its group length says where it ends
         received = storage.Received(syntax, sop_class, sop, data[start:], calling, called)
-        decision = storage.classify(received, self.maximum_hollow_bytes, self.maximum_ordinary_bytes)
+        decision = storage.classify(received, self.maximum_hollow_bytes, self.maximum_ordinary_bytes,
+                                    self.url_policy)
         if isinstance(decision, storage.Refusal):
             return decision
         if isinstance(decision, storage.Ordinary):
@@ -170,8 +175,7 @@ class StorageSCP:
             return storage.Refusal(storage.CANNOT_UNDERSTAND, f"its pixels cannot be served: {error}")
         finally:
             os.unlink(path)
-        with open(os.path.join(self.store, entry["hollow"]), "rb") as f:
-            data = f.read()
+        data = read_limited(os.path.join(self.store, entry["hollow"]), MAXIMUM_HOLLOW_FILE_BYTES, "hollow object")
         meta, start = read_file_meta(data, entry["hollow"])
         # The hollow object ingest made is recorded as if it had arrived so: the files archive keeps its bytes.
         received = storage.Received(str(meta.TransferSyntaxUID), sop_class, sop, data[start:], calling, called)

@@ -19,7 +19,9 @@ from pyjpip.dicom import presentation
 from pydicom.uid import UID
 
 from pyjpip.dicom.hollow import DEFLATED, JPIP_TRANSFER_SYNTAXES, inflate, part10, read_file_meta, read_hollow
-from pyjpip.errors import DicomError, PyjpipError
+from pyjpip.dicom.limits import MAXIMUM_HOLLOW_BYTES, read_limited
+from pyjpip.errors import DicomError, PyjpipError, RedirectRefusedError, UntrustedURLError
+from pyjpip.network.url_policy import DEFAULT_POLICY, URLPolicy
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,12 @@ def _files(paths: list[str]):
 
 
 def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", called_ae_title: str = "ANY-SCP",
-          progress=None, timeout: float = 30.0, jpip_transport=None) -> Report:
+          progress=None, timeout: float = 30.0, jpip_transport=None, url_policy: URLPolicy | None = None) -> Report:
     """Send every DICOM file of ``paths``; ``progress(number, total, Sent)`` after each. Never raises
     for a refused or unreachable peer: the report says what happened to each file.
+
+    ``url_policy`` is where pixels may be fetched from when an SCP takes no JPIP syntax (the
+    gateway's last resort): an object whose Pixel Data Provider URL is outside it is not sent.
 
     An SCP may accept a JPIP syntax and then abort when the data set comes (DCMTK's DIMSE layer,
     and so Orthanc, has no JPIP case: 0006:0212). Then the association is opened again without the
@@ -115,13 +120,13 @@ def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", call
             batch = [o for o in objects if o.sop_class_uid in wanted and (o.sop_class_uid, o.transfer_syntax) in
                      set(contexts)]
             _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
-                        finished)
+                        finished, url_policy)
     report.seconds = time.monotonic() - started
     return report
 
 
 def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
-                finished) -> None:
+                finished, url_policy=None) -> None:
     from pynetdicom import AE, evt
 
     from pyjpip.network.scp import no_delay
@@ -146,7 +151,7 @@ def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch,
             accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
             while pending:
                 item = pending[0]
-                result = _send_one(assoc, item, accepted, scratch, jpip_transport)
+                result = _send_one(assoc, item, accepted, scratch, jpip_transport, url_policy)
                 if not assoc.is_established:  # the SCP aborted on this object
                     if result.transfer_syntax in JPIP_TRANSFER_SYNTAXES and not without_jpip:
                         log.warning("%s:%s aborted the association on a %s data set (it accepted the syntax but "
@@ -183,7 +188,7 @@ def _unreachable(host: str, port: int, timeout: float) -> str | None:
         return f"no association with {host}:{port} ({error.strerror or error})"
 
 
-def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_transport) -> Sent:
+def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_transport, url_policy=None) -> Sent:
     result = Sent(item.path, item.sop_instance_uid)
     options = presentation.choices(item, accepted)
     if not options:
@@ -191,7 +196,7 @@ def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_t
                           f"for SOP class {item.sop_class_uid}")
         return result
     try:
-        chosen, payload = _prepare(item, options, scratch, jpip_transport)
+        chosen, payload = _prepare(item, options, scratch, jpip_transport, url_policy)
     except (PyjpipError, OSError) as error:
         result.comment = str(error)
         return result
@@ -212,14 +217,13 @@ def _send_one(assoc, item: presentation.Outgoing, accepted, scratch: str, jpip_t
     return result
 
 
-def _prepare(item: presentation.Outgoing, options: list[str], scratch: str, jpip_transport):
+def _prepare(item: presentation.Outgoing, options: list[str], scratch: str, jpip_transport, url_policy=None):
     """The syntax chosen and what to hand pynetdicom: a file path (sent byte for byte) or a data set."""
     first = options[0]
     way = presentation.how(item.transfer_syntax, first)
     if way == presentation.AS_STORED:
         return first, item.path
-    with open(item.path, "rb") as f:
-        data = f.read()
+    data = read_limited(item.path, MAXIMUM_HOLLOW_BYTES, "hollow object")  # what is converted is hollow
     if way in (presentation.INFLATE, presentation.DEFLATE):
         meta, start = read_file_meta(data, item.path)
         body = data[start:]
@@ -230,10 +234,10 @@ def _prepare(item: presentation.Outgoing, options: list[str], scratch: str, jpip
         with open(converted, "wb") as f:
             f.write(part10(meta, body))  # deflated again when ``first`` deflates
         return first, converted
-    return _with_pixels(item, data, options, jpip_transport)
+    return _with_pixels(item, data, options, jpip_transport, url_policy)
 
 
-def _with_pixels(item: presentation.Outgoing, data: bytes, options: list[str], jpip_transport):
+def _with_pixels(item: presentation.Outgoing, data: bytes, options: list[str], jpip_transport, url_policy=None):
     """PS3.17 GG's last resort: the acceptor takes no JPIP syntax, so the pixels go in the C-STORE.
     Every frame is fetched by JPIP at full resolution with all layers and sent encapsulated."""
     from pydicom.encaps import encapsulate
@@ -241,7 +245,7 @@ def _with_pixels(item: presentation.Outgoing, data: bytes, options: list[str], j
     from pyjpip.codestream.markers import read_main_header
 
     hollow = read_hollow(data, item.path)
-    codestreams = [fetch_codestream(hollow.frame_url(n), hollow.dataset, jpip_transport)
+    codestreams = [fetch_codestream(hollow.frame_url(n), hollow.dataset, jpip_transport, url_policy)
                    for n in range(1, hollow.number_of_frames + 1)]
     header = read_main_header(codestreams[0])
     reversible = header.coding_style.reversible and str(hollow.dataset.get("LossyImageCompression", "00")) != "01"
@@ -260,17 +264,25 @@ def _with_pixels(item: presentation.Outgoing, data: bytes, options: list[str], j
     return chosen, dataset
 
 
-def fetch_codestream(url: str, dataset, transport=None) -> bytes:
-    """The whole codestream behind a Pixel Data Provider URL: full resolution, every layer."""
+def fetch_codestream(url: str, dataset, transport=None, policy: URLPolicy | None = None) -> bytes:
+    """The whole codestream behind a Pixel Data Provider URL: full resolution, every layer.
+
+    The URL is untrusted (it came in a data set): ``policy`` (default: http(s), any host, no
+    credentials) is checked before anything is sent, and the transport made here follows no
+    redirect. Either refusal is raised as it is (UntrustedURLError, RedirectRefusedError)."""
     from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_whole_window
     from pyjpip.transport.http_client import HTTPTransport
 
+    policy = policy or DEFAULT_POLICY
+    policy.check(url)
     window = ViewWindow(fsiz=(int(dataset.Columns), int(dataset.Rows)), round="round-up")
     client = JPIPClient(url, stateless=False)
     own = transport is None
-    transport = transport or HTTPTransport(timeout=30)
+    transport = transport or HTTPTransport(timeout=30, policy=policy)
     try:
         fetch_whole_window(client, window, transport)
+    except (UntrustedURLError, RedirectRefusedError):
+        raise
     except (ConnectionError, OSError, PyjpipError) as error:
         raise DicomError(f"the pixels at {url[:200]} cannot be fetched ({error})") from None
     finally:

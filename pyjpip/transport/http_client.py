@@ -20,10 +20,12 @@ READ_BYTES = 1 << 16
 
 
 class HTTPTransport:
-    """Sends a client's requests; one persistent connection per host, reopened when it breaks."""
+    """Sends a client's requests; one persistent connection per host, reopened when it breaks.
+    ``policy`` says which URLs may be fetched (default: http(s), any host, no credentials)."""
 
-    def __init__(self, timeout: float = 60.0, on_bytes=None):
+    def __init__(self, timeout: float = 60.0, on_bytes=None, policy: URLPolicy | None = None):
         self.timeout = timeout
+        self.policy = policy or DEFAULT_POLICY
         self.on_bytes = on_bytes  # called with each piece of body read (progress; tests cut a response with it)
         self.connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
 

@@ -11,6 +11,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
 from pyjpip.dicom import presentation, storage
+from pyjpip.network.url_policy import URLPolicy
 from pyjpip.dicom.hollow import (
     JPIP_HTJ2K_REFERENCED,
     JPIP_HTJ2K_REFERENCED_DEFLATE,
@@ -148,6 +149,38 @@ def test_dcmtk_storescu_s_conversion_is_recognised_as_the_hollow_object_it_is(ct
     ht = hollow_dataset(ct, PixelDataProviderURL="http://s.example/jpip?target=a/b.jhc")
     decision = storage.classify(received("1.2.840.10008.1.2.1", encode(ht), ct))
     assert decision.transfer_syntax == JPIP_HTJ2K_REFERENCED  # an HTJ2K target stays HTJ2K
+
+
+def test_with_a_url_policy_a_url_outside_it_is_not_authorized(ct):
+    """A site's allow-list (pyjpip.network.url_policy): outside it, Refused: Not Authorized (0124H) and the
+    reason in the Error Comment, for a JPIP syntax and for DCMTK's Explicit VR Little Endian conversion."""
+    policy = URLPolicy.from_options(["sender.example:8000"])
+    for syntax in (JPIP_REFERENCED, JPIP_REFERENCED_DEFLATE, "1.2.840.10008.1.2.1"):
+        allowed = write_hollow(ct, URL, JPIP_REFERENCED_DEFLATE if syntax == JPIP_REFERENCED_DEFLATE else
+                               JPIP_REFERENCED)
+        assert isinstance(storage.classify(received(syntax, body(allowed), ct), url_policy=policy), storage.Hollow)
+        for url, why in (("http://intranet.example/jpip?target=a.j2k", "host intranet.example:80 is not allowed"),
+                         ("http://sender.example:8001/jpip?target=a.j2k", "host sender.example:8001 is not allowed"),
+                         ("http://u:p@sender.example:8000/jpip", "carries credentials"),
+                         ("http://2130706433:8000/jpip", "hides it")):
+            data = write_hollow(hollow_dataset(ct, PixelDataProviderURL=url), url,
+                                JPIP_REFERENCED_DEFLATE if syntax == JPIP_REFERENCED_DEFLATE else JPIP_REFERENCED)
+            refusal = storage.classify(received(syntax, body(data), ct), url_policy=policy)
+            assert isinstance(refusal, storage.Refusal), (syntax, url)
+            assert refusal.status == storage.NOT_AUTHORIZED == 0x0124 and why in refusal.reason
+            assert refusal.attribute == "PixelDataProviderURL"
+            assert refusal.error_comment.startswith("Pixel Data Provider URL: ") and len(refusal.error_comment) <= 64
+            assert isinstance(storage.classify(received(syntax, body(data), ct)), storage.Hollow)  # no policy
+
+
+def test_an_ordinary_deflated_data_set_inflates_only_up_to_the_scp_s_limit(ct):
+    plain = encode(ct)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = compressor.compress(plain) + compressor.flush()
+    syntax = "1.2.840.10008.1.2.1.99"
+    assert isinstance(storage.classify(received(syntax, deflated, ct)), storage.Ordinary)
+    refusal = storage.classify(received(syntax, deflated, ct), maximum_ordinary_bytes=len(plain) - 1)
+    assert refusal.status == storage.OUT_OF_RESOURCES and f"inflates past {len(plain) - 1} bytes" in refusal.reason
 
 
 def test_an_object_with_its_pixels_is_ordinary(ct):
