@@ -44,8 +44,9 @@ class CacheModel:
             selected = _codestreams(item.codestreams, source.codestream_count) if item.codestreams else codestreams
             for number in selected:
                 for key, length, layer_ends in _bins_of(item, source, number):
-                    if item.layer_limit is not None:
-                        amount = layer_ends[min(item.layer_limit, len(layer_ends)) - 1] if item.layer_limit else 0
+                    if item.layer_limit is not None:  # a precinct without packets (its tile absent) holds 0 bytes
+                        amount = layer_ends[min(item.layer_limit, len(layer_ends)) - 1] \
+                            if item.layer_limit and layer_ends else 0
                     elif item.byte_limit is not None:
                         amount = min(item.byte_limit, length)
                     else:

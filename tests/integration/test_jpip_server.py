@@ -227,3 +227,16 @@ def test_every_conformance_file_streams_exactly_whole_reduced_and_by_region(tmp_
             must, may = needed_bounds(source, region, discard, components)
             assert must <= set(precincts), f"{path.name} {query}: precincts {sorted(must - set(precincts))[:5]} missing"
             assert set(precincts) <= may, f"{path.name} {query}: {sorted(set(precincts) - may)[:5]} beyond {len(may)}"
+
+
+def test_layer_limits_on_precincts_without_packets(tmp_path, conformance_files):
+    """A target whose last tile has no tile-part (served as it is): its precincts have no packets,
+    and model=P*:L1 made CacheModel.apply raise IndexError out of the server (found by
+    tests/hardening.py)."""
+    data = next(p for p in conformance_files if p.name == "p0_03.j2k").read_bytes()
+    last = data.rindex(b"\xff\x90\x00\x0a")  # the last SOT
+    (tmp_path / "cut.j2k").write_bytes(data[:last] + b"\xff\xd9")
+    server = JPIPServer(str(tmp_path))
+    for model in ("P*:L1", "-P*:L2", "t*c*r*p*:L1"):
+        response, body = request(server, f"target=cut.j2k&type=jpp-stream&model={model}")
+        assert response.status == 200, body
