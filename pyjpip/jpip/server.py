@@ -126,8 +126,9 @@ class JPIPServer:
             cached = self.responses.get(cache_key)
             if cached is not None:
                 headers, body = cached
+                headers = list(headers)  # the adapter adds its own (CORS): never to the cached list
                 if request.qid is not None:
-                    headers = headers + [("JPIP-qid", str(request.qid))]
+                    headers.append(("JPIP-qid", str(request.qid)))
                 return Response(200, headers, iter([body]), len(body))
         changed = False
         if session is not None and session.tid != tid:

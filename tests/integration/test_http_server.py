@@ -87,6 +87,17 @@ def test_session_is_chunked_and_follows_the_channel_path(address, root):
     assert response.status == 200
 
 
+def without_date(response):
+    return sorted((k.lower(), v) for k, v in response.getheaders() if k.lower() != "date")
+
+
+def test_a_cached_answer_is_sent_with_the_same_headers_every_time(address):
+    first, body = fetch(address, "/jpip?target=p0_01.j2k&fsiz=32,32&type=jpp-stream")
+    for _ in range(3):  # later ones come from the response cache
+        again, same = fetch(address, "/jpip?target=p0_01.j2k&fsiz=32,32&type=jpp-stream")
+        assert same == body and without_date(again) == without_date(first)
+
+
 def test_post_path_targets_and_preflight(address):
     response, body = fetch(address, "/jpip", "POST", b"target=p0_01.j2k&fsiz=64,64",
                            {"Content-Type": "application/x-www-form-urlencoded"})
