@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from pyjpip.codestream.databins import DataBinClass
 from pyjpip.codestream.source import JPEG2000Source
-from pyjpip.jpip.request import ModelItem, SampledRange
+from pyjpip.jpip.request import ModelItem, RequestError, SampledRange
 
 BinKey = tuple[int, int, int]  # class, codestream, in-class id
+
+#: model= statements can name the same data-bins over and over ("P*" a hundred thousand times, a
+#: qualifier over every codestream before each of many items, implicit forms over every tile), and
+#: each naming is work. A request may take this many steps (an item in a codestream, a bin named,
+#: a tile-component resolution walked) plus MODEL_STEPS_PER_BIN for every distinct bin it names.
+MODEL_STEPS_ALLOWED = 1 << 18
+MODEL_STEPS_PER_BIN = 8
 
 
 class CacheModel:
@@ -39,11 +46,29 @@ class CacheModel:
                 self.held[key] = end
 
     def apply(self, items: tuple[ModelItem, ...], source: JPEG2000Source, codestreams: list[int]) -> None:
-        """Fold model= statements in; ``codestreams`` are the request's when an item has no qualifier."""
+        """Fold model= statements in; ``codestreams`` are the request's when an item has no qualifier.
+        Statements that name bins over and over beyond the limits above are a RequestError (400)."""
+        qualified: dict[int, list[int]] = {}  # by the qualifier's identity: the items after one [..] share it
+        named: set[BinKey] = set()
+        steps = 0
         for item in items:
-            selected = _codestreams(item.codestreams, source.codestream_count) if item.codestreams else codestreams
+            if item.codestreams:
+                selected = qualified.get(id(item.codestreams))
+                if selected is None:
+                    selected = qualified[id(item.codestreams)] = _codestreams(item.codestreams,
+                                                                              source.codestream_count)
+            else:
+                selected = codestreams
             for number in selected:
-                for key, length, layer_ends in _bins_of(item, source, number):
+                for found in _bins_of(item, source, number):
+                    steps += 1
+                    if steps > MODEL_STEPS_ALLOWED + MODEL_STEPS_PER_BIN * len(named):
+                        raise RequestError(400, f"model= names data-bins {steps} times over ({len(named)} different "
+                                                "ones): a cache model says each bin once")
+                    if found is None:
+                        continue
+                    key, length, layer_ends = found
+                    named.add(key)
                     if item.layer_limit is not None:  # a precinct without packets (its tile absent) holds 0 bytes
                         amount = layer_ends[min(item.layer_limit, len(layer_ends)) - 1] \
                             if item.layer_limit and layer_ends else 0
@@ -62,7 +87,9 @@ def _codestreams(ranges: tuple[SampledRange, ...], count: int) -> list[int]:
 
 
 def _bins_of(item: ModelItem, source: JPEG2000Source, number: int):
-    """(key, length, layer ends) of every bin an item names that exists in codestream ``number``."""
+    """(key, length, layer ends) of every bin an item names that exists in codestream ``number``;
+    None first, and for every tile-component resolution an implicit form walks, to count the steps."""
+    yield None
     if item.kind == "M":
         if item.identifier in (None, 0) and number == 0:
             yield (DataBinClass.METADATA, 0, 0), source.metadata_bin().length, ()
@@ -103,6 +130,7 @@ def _implicit(spec: dict, bins, number: int):
         for c in span("c", bins.components):
             tc = tile.components[c]
             for r in span("r", len(tc.resolutions)):
+                yield None
                 res = tc.resolutions[r]
                 if res.precinct_count == 0:
                     continue
