@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -343,7 +344,7 @@ def inflate(body: bytes, source: str = "<bytes>", limit: int | None = None) -> b
     zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
     decompressor = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
     try:
-        data = decompressor.decompress(body, limit + 1)
+        data = decompressor.decompress(body, min(limit + 1, sys.maxsize))  # 2 GiB - 1 on 32-bit WebAssembly
     except zlib.error as exc:
         raise DamagedDatasetError(f"{source}: deflated data set cannot be inflated ({exc})") from None
     if len(data) > limit or decompressor.unconsumed_tail:

@@ -108,7 +108,7 @@ def test_hosts_outside_the_list_are_refused(url, reason):
     ("http://[::1/jpip", "malformed"),
     ("http://[pacs.example]/jpip", ""),  # "malformed" from urlsplit or "not an IPv6 address": versions differ
     ("http://[fe80::1%25eth0]/jpip", "names a network interface"),
-    ("http://[::1]x/jpip", "is not a port"),
+    ("http://[::1]x/jpip", ""),  # "is not a port", or "malformed" where urlsplit checks (Python 3.14)
     ("http://pacs.example/" + "a" * 8200, "characters long (at most 8192)"),
 ])
 def test_malformed_and_hiding_urls_are_refused_with_or_without_a_list(url, reason):
