@@ -525,8 +525,8 @@ def parse_messages(body: bytes) -> list[Message]:
 
 class JPPCases:
     """JPP-streams as the server writes them (real files, several windows, len limits) and made up
-    (extended classes with Aux, far ids, several codestreams, overlaps), mutated at the message and
-    the byte level, fed in random pieces."""
+    (extended classes with Aux, far ids, several codestreams, overlaps, one bin in thousands of small
+    messages in any order), mutated at the message and the byte level, fed in random pieces."""
 
     name = "jpp"
     typed = (JPPStreamError, CacheConflictError, JPIPClientError)
@@ -594,10 +594,30 @@ class JPPCases:
             rng.shuffle(out)
         return encode_messages(out, rng.choice((1, 2, 2, 4, None)))
 
+    def _scattered(self, rng: random.Random) -> bytes:
+        """One bin in many small messages (as a server cutting at every packet, or a hostile one,
+        sends it), in order, reversed, every other one first, or shuffled."""
+        size = rng.choice((100, 1000, 5000, 20000))
+        data = rng.randbytes(size)
+        piece = rng.choice((1, 1, 2, 3, 7))
+        cuts = list(range(0, size, piece))
+        order = rng.randrange(4)
+        if order == 1:
+            cuts.reverse()
+        elif order == 2:
+            cuts = cuts[::2] + cuts[1::2]
+        elif order == 3:
+            rng.shuffle(cuts)
+        bin_class = rng.choice((0, 6, 8))
+        messages = [Message(bin_class, 0, 3, a, data[a:a + piece], a + piece >= size) for a in cuts]
+        return encode_messages(messages, 2)
+
     def generate(self, rng: random.Random):
         roll = rng.random()
         if roll < 0.03:
             body = rng.randbytes(rng.randint(0, 400))
+        elif roll < 0.05:
+            body = self._scattered(rng)
         elif roll < 0.25:
             body = rng.choice(self.streams)
         elif roll < 0.45:
