@@ -9,6 +9,7 @@ with subtractive model statements.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 
 from pyjpip.codestream.databins import DataBinClass
@@ -24,6 +25,14 @@ class CacheConflictError(PyjpipError):
     """Bytes of a data-bin arrived twice with different contents: the target changed under us."""
 
 
+def _range_start(held: list) -> int:
+    return held[0]
+
+
+def _range_end(held: list) -> int:
+    return held[0] + len(held[1])
+
+
 class _Bin:
     __slots__ = ("ranges", "length")
 
@@ -32,28 +41,33 @@ class _Bin:
         self.length: int | None = None  # known once the message with the last byte arrived
 
     def add(self, offset: int, data: bytes) -> int:
-        """Merge bytes in; return how many were new."""
+        """Merge bytes in; return how many were new. The ranges the bytes overlap or touch are found by
+        bisection and the first of them grows in place: many small messages in any order cost about
+        what their bytes do (each once scanned every range and sorted them all)."""
         end = offset + len(data)
-        merged_start, merged = offset, bytearray(data)
-        kept, new = [], len(data)
-        for start, held in self.ranges:
-            held_end = start + len(held)
-            if held_end < offset or start > end:  # apart (not even touching)
-                kept.append([start, held])
-                continue
-            overlap_start, overlap_end = max(start, offset), min(held_end, end)
+        ranges = self.ranges
+        first = bisect_left(ranges, offset, key=_range_end)  # the first range ending at or after offset
+        last = bisect_right(ranges, end, lo=first, key=_range_start)  # past the last starting at or before end
+        new = len(data)
+        for start, held in ranges[first:last]:
+            overlap_start, overlap_end = max(start, offset), min(start + len(held), end)
             if overlap_end > overlap_start:
                 if held[overlap_start - start : overlap_end - start] != data[overlap_start - offset : overlap_end - offset]:
                     raise CacheConflictError(f"bytes {overlap_start}-{overlap_end} arrived with new contents")
                 new -= overlap_end - overlap_start
-            if start < merged_start:
-                merged = held[: merged_start - start] + merged
-                merged_start = start
-            if held_end > merged_start + len(merged):
-                merged += held[merged_start + len(merged) - start :]
-        kept.append([merged_start, merged])
-        kept.sort(key=lambda r: r[0])
-        self.ranges = kept
+        if first == last:
+            ranges.insert(first, [offset, bytearray(data)])
+            return new
+        merged_start, merged = ranges[first]
+        if offset < merged_start:
+            merged = bytearray(data[: merged_start - offset]) + merged
+            merged_start = offset
+        for start, held in ranges[first + 1 : last]:  # the gaps between them lie inside the new bytes
+            merged += data[merged_start + len(merged) - offset : start - offset]
+            merged += held
+        if end > merged_start + len(merged):
+            merged += data[merged_start + len(merged) - offset :]
+        ranges[first:last] = [[merged_start, merged]]
         return new
 
     @property
