@@ -19,6 +19,7 @@ import secrets
 import struct
 import threading
 import time
+import weakref
 
 from pyjpip.jpip.cache_model import CacheModel
 from pyjpip.jpip.request import RequestError
@@ -70,6 +71,21 @@ class MemorySessions(SessionStore):
         return len(self.sessions)
 
 
+class _Turn:
+    """A channel's lock among this process's threads (a Lock cannot be weakly referenced)."""
+
+    __slots__ = ("lock", "__weakref__")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def acquire(self, timeout: float) -> bool:
+        return self.lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 RECORD = struct.Struct(">BIQQ")  # class, codestream, in-class id, bytes held
 CID_LENGTH = 24
 
@@ -86,7 +102,9 @@ class FolderSessions(SessionStore):
         os.makedirs(self.folder, exist_ok=True)
         self.wait_seconds = wait_seconds
         self.local = threading.Lock()
-        self.turns: dict[str, threading.Lock] = {}  # flock does not order threads of one process
+        # flock does not order threads of one process: a lock per channel does, kept only while a
+        # request holds or awaits it (a channel closed or expired by another worker leaves nothing).
+        self.turns: weakref.WeakValueDictionary[str, _Turn] = weakref.WeakValueDictionary()
         self.expired_at = 0.0
 
     def _path(self, cid: str, kind: str) -> str:
@@ -121,7 +139,9 @@ class FolderSessions(SessionStore):
         finally:
             os.close(turns)
         with self.local:
-            turn = self.turns.setdefault(cid, threading.Lock())
+            turn = self.turns.get(cid)
+            if turn is None:
+                turn = self.turns[cid] = _Turn()
         if not turn.acquire(timeout=self.wait_seconds):
             raise RequestError(503, f"channel {cid!r} is busy with an earlier request (wait=yes); try again")
         lock = None
@@ -202,8 +222,6 @@ class FolderSessions(SessionStore):
                 found |= kind == "session"
             except FileNotFoundError:
                 pass
-        with self.local:
-            self.turns.pop(cid, None)
         return found
 
     def expire(self, now, idle_timeout):

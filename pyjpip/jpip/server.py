@@ -185,8 +185,10 @@ class JPIPServer:
             self._close(request)
         if session is not None and not closing and len(session.model.held) + len(plan) > self.session_model_limit:
             # Session resources exhausted (EOR 6): answer this request, then the session is over.
+            # The answer goes out as a stateless one: nothing is left to record it in.
             reason = EndOfResponseReason.SESSION_LIMIT
             self.sessions.close(session.cid)
+            closing = True
             log.info("session %s ended: its cache model reached %d data-bins", session.cid, self.session_model_limit)
         return self._respond(headers, plan, reason, session if not closing else None, ticket, request)
 

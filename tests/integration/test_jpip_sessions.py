@@ -3,9 +3,12 @@
 import os
 import shutil
 import struct
+import threading
+import time
 
 import pytest
 
+from pyjpip.archive.sessions import FolderSessions
 from pyjpip.codestream.file_format import SIGNATURE
 from pyjpip.codestream.rebuild import rebuild_codestream
 from pyjpip.jpip.server import JPIPServer
@@ -21,6 +24,19 @@ def root(tmp_path, conformance_files, demo_data):
     for name in ("p0_04.j2k", "p1_05.j2k", "p0_01.j2k", "p0_09.j2k"):
         shutil.copy(next(p for p in conformance_files if p.name == name), tmp_path / name)
     return tmp_path
+
+
+@pytest.fixture(params=["memory", "folder"])
+def servers(request, root, tmp_path):
+    """Two answerers of one session: the same server (sessions in its memory), or two servers sharing a
+    session folder, as two workers or hosts do. Everything a session does must hold for both."""
+    def make(**options):
+        if request.param == "memory":
+            server = JPIPServer(str(root), **options)
+            return server, server
+        return tuple(JPIPServer(str(root), sessions=FolderSessions(str(tmp_path / "sessions")), **options)
+                     for _ in range(2))
+    return make
 
 
 def cid_of(response) -> str:
@@ -70,14 +86,14 @@ def test_len_zero_and_len_too_small(root):
     assert body == b"\x00\x04\x00" and header(response, "JPIP-len") == "64"
 
 
-def test_overlapping_windows_send_only_new_bytes(root):
-    server = JPIPServer(str(root))
+def test_overlapping_windows_send_only_new_bytes(servers):
+    server, other = servers()
     receiver = Receiver()
     response, body = request(server, "target=ct.j2k&fsiz=2048,2048&roff=0,0&rsiz=700,600&cnew=http")
     cid = cid_of(response)
     receiver.feed_body(body)
     model_after_first = receiver.model()
-    _, second = request(server, f"cid={cid}&fsiz=2048,2048&roff=500,400&rsiz=700,600")
+    _, second = request(other, f"cid={cid}&fsiz=2048,2048&roff=500,400&rsiz=700,600")
     receiver.feed_body(second)
     assert receiver.duplicates == 0
     _, stateless = request(server, f"target=ct.j2k&fsiz=2048,2048&roff=500,400&rsiz=700,600"
@@ -85,8 +101,8 @@ def test_overlapping_windows_send_only_new_bytes(root):
     assert len(stateless) == len(second)  # the session sent exactly what a correct model= leaves
 
 
-def test_tid_cclose_qid_and_unknown_channels(root):
-    server = JPIPServer(str(root))
+def test_tid_cclose_qid_and_unknown_channels(servers):
+    server, other = servers()
     response, _ = request(server, "target=p0_01.j2k&fsiz=64,64&qid=3")
     tid = header(response, "JPIP-tid")
     assert tid and header(response, "JPIP-qid") == "3"
@@ -98,7 +114,7 @@ def test_tid_cclose_qid_and_unknown_channels(root):
     assert header(response, "JPIP-tid") == tid and len(body) > 100  # another tid: its model is ignored
     response, _ = request(server, "target=p0_01.j2k&cnew=http&fsiz=64,64")
     cid = cid_of(response)
-    response, body = request(server, f"cid={cid}&cclose=*")
+    response, body = request(other, f"cid={cid}&cclose=*")
     assert response.status == 200
     response, body = request(server, f"cid={cid}&fsiz=64,64")
     assert response.status == 503 and b"does not exist or has been closed" in body
@@ -116,14 +132,28 @@ def test_idle_sessions_expire_and_the_cap_answers_503(root):
     assert server.handle("GET", "target=p0_01.j2k&cnew=http", now=201.0).status == 200
 
 
-def test_changed_file_changes_tid_and_resets_the_session_model(root):
-    server = JPIPServer(str(root))
+def test_changed_file_changes_tid_and_resets_the_session_model(root, servers):
+    server, other = servers()
     response, body = request(server, "target=p0_01.j2k&fsiz=128,128&cnew=http")
     cid, tid = cid_of(response), header(response, "JPIP-tid")
     shutil.copy(root / "p0_09.j2k", root / "p0_01.j2k")
     os.utime(root / "p0_01.j2k", ns=(1, 1))
-    response, body = request(server, f"cid={cid}&fsiz=17,37&tid={tid}")
+    response, body = request(other, f"cid={cid}&fsiz=17,37&tid={tid}")
     assert header(response, "JPIP-tid") not in (None, tid) and len(body) > 50
+
+
+def test_folder_sessions_expire_when_idle_and_are_capped(root, tmp_path):
+    folder = str(tmp_path / "sessions")
+    first, second = (JPIPServer(str(root), sessions=FolderSessions(folder), session_limit=2, idle_timeout=0.5)
+                     for _ in range(2))
+    kept = cid_of(first.handle("GET", "target=p0_01.j2k&cnew=http", now=0.0))
+    second.handle("GET", "target=p0_01.j2k&cnew=http", now=0.0)
+    third = second.handle("GET", "target=p0_01.j2k&cnew=http", now=0.0)
+    assert third.status == 503 and b"limit of 2 sessions" in b"".join(third.body)  # counted over both
+    time.sleep(0.8)
+    assert second.handle("GET", f"cid={kept}", now=0.0).status == 503  # idle past 0.5 s: gone for both
+    assert len(os.listdir(folder)) == 0
+    assert first.handle("GET", "target=p0_01.j2k&cnew=http", now=0.0).status == 200
 
 
 def test_end_of_response_reasons_and_window_headers(root):
@@ -139,13 +169,21 @@ def test_end_of_response_reasons_and_window_headers(root):
     assert dict(response.headers)["JPIP-fsiz"] == "640,480"  # 307,200 px is closer than 76,800 to 200,000
 
 
-def test_a_newer_request_pre_empts_a_streaming_one(root):
-    server = JPIPServer(str(root))
+def test_a_newer_request_pre_empts_a_streaming_one(servers, tmp_path):
+    server, other = servers()
     response = server.handle("GET", "target=ct.j2k&fsiz=2048,2048&cnew=http", now=0.0)
     cid = cid_of(response)
     first = next(response.body)  # one 64 kB chunk goes out, then the client changes its mind
-    newer = server.handle("GET", f"cid={cid}&fsiz=256,256", now=1.0)
+    answers = []
+    newer_request = threading.Thread(target=lambda: answers.append(other.handle("GET", f"cid={cid}&fsiz=256,256",
+                                                                                 now=1.0)))
+    newer_request.start()  # another worker: it waits for the channel's turn, the running answer sees it
+    turns = tmp_path / "sessions" / f"{cid}.turns"
+    while turns.exists() and turns.stat().st_size < 2:
+        time.sleep(0.01)
     rest = b"".join(response.body)
+    newer_request.join(10)
+    (newer,) = answers
     assert rest.endswith(b"\x00\x03\x00") and len(rest) < 100  # EOR 3: window change
     receiver = Receiver()
     receiver.feed_body(first + rest)
@@ -153,8 +191,8 @@ def test_a_newer_request_pre_empts_a_streaming_one(root):
     assert receiver.duplicates == 0
 
 
-def test_a_client_that_leaves_gets_the_undelivered_bytes_again(root):
-    server = JPIPServer(str(root))
+def test_a_client_that_leaves_gets_the_undelivered_bytes_again(servers):
+    server, other = servers()
     response = server.handle("GET", "target=ct.j2k&fsiz=512,512&cnew=http", now=0.0)
     cid = cid_of(response)
     first = next(response.body)
@@ -170,7 +208,7 @@ def test_a_client_that_leaves_gets_the_undelivered_bytes_again(root):
             held += message.data
             if message.complete:
                 receiver.complete.add((message.bin_class, message.codestream, message.identifier))
-    again = b"".join(server.handle("GET", f"cid={cid}&fsiz=512,512", now=1.0).body)
+    again = b"".join(other.handle("GET", f"cid={cid}&fsiz=512,512", now=1.0).body)
     stateless = b"".join(server.handle("GET", f"target=ct.j2k&fsiz=512,512&model={receiver.model()}",
                                        now=1.0).body)
     assert len(again) >= len(second) and len(again) == len(stateless)
@@ -209,12 +247,12 @@ def test_metadata_only_and_return_types(root):
     assert request(server, "target=ct.j2k&type=jpt-stream,image/jpp-stream&fsiz=8,8")[0].status == 200
 
 
-def test_a_session_that_outgrows_its_resources_ends_with_eor_6(root):
-    server = JPIPServer(str(root), session_model_limit=5)
+def test_a_session_that_outgrows_its_resources_ends_with_eor_6(servers):
+    server, other = servers(session_model_limit=5)
     response, body = request(server, "target=p0_01.j2k&fsiz=16,16&cnew=http")
     cid = cid_of(response)
     assert body.endswith(b"\x00\x02\x00")
-    response, body = request(server, f"cid={cid}&fsiz=128,128")
+    response, body = request(other, f"cid={cid}&fsiz=128,128")
     assert body.endswith(b"\x00\x06\x00")  # served, then the session is over
     assert request(server, f"cid={cid}&fsiz=128,128")[0].status == 503
 
