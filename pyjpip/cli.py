@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=0, metavar="N",
                        help="production: N worker processes (gunicorn with uvicorn's asyncio HTTP server) "
                             "instead of the dev server")
-    serve.add_argument("--max-connections", type=int, default=1024, metavar="N")
+    serve.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                       help="connections held at once (per worker in production); beyond, 503 (default 1024)")
+    serve.add_argument("--max-sessions", type=int, default=256, metavar="N",
+                       help="JPIP sessions open at once (over every worker sharing --sessions); beyond, cnew is "
+                            "answered 503 and clients go on statelessly (default 256)")
+    serve.add_argument("--session-idle", type=float, default=600.0, metavar="S",
+                       help="close a JPIP session unused this long (default 600)")
     serve.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
                        help="close a connection idle (or not reading) this long (default 60)")
 
@@ -192,6 +198,7 @@ def _serve(args) -> int:
 
     site_options = dict(cache_dir=args.cache, database_url=args.db, proxies=_proxies(args.proxy),
                         sessions_dir=args.sessions, channel_path=args.channel_path,
+                        session_limit=args.max_sessions, idle_timeout=args.session_idle,
                         cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)))
     if args.workers:
         return _serve_production(args, site_options)
