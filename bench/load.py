@@ -10,7 +10,8 @@ lossless, RPCL, 128² precincts, 4 layers), each its own target to the server.
    (model= with what is held), and asks for a fitted view, then three 512² regions at full
    resolution and one at half. Every request's latency is timed; any failure is an error. "bytes
    received / new" is message bytes that arrived over those not already held (1.00: nothing sent
-   twice). Server RSS is read from /proc (master and workers) after warm-up and at the end.
+   twice). Server RSS is read from /proc (master and workers) after a warm-up of the same load and
+   at the end, anonymous (heap) apart from file-backed (the images' memory maps).
 2. Idle: one client's sequential fitted/region requests, timed, with no other connection, with
    500 kept-alive idle connections (each made one request), and with 500 connections that never
    send a byte (closed by the server after 10 s).
@@ -89,15 +90,19 @@ class Server:
                 time.sleep(0.1)
         time.sleep(1.0 if workers else 0.2)  # every worker up
 
-    def rss_mb(self) -> float:
-        total = 0
+    def memory_mb(self) -> tuple[float, float]:
+        """Resident memory of the server's processes: (anonymous, file-backed) MB. The second is the
+        image files' memory maps, pages the kernel may drop; a leak would show in the first."""
+        anonymous = files = 0
         for pid in [self.process.pid, *self._children()]:
             try:
                 with open(f"/proc/{pid}/status") as f:
-                    total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-            except (OSError, StopIteration):
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+                anonymous += int(fields["RssAnon"].split()[0])
+                files += int(fields["RssFile"].split()[0]) + int(fields["RssShmem"].split()[0])
+            except (OSError, KeyError):
                 pass
-        return total / 1024
+        return anonymous / 1024, files / 1024
 
     def _children(self) -> list[int]:
         try:
@@ -175,13 +180,13 @@ def client_process(port: int, seconds: float, threads: int, seed: int) -> dict:
     return out
 
 
-def load(server: Server, clients: int, seconds: float) -> dict:
-    with ProcessPoolExecutor(PROCESSES) as pool:  # warm-up: every image indexed once
-        list(pool.map(client_process, [server.port] * PROCESSES, [3.0] * PROCESSES, [2] * PROCESSES,
+def load(server: Server, clients: int, seconds: float, warm_up: float) -> dict:
+    shares = [clients // PROCESSES + (n < clients % PROCESSES) for n in range(PROCESSES)]
+    with ProcessPoolExecutor(PROCESSES) as pool:  # warm-up: the same load, not counted
+        list(pool.map(client_process, [server.port] * PROCESSES, [warm_up] * PROCESSES, shares,
                       range(100, 100 + PROCESSES)))
-        rss_start = server.rss_mb()
+        memory_start = server.memory_mb()
         started = time.monotonic()
-        shares = [clients // PROCESSES + (n < clients % PROCESSES) for n in range(PROCESSES)]
         results = list(pool.map(client_process, [server.port] * PROCESSES, [seconds] * PROCESSES, shares,
                                 range(PROCESSES)))
         elapsed = time.monotonic() - started
@@ -191,8 +196,8 @@ def load(server: Server, clients: int, seconds: float) -> dict:
             total[key] += result[key]
     latencies = sorted(total["latencies"])
     return {"requests": len(latencies), "errors": total["errors"], "rate": len(latencies) / elapsed,
-            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "rss_start": rss_start,
-            "rss_end": server.rss_mb(), "ratio": total["received"] / max(total["new"], 1),
+            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "memory_start": memory_start,
+            "memory_end": server.memory_mb(), "ratio": total["received"] / max(total["new"], 1),
             "sequences": total["sequences"], "megabytes": total["received"] / 1e6}
 
 
@@ -306,6 +311,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", default="2,4", help="production worker counts, comma-separated")
+    parser.add_argument("--warm-up", type=float, default=15, help="seconds of the same load before measuring")
     parser.add_argument("--neighbour-seconds", type=float, default=10)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="pyjpip-load-")
@@ -317,7 +323,7 @@ def main() -> int:
             server = Server(root, workers, sessions)
             try:
                 print(f"[load] {server.label}", file=sys.stderr, flush=True)
-                load_rows.append((server.label, load(server, args.clients, args.seconds)))
+                load_rows.append((server.label, load(server, args.clients, args.seconds, args.warm_up)))
                 if workers in (0, 2):
                     neighbour_rows += [(server.label, *row) for row in neighbours(server, args.neighbour_seconds)]
             finally:
@@ -325,12 +331,13 @@ def main() -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"\n{args.clients} clients for {args.seconds:.0f} s over loopback (client processes on the same 2 cores)\n")
-    print("| server | requests | errors | req/s | p50 ms | p99 ms | RSS start MB | RSS end MB | MB received "
-          "| bytes received / new |")
+    print("| server | requests | errors | req/s | p50 ms | p99 ms | RSS heap MB start → end | RSS mapped files MB "
+          "start → end | MB received | bytes received / new |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in load_rows:
+        (heap0, files0), (heap1, files1) = r["memory_start"], r["memory_end"]
         print(f"| {label} | {r['requests']:,} | {r['errors']} | {r['rate']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-              f"{r['rss_start']:.0f} | {r['rss_end']:.0f} | {r['megabytes']:,.0f} | {r['ratio']:.3f} |")
+              f"{heap0:.0f} → {heap1:.0f} | {files0:.0f} → {files1:.0f} | {r['megabytes']:,.0f} | {r['ratio']:.3f} |")
     print(f"\nOne client's requests ({args.neighbour_seconds:.0f} s, sequential) beside other connections\n")
     print("| server | beside | p50 ms | p99 ms | p99 / alone | |")
     print("|---|---|---:|---:|---:|---|")
