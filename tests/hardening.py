@@ -329,7 +329,7 @@ def mutate_query(query: bytes, rng: random.Random) -> bytes:
     """Field-aware mutations of a query, then maybe byte mutations."""
     fields = [f for f in query.split(b"&") if f]
     for _ in range(rng.choice((0, 1, 1, 2, 3))):
-        op = rng.randrange(10)
+        op = rng.randrange(11)
         if op == 0 and fields:  # repeat a field
             fields.insert(rng.randrange(len(fields) + 1), rng.choice(fields))
         elif op == 1 and fields:
@@ -360,6 +360,12 @@ def mutate_query(query: bytes, rng: random.Random) -> bytes:
             position = rng.randrange(len(fields[i]) + 1)
             fields[i] = fields[i][:position] + rng.choice((b"%c0%ae", b"%e0%80%ae", b"%ed%a0%80", b"%c0%80",
                                                              b"%f8%88%80%80%80", b"\xc0\xae")) + fields[i][position:]
+        elif op == 10:  # a long value of delimiters and the like (a POST body may hold 1 MB)
+            name = rng.choice(("context", "model", "metareq", "comps", "stream", "cclose", "cnew", "type", "fsiz",
+                               "roff", "target", "cid", "tid", "pref")).encode()
+            token = rng.choice((b",", b";", b"[", b"]", b"<", b">", b"-", b":", b"*", b"!!", b",<", b"[0],",
+                                b"%2C", b"0,", b"P*,", b"t"))
+            fields.append(name + b"=" + token * rng.choice((100, 3000, 30_000, 150_000)))
     out = b"&".join(fields)
     if rng.random() < 0.35:
         out = mutate_bytes(out, rng, QUERY_TOKENS)
