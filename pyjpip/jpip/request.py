@@ -237,12 +237,27 @@ def _comps(request: JPIPRequest, value: str) -> None:
 
 
 def _context(request: JPIPRequest, value: str) -> None:
-    contexts = tuple(c for c in re.split(r";|,(?![^<]*>)", value) if c)
+    contexts = tuple(c for c in _split_contexts(value) if c)
     if not contexts or not all(re.fullmatch(r"[a-z0-9]{4}<[^<>]*>(\[[^\]]*\])?", c) for c in contexts):
         raise ValueError("context is a list of context-ranges such as jpxl<0-3>")
     request.context = contexts
     raise RequestError(501, f"context={value[:80]!r} is understood but codestream contexts are not served; "
                             "ask for codestreams with stream=")
+
+
+def _split_contexts(value: str) -> list[str]:
+    """Split on ';' and on every ',' whose next angle bracket is not '>' (one outside <..>), in one
+    pass from the end: re.split with a lookahead saying so took time in the square of the commas."""
+    pieces, end, following = [], len(value), None
+    for i in range(len(value) - 1, -1, -1):
+        ch = value[i]
+        if ch in "<>":
+            following = ch
+        elif ch == ";" or (ch == "," and following != ">"):
+            pieces.append(value[i + 1 : end])
+            end = i
+    pieces.append(value[:end])
+    return pieces[::-1]
 
 
 def _metareq(request: JPIPRequest, value: str) -> None:

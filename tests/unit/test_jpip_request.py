@@ -75,3 +75,23 @@ def test_bad_requests_get_the_right_status_and_say_why(query, status, words):
     with pytest.raises(RequestError) as caught:
         parse_query(query)
     assert caught.value.status == status and words in str(caught.value), str(caught.value)
+
+
+def test_long_context_lists_split_in_one_pass():
+    """context= was split by a regex whose lookahead scanned to the end for every comma: 150,000
+    commas (a 300 KB POST body) took about 12 s (found by tests/hardening.py). Still split as
+    before, commas inside <..> kept."""
+    import time
+
+    from pyjpip.jpip.request import _split_contexts
+
+    started = time.perf_counter()
+    for value in ("," * 150_000, "0," * 150_000, "%2C" * 150_000):
+        with pytest.raises(RequestError) as caught:
+            parse_query("context=" + value)
+        assert caught.value.status == 400
+    assert time.perf_counter() - started < 10
+    with pytest.raises(RequestError) as caught:
+        parse_query("context=jpxl<0-2,4>;mjpl<1>,jpxl<7>[s0i0]")
+    assert caught.value.status == 501
+    assert _split_contexts("a<1,2>,b;c<>,") == ["a<1,2>", "b", "c<>", ""]
