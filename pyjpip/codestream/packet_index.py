@@ -165,6 +165,7 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
     if size.tile_count * len(size.components) > 8 * len(codestream.data) + 4096:
         raise CodestreamError(f"{size.tile_count} tiles of {len(size.components)} components cannot be described "
                               f"by {len(codestream.data)} bytes", 0)
+    absent = len(codestream.data) + 4096  # packets the tiles without tile-parts may have (below)
     tiles = []
     portable = position_order_is_portable(size)
     pending = []  # tiles that may be laid out in OpenJPEG's position order, with both readings
@@ -189,6 +190,17 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
                 _index_tile(codestream, index, parts, changes, chunks, lengths, False)
             else:
                 pending.append((index, _readings(codestream, index, parts, changes, chunks, lengths)))
+        else:
+            # A tile with no tile-part (the codestream cut short) has no bytes of its own to bound its
+            # packets as _check_packet_count bounds the others': together such tiles may have a packet
+            # (at least a byte each, had the codestream been whole) per byte there is, a resolution
+            # without precincts counting one. A 7 KB SIZ and COD naming 36,000 absent tiles of 33
+            # resolutions took 25 s to lay out and list.
+            absent -= tile.coding_style.layers * sum(max(res.precinct_count, 1) for tc in tile.components
+                                                     for res in tc.resolutions)
+            if absent < 0:
+                raise CodestreamError(f"tiles {t} and on have no tile-part, and their packets cannot be described "
+                                      f"by {len(codestream.data)} bytes", 0)
         tiles.append(index)
     if pending:
         _choose_readings(pending)

@@ -278,3 +278,19 @@ def test_fragment_in_another_file_is_refused():
     data = jp2_file(brand=b"jpx ") + box(b"ftbl", box(b"flst", fragment_list))
     with pytest.raises(CodestreamError, match="in other files"):
         JPEG2000Source(data, "remote.jpx")
+
+
+def test_tiles_without_tile_parts_are_bounded_by_the_bytes(conformance_files):
+    """A 7 KB codestream whose SIZ and COD name 36,000 tiles of 33 resolutions, all but one absent,
+    was laid out and listed for 25 s (found by tests/hardening.py); a tile cut off the end is still
+    served."""
+    data = bytearray(next(p for p in conformance_files if p.name == "p0_01.j2k").read_bytes())
+    struct.pack_into(">IIIIII", data, 8, 16 * 200, 16 * 180, 0, 0, 16, 16)  # Xsiz .. YTsiz: 36,000 tiles
+    cod = data.index(b"\xff\x52")
+    data[cod + 9] = 32  # decomposition levels
+    with pytest.raises(CodestreamError, match="have no tile-part"):
+        index_codestream(read_codestream(bytes(data)))
+    whole = next(p for p in conformance_files if p.name == "p0_03.j2k").read_bytes()
+    cut = whole[: whole.rindex(b"\xff\x90\x00\x0a")] + b"\xff\xd9"  # the last of its 4 tiles absent
+    bins = DataBins(index_codestream(read_codestream(cut)))
+    assert bins.tiles == 4 and not any(b.packet_ends for b in bins.precincts() if b.identifier % 4 == 3)
