@@ -23,6 +23,7 @@ import argparse
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,14 @@ def _cap_address_space(extra: int) -> None:
 
 def _worker(name: str, seed: int, start: int, stop: int, skip: set, options: dict, position, connection) -> None:
     _cap_address_space(options["address_space"])
+    try:
+        _cases(name, seed, start, stop, skip, options, position, connection)
+    finally:  # a worker process ends without atexit handlers: remove the served folder here
+        if hardening._ROOT is not None:
+            shutil.rmtree(hardening._ROOT, True)
+
+
+def _cases(name: str, seed: int, start: int, stop: int, skip: set, options: dict, position, connection) -> None:
     parser = PARSERS[name]()
 
     def progress(index: int) -> None:
