@@ -42,6 +42,7 @@ PHOTOMETRIC_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2", "YBR_ICT", "YBR_RCT
 MAXIMUM_INFLATED_BYTES = MAXIMUM_HOLLOW_BYTES
 #: Longer Pixel Data Provider URLs are refused: browsers and servers stop near 8 KB anyway.
 MAXIMUM_URL_LENGTH = 8192
+MAXIMUM_FRAMES = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -256,8 +257,9 @@ def check_hollow(dataset: Dataset, source: str = "<bytes>") -> tuple[str, int]:
         frames = int(dataset.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         raise NotHollowError(f"{source}: Number of Frames (0028,0008) is not a number", "NumberOfFrames") from None
-    if frames < 1:
-        raise NotHollowError(f"{source}: Number of Frames (0028,0008) is {frames}", "NumberOfFrames")
+    if not 1 <= frames <= MAXIMUM_FRAMES:
+        raise NotHollowError(f"{source}: Number of Frames (0028,0008) is {frames}, outside 1 to {MAXIMUM_FRAMES} "
+                             "(an IS value, PS3.5 6.2)", "NumberOfFrames")
     return url, frames
 
 

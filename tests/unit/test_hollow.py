@@ -93,6 +93,9 @@ def test_frames_are_streams_numbered_from_one(ct):
         hollow.frame_url(4)
     single = read_hollow(write_hollow(ct, "http://x.example/image.j2k", JPIP_REFERENCED))
     assert single.frame_url(1) == "http://x.example/image.j2k"
+    multi.NumberOfFrames = "9999999999"  # an IS, but past 2^31 - 1: no archive column holds it
+    with pytest.raises(DicomError, match="outside 1 to 2147483647"):
+        read_hollow(write_hollow(multi, URL, JPIP_REFERENCED))
 
 
 def test_the_codestream_is_checked_against_the_attributes(ct, demo_data):
