@@ -3,8 +3,7 @@ from outside (the request parser with the server's answer, model= with the cache
 with the client's cache, hollow DICOM objects in all four JPIP syntaxes, the codestream indexer),
 each accepted or refused with a typed error that says why, none over the time bound, memory bounded.
 
-bench/hardening.py runs 100,000 of each and prints the table; so does the slow test here, with
-``pytest -m slow tests/integration/test_hardening.py``."""
+bench/hardening.py runs 100,000 of each (the same generators and runner) and prints the table."""
 
 import pytest
 
@@ -35,11 +34,3 @@ def check(name: str, cases: int, seed: int) -> None:
 @pytest.mark.parametrize("name", list(COUNTS))
 def test_every_case_is_accepted_or_refused_with_a_typed_error(name):
     check(name, COUNTS[name], SEED)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(COUNTS))
-def test_100000_cases(request, name):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("100,000 cases: run with -m slow (or bench/hardening.py)")
-    check(name, 100_000, SEED + 1)
