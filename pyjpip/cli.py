@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                             "instead of the dev server")
     serve.add_argument("--max-connections", type=int, default=1024, metavar="N",
                        help="connections held at once (per worker in production); beyond, 503 (default 1024)")
+    serve.add_argument("--head-seconds", type=float, default=10.0, metavar="S",
+                       help="production: close a connection whose request head has not come whole in S seconds "
+                            "(default 10)")
     serve.add_argument("--max-sessions", type=int, default=256, metavar="N",
                        help="JPIP sessions open at once (over every worker sharing --sessions); beyond, cnew is "
                             "answered 503 and clients go on statelessly (default 256)")
@@ -230,7 +233,7 @@ def _serve_production(args, site_options: dict) -> int:
               f"(sessions {'in ' + args.sessions if args.sessions else 'per worker'})", flush=True)
 
     run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=args.idle_seconds,
-                 max_connections=args.max_connections, on_ready=ready)
+                 max_connections=args.max_connections, head_seconds=args.head_seconds, on_ready=ready)
     return 0
 
 

@@ -1,5 +1,5 @@
 """Start pyjpip's servers for tests: the dev server in a thread, the production command
-(`pyjpip serve --workers N`, gunicorn) as a process."""
+(`pyjpip serve --workers N`: gunicorn with uvicorn workers) as a process; route a client's requests."""
 
 from __future__ import annotations
 
@@ -13,26 +13,8 @@ import threading
 import time
 from contextlib import contextmanager
 
+from network_support import free_port, wait_for_port
 from pyjpip.transport.http_server import make_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(port: int, process=None, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 @contextmanager
@@ -60,7 +42,7 @@ class Production:
             command += ["--sessions", str(sessions)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
-        wait_for(self.port, self.process)
+        wait_for_port(self.port, self.process)
         self.count = workers
         self.wait_workers()
 
@@ -145,28 +127,31 @@ class Routed:
         self.inner.close()
 
 
-def server_pid(server_port: int, client_port: int) -> int:
-    """The process holding the server's end of a loopback TCP connection (from /proc, as ss -p does)."""
-    def hex_port(port):
-        return f"{port:04X}"
-
-    inode = None
+def server_end(server_port: int, client_port: int) -> tuple[str, str] | None:
+    """The server's end of a loopback TCP connection as /proc/net/tcp lists it: (state, inode); None
+    once it is gone. States: 01 established, 04 FIN-WAIT-1 (closed by the server, bytes still queued)."""
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
             local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
-            if local == hex_port(server_port) and remote == hex_port(client_port):
-                inode = fields[9]
-    if inode is None:
+            if local == f"{server_port:04X}" and remote == f"{client_port:04X}":
+                return fields[3], fields[9]
+    return None
+
+
+def server_pid(server_port: int, client_port: int) -> int:
+    """The process holding the server's end of a loopback TCP connection (from /proc, as ss -p does)."""
+    end = server_end(server_port, client_port)
+    if end is None:
         raise LookupError(f"no connection from {client_port} to {server_port}")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{end[1]}]":
                     return int(pid)
         except OSError:
             continue
-    raise LookupError(f"no process holds socket {inode}")
+    raise LookupError(f"no process holds socket {end[1]}")
 
 
 class _SmallWindow(http.client.HTTPConnection):

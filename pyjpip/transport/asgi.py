@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 REQUEST_LINE_BYTES = 8190
 HEAD_BYTES = 65536
 HEADER_FIELDS = 100
-#: A connection that has not sent a whole request head this long after opening (or after its last
-#: answer, once it has started another) is closed.
+#: A connection that has not sent a whole request head this long after opening, or after the first
+#: byte of its next request, is closed (an idle kept-alive connection waits for the keep-alive time).
 HEAD_SECONDS = 10.0
 SERVER = "pyjpip"
 
@@ -98,6 +98,9 @@ def asgi_app(site: Site, *, send_seconds: float = 60.0, threads: int = 32):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
             log.info("%s %s: the client took nothing for %.0f s; dropped", method, scope["path"][:200], send_seconds)
+            abort = scope.get("pyjpip.abort")  # closing would wait for the client to take what is queued
+            if abort is not None:
+                abort()
         finally:
             gone.cancel()
             close_body(response.body)  # a session's body takes back what did not go out
@@ -160,6 +163,8 @@ class HTTPProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with the limits a request head must keep: its size (414/431, said
     in words) and the time it may take to arrive (a silent or trickling connection is closed)."""
 
+    head_seconds = HEAD_SECONDS
+
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.head = bytearray()
@@ -169,16 +174,18 @@ class HTTPProtocol(H11Protocol):
     def _expect_head(self) -> None:
         if self.head_deadline is not None:
             self.head_deadline.cancel()
-        self.head_deadline = self.loop.call_later(HEAD_SECONDS, self._head_too_slow)
+        self.head_deadline = self.loop.call_later(self.head_seconds, self._head_too_slow)
 
     def _head_too_slow(self) -> None:
         self.head_deadline = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.logger.info("%s: no request within %.0f s; closed", self.client and self.client[0], HEAD_SECONDS)
+            self.logger.info("%s: no request within %.0f s; closed", self.client and self.client[0], self.head_seconds)
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and not self.cycle:
+        if self.conn.their_state is h11.IDLE:
+            if self.head_deadline is None:  # a new request on a kept-alive connection: its head in time too
+                self._expect_head()
             self.head += data
             line = self.head.find(b"\r\n")
             if (line < 0 and len(self.head) > REQUEST_LINE_BYTES) or line > REQUEST_LINE_BYTES:
@@ -187,16 +194,13 @@ class HTTPProtocol(H11Protocol):
             if len(self.head) > HEAD_BYTES:
                 return self._refuse(431, f"a request head of over {HEAD_BYTES} bytes")
         super().data_received(data)
+        if self.cycle is not None:  # the app (its task not yet run) may cut a stalled client off at once
+            self.cycle.scope.setdefault("pyjpip.abort", self.transport.abort)
         if self.conn.their_state is not h11.IDLE:  # a whole head has arrived
             self.head.clear()
             if self.head_deadline is not None:
                 self.head_deadline.cancel()
                 self.head_deadline = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._expect_head()
 
     def connection_lost(self, exc) -> None:
         if self.head_deadline is not None:
@@ -224,14 +228,17 @@ class Worker(UvicornH11Worker):
 
 
 def run_gunicorn(make, host: str, port: int, workers: int, *, idle_seconds: float = 60.0,
-                 max_connections: int = 1024, on_ready=None) -> None:
+                 max_connections: int = 1024, head_seconds: float = HEAD_SECONDS, on_ready=None) -> None:
     """Serve the Site ``make()`` builds (once per worker, after the fork: no file, lock or database
     connection is shared by accident); returns when gunicorn stops (SIGTERM, SIGINT)."""
     from gunicorn.app.base import BaseApplication
 
+    protocol = type("HTTPProtocol", (HTTPProtocol,), {"head_seconds": head_seconds})
+    worker = type("Worker", (Worker,), {"CONFIG_KWARGS": {**Worker.CONFIG_KWARGS, "http": protocol}})
+
     class Application(BaseApplication):
         def load_config(self):
-            settings = {"bind": f"{host}:{port}", "workers": workers, "worker_class": Worker,
+            settings = {"bind": f"{host}:{port}", "workers": workers, "worker_class": worker,
                         "keepalive": int(max(idle_seconds, 1)), "worker_connections": max_connections,
                         "timeout": 60, "graceful_timeout": 10, "accesslog": None, "control_socket_disable": True}
             if on_ready is not None:

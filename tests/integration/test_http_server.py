@@ -2,6 +2,7 @@
 POST, and a battery of hostile requests that must each get a clear 4xx/5xx and never a 500."""
 
 import http.client
+import time
 import os
 import shutil
 import socket
@@ -14,7 +15,8 @@ import pytest
 from pyjpip.codestream.rebuild import rebuild_codestream
 from pyjpip.transport.site import CORSPolicy
 from jpip_support import Receiver
-from serving import dev_server, production, wait_for
+from network_support import free_port, wait_for_port
+from serving import dev_server, production, server_end
 from paths import STATIC
 from reference import opj_decode_all
 
@@ -209,6 +211,12 @@ def test_a_huge_post_and_a_huge_url_are_refused_and_the_server_lives_on(address)
     with socket.create_connection(address, timeout=10) as raw:
         raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n" + b"x" * 1000)
         assert b" 413 " in raw.recv(200)
+    with socket.create_connection(address, timeout=10) as raw:  # no length: chunked
+        raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfsiz=\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):  # the connection closes after it (the body was not read)
+            answer += chunk
+        assert b" 411 " in answer and b"needs a Content-Length" in answer
     with socket.create_connection(address, timeout=10) as raw:
         raw.sendall(b"POST /jpip HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n")
         assert b" 400 " in raw.recv(200)
@@ -226,12 +234,6 @@ def test_a_huge_post_and_a_huge_url_are_refused_and_the_server_lives_on(address)
     assert response.status == 200
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_app_configured_by_environment_under_gunicorn_by_hand(root, tmp_path):
     """The README's by-hand command: gunicorn with pyjpip's worker class and the PYJPIP_* settings."""
     port = free_port()
@@ -241,7 +243,7 @@ def test_the_app_configured_by_environment_under_gunicorn_by_hand(root, tmp_path
                                env={**os.environ, "PYJPIP_ROOT": str(root), "PYJPIP_CORS_JPIP": "https://portal.example"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(port, process)
+        wait_for_port(port, process)
         receiver, rounds = Receiver(), 0
         reason = 4
         while reason == 4:  # stateless: each request carries what the client holds
@@ -259,3 +261,47 @@ def test_the_app_configured_by_environment_under_gunicorn_by_hand(root, tmp_path
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_production_closes_silent_and_trickling_connections_but_keeps_idle_ones(root):
+    """A request head must come whole within --head-seconds; a kept-alive connection between
+    requests waits for --idle-seconds; a client that stops reading is dropped after --idle-seconds."""
+    import numpy as np
+    from reference import opj_encode
+
+    noise = np.random.default_rng(3).integers(0, 1 << 16, (2048, 2048), dtype=np.uint16)
+    (root / "noise.j2k").write_bytes(opj_encode([noise], 16, ["-n", "3"]))  # 8 MB: more than the kernel queues
+    with production(root, workers=1, extra=["--head-seconds", "1", "--idle-seconds", "3"]) as server:
+        silent = socket.create_connection(server.address, timeout=10)
+        trickling = socket.create_connection(server.address, timeout=10)
+        kept = http.client.HTTPConnection(*server.address, timeout=10)
+        kept.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")
+        assert kept.getresponse().read().endswith(b"\x00\x02\x00")
+        answered = time.monotonic()
+        for byte in b"GET /jpip?target=p0_01.j2k HTTP/1.1\r\n":  # a byte every 0.1 s: cut after 1 s
+            try:
+                trickling.send(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.1)
+        assert silent.recv(100) == b"" and trickling.recv(100) == b""  # closed, nothing answered
+        time.sleep(max(0.0, answered + 3.7 - time.monotonic()))
+        kept.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")  # 3.7 s idle on a 3 s keep-alive: closed
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            kept.getresponse()
+        kept = http.client.HTTPConnection(*server.address, timeout=10)
+        kept.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")
+        assert kept.getresponse().read().endswith(b"\x00\x02\x00")
+        time.sleep(2)  # past --head-seconds, within --idle-seconds: still open
+        kept.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")
+        assert kept.getresponse().read().endswith(b"\x00\x02\x00")
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(server.address)
+        stalled.sendall(b"GET /jpip?target=noise.j2k&fsiz=2048,2048 HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.recv(100)
+        ends = (server.port, stalled.getsockname()[1])
+        assert server_end(*ends)[0] == "01"  # established, the server blocked on a full window
+        time.sleep(4.5)  # the client takes nothing more: after 3 s the server lets go of the connection
+        assert server_end(*ends) is None or server_end(*ends)[0] != "01"  # its end closed, not waiting
+        stalled.close()
