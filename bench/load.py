@@ -10,8 +10,8 @@ lossless, RPCL, 128² precincts, 4 layers), each its own target to the server.
    (model= with what is held), and asks for a fitted view, then three 512² regions at full
    resolution and one at half. Every request's latency is timed; any failure is an error. "bytes
    received / new" is message bytes that arrived over those not already held (1.00: nothing sent
-   twice). Server RSS is read from /proc (master and workers) after a warm-up of the same load and
-   at the end, anonymous (heap) apart from file-backed (the images' memory maps).
+   twice). Server RSS is read from /proc (master and workers) after a warm-up of the same load, at
+   half time and at the end, anonymous (heap) apart from file-backed (the images' memory maps).
 2. Idle: one client's sequential fitted/region requests, timed, with no other connection, with
    500 kept-alive idle connections (each made one request), and with 500 connections that never
    send a byte (closed by the server after 10 s).
@@ -29,7 +29,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -185,19 +184,21 @@ def load(server: Server, clients: int, seconds: float, warm_up: float) -> dict:
     with ProcessPoolExecutor(PROCESSES) as pool:  # warm-up: the same load, not counted
         list(pool.map(client_process, [server.port] * PROCESSES, [warm_up] * PROCESSES, shares,
                       range(100, 100 + PROCESSES)))
-        memory_start = server.memory_mb()
+        memory = [server.memory_mb()]
         started = time.monotonic()
-        results = list(pool.map(client_process, [server.port] * PROCESSES, [seconds] * PROCESSES, shares,
-                                range(PROCESSES)))
+        running = [pool.submit(client_process, server.port, seconds, share, n) for n, share in enumerate(shares)]
+        time.sleep(seconds / 2)
+        memory.append(server.memory_mb())
+        results = [r.result() for r in running]
         elapsed = time.monotonic() - started
+        memory.append(server.memory_mb())
     total = {"latencies": [], "errors": 0, "received": 0, "new": 0, "sequences": 0}
     for result in results:
         for key in total:
             total[key] += result[key]
     latencies = sorted(total["latencies"])
     return {"requests": len(latencies), "errors": total["errors"], "rate": len(latencies) / elapsed,
-            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "memory_start": memory_start,
-            "memory_end": server.memory_mb(), "ratio": total["received"] / max(total["new"], 1),
+            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "memory": memory, "ratio": total["received"] / max(total["new"], 1),
             "sequences": total["sequences"], "megabytes": total["received"] / 1e6}
 
 
@@ -311,7 +312,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", default="2,4", help="production worker counts, comma-separated")
-    parser.add_argument("--warm-up", type=float, default=15, help="seconds of the same load before measuring")
+    parser.add_argument("--warm-up", type=float, default=30, help="seconds of the same load before measuring")
     parser.add_argument("--neighbour-seconds", type=float, default=10)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="pyjpip-load-")
@@ -331,13 +332,14 @@ def main() -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"\n{args.clients} clients for {args.seconds:.0f} s over loopback (client processes on the same 2 cores)\n")
-    print("| server | requests | errors | req/s | p50 ms | p99 ms | RSS heap MB start → end | RSS mapped files MB "
-          "start → end | MB received | bytes received / new |")
+    print("| server | requests | errors | req/s | p50 ms | p99 ms | RSS heap MB start → half → end | RSS mapped "
+          "files MB start → end | MB received | bytes received / new |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in load_rows:
-        (heap0, files0), (heap1, files1) = r["memory_start"], r["memory_end"]
+        heaps = " → ".join(f"{heap:.0f}" for heap, _ in r["memory"])
+        files = f"{r['memory'][0][1]:.0f} → {r['memory'][-1][1]:.0f}"
         print(f"| {label} | {r['requests']:,} | {r['errors']} | {r['rate']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-              f"{heap0:.0f} → {heap1:.0f} | {files0:.0f} → {files1:.0f} | {r['megabytes']:,.0f} | {r['ratio']:.3f} |")
+              f"{heaps} | {files} | {r['megabytes']:,.0f} | {r['ratio']:.3f} |")
     print(f"\nOne client's requests ({args.neighbour_seconds:.0f} s, sequential) beside other connections\n")
     print("| server | beside | p50 ms | p99 ms | p99 / alone | |")
     print("|---|---|---:|---:|---:|---|")
