@@ -13,8 +13,8 @@ from typing import Iterable
 class Response:
     """What to send: ``length`` is the Content-Length, or None for a body produced as it goes (chunked).
 
-    ``body`` may have a ``close()``: whoever sends it calls it when done or abandoned (as WSGI does),
-    so a producer can take back what did not go out and let go of what it holds."""
+    ``body`` may have a ``close()``: whoever sends it calls it when done or abandoned (every adapter
+    does), so a producer can take back what did not go out and let go of what it holds."""
 
     status: int
     headers: list[tuple[str, str]]
@@ -30,7 +30,7 @@ def error_response(status: int, message: str, headers: list[tuple[str, str]] | N
 
 
 def status_line(status: int) -> str:
-    """``"404 Not Found"``, as WSGI's start_response wants it."""
+    """``"404 Not Found"``: a status with its phrase, for a status line written by hand."""
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:

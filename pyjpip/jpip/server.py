@@ -1,6 +1,6 @@
 """The JPIP server core (ISO/IEC 15444-9 Annexes C, D): a request in, status, headers and body chunks out.
 
-No sockets and no threads: an adapter (the dev server, the WSGI app) hands in the method, the
+No sockets and no threads: an adapter (the dev server, the production ASGI app) hands in the method, the
 query and the time, and sends what comes back. Sessions (cnew/cid) keep a cache model updated
 with every byte that actually leaves: the body is a generator, and bytes it never yields are
 taken back out of the model. Stateless requests start from their model= statements.

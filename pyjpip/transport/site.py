@@ -1,4 +1,4 @@
-"""Everything pyjpip answers over HTTP, once, for every adapter (the dev server, the WSGI app):
+"""Everything pyjpip answers over HTTP, once, for every adapter (the dev server, the ASGI app):
 JPIP at /jpip (and its path targets), a store's DICOMweb at /dicomweb/, configured upstreams under
 their prefixes, and the built site everywhere else; with one CORS policy and one set of limits.
 
