@@ -352,7 +352,9 @@ def _write_headers(plan: list[_Planned], budget: int | None) -> tuple[list[_Plan
         key, start, end = item.key, item.start, item.end
         state = (encoder.bin_class, encoder.codestream)
         complete = end >= item.databin.length
-        if state == (key[0], key[1]):
+        if state == (key[0], key[1]) and (start == 0 or start in item.databin.packet_ends):
+            # Kept for ranges between packet boundaries only: a bin has few of them, whereas what a
+            # client holds (model=, a cut answer) can start anywhere and would grow this without end.
             cache = item.databin.headers
             header = cache.get((start, end))
             if header is None:

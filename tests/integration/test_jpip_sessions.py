@@ -266,3 +266,15 @@ def test_align_splits_metadata_at_top_level_boxes(root):
     metadata = [e for e in events[:-1] if e.bin_class == 8]
     assert [len(e.data) for e in metadata] == [12, 20, 52]  # signature, ftyp, placeholder
     assert [e.complete for e in metadata] == [False, False, True]
+
+
+def test_message_headers_are_kept_only_between_packet_boundaries(root):
+    """What a client holds may end at any byte: the headers of messages starting there are not kept
+    (a client stating a new offset each time would otherwise grow the server without end)."""
+    server = JPIPServer(str(root))
+    for held in range(1, 120):
+        response, body = request(server, f"target=p0_04.j2k&fsiz=640,480&model=P*:{held}")
+        assert response.status == 200 and len(body) > 1000
+    source, _ = server.store.open("p0_04.j2k")
+    bins = [b for b in source.databins(0).precincts() if b.headers]
+    assert bins and all(start == 0 or start in b.packet_ends for b in bins for start, _ in b.headers)
