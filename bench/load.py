@@ -17,6 +17,9 @@ lossless, RPCL, 128² precincts, 4 layers), each its own target to the server.
    send a byte (closed by the server after 10 s).
 3. Slow readers: the same client while 40 others each take 1 byte a second of a whole 4096² image.
 
+``--soak BLOCKS`` runs the load's view sequences through one core in this process instead and prints
+the heap after each block of 150, to see whether it levels off.
+
 The client processes share the 2 cores with the server: figures are for comparison side by side.
 """
 
@@ -307,6 +310,36 @@ def neighbours(server: Server, seconds: float) -> list[tuple]:
             for label, lat, note in rows]
 
 
+def soak(root: str, blocks: int, per_block: int) -> None:
+    """The load's view sequences through one JPIPServer core in this process (no HTTP): resident
+    heap after each block, to see whether it levels off."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import gc
+
+    from jpip_support import InProcessTransport
+    from pyjpip.archive.sessions import FolderSessions
+    from pyjpip.jpip.server import JPIPServer
+
+    server = JPIPServer(root, sessions=FolderSessions(os.path.join(os.path.dirname(root), "soak-sessions")))
+    transport, rng = InProcessTransport(server, piece=65536), random.Random(1)
+    print(f"\nOne process, {per_block} view sequences a block (the load's mix, in process)\n")
+    print("| sequences | heap MB |")
+    print("|---:|---:|")
+    for block in range(1, blocks + 1):
+        for _ in range(per_block):
+            name, size = rng.choice(IMAGES)
+            client = JPIPClient(f"http://x/jpip?target={name}", stateless=rng.random() < 0.5)
+            for view in views(size, rng):
+                fetch_window(client, view, transport)
+            closing = client.close_request()
+            if closing is not None:
+                transport(closing, client)
+        gc.collect()
+        with open("/proc/self/status") as f:
+            heap = next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+        print(f"| {block * per_block:,} | {heap / 1024:.0f} |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
@@ -314,9 +347,17 @@ def main() -> int:
     parser.add_argument("--workers", default="2,4", help="production worker counts, comma-separated")
     parser.add_argument("--warm-up", type=float, default=30, help="seconds of the same load before measuring")
     parser.add_argument("--neighbour-seconds", type=float, default=10)
+    parser.add_argument("--soak", type=int, default=0, metavar="BLOCKS",
+                        help="instead: BLOCKS blocks of 150 view sequences through one core in process")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="pyjpip-load-")
     root = make_root(folder)
+    if args.soak:
+        try:
+            soak(root, args.soak, 150)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return 0
     load_rows, neighbour_rows = [], []
     try:
         for workers in [0, *map(int, args.workers.split(","))]:
