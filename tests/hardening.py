@@ -56,7 +56,7 @@ from pyjpip.errors import CodestreamError, DicomError  # noqa: E402
 from pyjpip.jpip.cache_model import CacheModel  # noqa: E402
 from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow  # noqa: E402
 from pyjpip.jpip.client_cache import CacheConflictError, DataBinCache  # noqa: E402
-from pyjpip.jpip.messages import EndOfResponse, JPPStreamParser, Message, MessageEncoder  # noqa: E402
+from pyjpip.jpip.messages import JPPStreamParser, Message, MessageEncoder  # noqa: E402
 from pyjpip.jpip.request import MAXIMUM_QUERY_BYTES, RequestError, parse_query  # noqa: E402
 from pyjpip.jpip.vbas import JPPStreamError, encode_vbas  # noqa: E402
 

@@ -22,7 +22,7 @@ from pydicom.uid import UID
 
 from paths import ROOT
 from pyjpip.dicom.dicomweb import DicomWebStore
-from pyjpip.dicom.hollow import JPIP_REFERENCED, JPIP_REFERENCED_DEFLATE, read_hollow, write_hollow
+from pyjpip.dicom.hollow import JPIP_REFERENCED_DEFLATE, read_hollow
 from pyjpip.dicom.ingest import ingest, ingest_one
 from pyjpip.dicom.limits import MAXIMUM_HOLLOW_BYTES, MAXIMUM_HOLLOW_FILE_BYTES, MAXIMUM_ORDINARY_BYTES
 from pyjpip.errors import DatasetTooLargeError
