@@ -143,7 +143,7 @@ async def open_objects(urls):
         try:
             hollow = read_hollow(data, url)
         except DicomError as not_hollow:
-            if "not a JPIP Referenced" not in str(not_hollow) and "not a DICOM Part 10" not in str(not_hollow):
+            if not_hollow.kind != "not-hollow":
                 raise  # a hollow object, damaged: say so rather than that it is not JPEG 2000
             image = read_encapsulated_image(data, url)
             dataset = image.dataset
@@ -193,6 +193,27 @@ async def show_window(url: str, reduce: int, region, post, stop=None, preview: b
         return _to_js(await streams().show(url, reduce, region, deliver, stop, preview=bool(preview)))
     except JPIPClientError as error:
         raise unreachable_pixels(url, error) from error
+
+
+def error_report(error=None) -> dict:
+    """What the page is told of a failure: its ``kind`` (pyjpip.errors: the worker acts on it, never
+    on the message's text), the message alone, and the traceback for the console. Without
+    ``error``, the exception that just crossed into JavaScript (Pyodide keeps it as sys.last_exc)."""
+    import sys
+    import traceback
+
+    from pyjpip.errors import error_kind
+
+    error = error if error is not None else getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if error is None:
+        return _to_js({"kind": "internal", "message": "an error without an exception", "detail": ""})
+    report = {"kind": error_kind(error), "message": str(error) or type(error).__name__,
+              "type": type(error).__name__,
+              "detail": "".join(traceback.format_exception(error))}
+    status = getattr(error, "status", None)
+    if status is not None:
+        report["status"] = status
+    return _to_js(report)
 
 
 def unreachable_pixels(url: str, error: Exception) -> Exception:

@@ -1,10 +1,44 @@
-"""Typed errors: each says what was wrong and where, so a caller can report it without guessing."""
+"""Typed errors: each says what was wrong and where, so a caller can report it without guessing.
+
+Every error has a ``kind`` a caller acts on without reading the message (the viewer's worker does:
+it falls back to an ordinary object on "not-hollow", offers Retry on "network", drops
+"superseded" silently):
+
+- ``not-hollow``: a DICOM object that is not a JPIP Referenced one (use it as an ordinary object);
+- ``damaged``: bytes that cannot be read as what they claim (codestream, JPP-stream, data set, a
+  hollow object breaking its transfer syntax's rules);
+- ``network``: no usable answer from a server (connection, HTTP status, a JPIP refusal);
+- ``refused``: a URL or redirect pyjpip will not follow (policy, not failure);
+- ``too-large``: over a limit set against abuse;
+- ``superseded``: a newer request replaced this one (not a failure);
+- ``invalid``: a request or object that cannot be used as asked; ``archive``: a store failed.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class PyjpipError(Exception):
     """Base of every error pyjpip raises on purpose."""
+
+    kind: ClassVar[str] = "invalid"
+
+
+def error_kind(error: BaseException) -> str:
+    """The kind of any exception: a PyjpipError's own, "network" for the OS's connection errors,
+    "internal" for anything else (a bug: its message is all there is)."""
+    if isinstance(error, PyjpipError):
+        return error.kind
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return "network"
+    return "internal"
+
+
+class Superseded(PyjpipError):
+    """The viewer stopped this request (a newer one replaced it): not a failure."""
+
+    kind = "superseded"
 
 
 class CodestreamError(PyjpipError):
@@ -12,6 +46,8 @@ class CodestreamError(PyjpipError):
 
     ``offset`` is the byte position in the codestream where the problem was found.
     """
+
+    kind = "damaged"
 
     def __init__(self, message: str, offset: int | None = None):
         self.reason = message
@@ -31,11 +67,39 @@ class DicomError(PyjpipError):
 class DamagedDatasetError(DicomError):
     """The bytes of a data set (or its deflated stream) cannot be parsed: cut short, wrong encoding."""
 
+    kind = "damaged"
+
+
+class NotPart10Error(DicomError):
+    """The bytes are not a DICOM Part 10 file (PS3.10 7.1: no preamble and 'DICM' prefix)."""
+
+    kind = "not-hollow"
+
+
+class NotJPIPReferencedError(DicomError):
+    """A DICOM file whose transfer syntax is not one of the JPIP Referenced ones (PS3.5 A.6, A.7,
+    A.11, A.12): an ordinary object, not a hollow one."""
+
+    kind = "not-hollow"
+
 
 class NotHollowError(DicomError):
     """A data set breaks the rules of the JPIP Referenced transfer syntaxes (PS3.5 A.6, A.7, A.11, A.12):
     Pixel Data present, no Pixel Data Provider URL or a malformed one, a Photometric Interpretation
-    they do not allow. ``attribute`` names the element at fault."""
+    they do not allow. ``attribute`` names the element at fault. A hollow object that is damaged,
+    hence kind "damaged": it is not to be taken for an ordinary one."""
+
+    kind = "damaged"
+
+    def __init__(self, message: str, attribute: str | None = None):
+        self.attribute = attribute
+        super().__init__(message)
+
+
+class GeometryError(DicomError):
+    """An object's attributes do not place its image in the patient (PS3.3 C.7.6.2): Image Position or
+    Orientation (Patient), Pixel Spacing, Rows or Columns missing or unusable (cosines that are not
+    orthonormal, a spacing that is not positive). ``attribute`` names the element at fault."""
 
     def __init__(self, message: str, attribute: str | None = None):
         self.attribute = attribute
@@ -45,19 +109,27 @@ class NotHollowError(DicomError):
 class DatasetTooLargeError(DicomError):
     """A data set (or what a deflated one inflates to) is larger than a limit set to stop abuse."""
 
+    kind = "too-large"
+
 
 class ArchiveError(PyjpipError):
     """A store of received objects (files or a database) could not record or give back an instance."""
 
+    kind = "archive"
+
 
 class TransportError(PyjpipError):
     """A request did not get a usable answer (network failure or an HTTP error status)."""
+
+    kind = "network"
 
 
 class UntrustedURLError(TransportError):
     """A URL pyjpip will not fetch or keep: a scheme or host outside the allow-list, credentials in
     it, characters a URL cannot hold, a port out of range, a host written to hide what it is.
     ``url`` is the URL as given (it may be long: messages show its start), ``reason`` why."""
+
+    kind = "refused"
 
     def __init__(self, url: str, reason: str):
         self.url = url
@@ -69,6 +141,8 @@ class UntrustedURLError(TransportError):
 class RedirectRefusedError(TransportError):
     """An HTTP server answered with a redirect (3xx). pyjpip never follows one: a Pixel Data Provider
     URL must name the JPIP server itself, and a redirect could lead a fetch anywhere."""
+
+    kind = "refused"
 
     def __init__(self, url: str, status: int, location: str | None):
         self.url = url

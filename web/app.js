@@ -12,6 +12,7 @@
 // Embedded in an iframe, the page answers postMessage (embed.js).
 import { startPython } from "./python.js";
 import { Decoder } from "./decoder.js";
+import { fitView, neededReduce, roundDownReduce } from "./geometry.js";
 import { paintColour, paintGreyscale } from "./paint.js";
 import { PythonWorker } from "./python-client.js";
 import { Stack, bareSeries } from "./stack.js";
@@ -177,8 +178,7 @@ function screenShown() {
 async function thumbnail(python, decoder, series, canvas) {
   const url = series.stack[series.instance].url;
   const info = await python.header(url, [96, 96]);  // the thumbnail's bins come with the header, if it is asked for
-  let reduce = 0;  // the same resolution: the largest that fits 96x96
-  while (reduce < info.levels && Math.max(...info.frames[reduce]) > 96) reduce++;
+  const reduce = roundDownReduce(info.frames, info.levels, [96, 96]);  // the resolution the header brought
   let last = null;
   await python.show(url, reduce, null, (picture) => { last = picture; }).done;
   if (!last) return;
@@ -286,10 +286,8 @@ async function showDicom() {
 /** The coarsest resolution that still has at least one image pixel per device pixel when fitted. */
 function fitReduction(width, height, levels) {
   const box = $("viewport").getBoundingClientRect();
-  const scale = Math.min(box.width / width, box.height / height) * (window.devicePixelRatio || 1);
-  let reduce = 0;
-  while (reduce < levels && 2 ** -(reduce + 1) >= scale) reduce++;
-  return reduce;
+  const { scale } = fitView(box, { width, height });
+  return neededReduce(scale, levels, window.devicePixelRatio || 1);
 }
 
 async function showWholeObject(python, decoder, url, reduceChoice) {

@@ -12,11 +12,11 @@ class DecodeWorker {
       const request = this.pending.get(data.id);
       if (!request) return;
       this.pending.delete(data.id);
-      if (data.error) request.reject(new Error(data.error));
+      if (data.error) request.reject(Object.assign(new Error(data.error), { kind: "damaged" }));
       else request.resolve(data);
     };
     this.worker.onerror = (event) => {
-      const error = new Error(`decoder worker failed: ${event.message || "could not start"}`);
+      const error = Object.assign(new Error(`decoder worker failed: ${event.message || "could not start"}`), { kind: "internal" });
       for (const request of this.pending.values()) request.reject(error);
       this.pending.clear();
     };

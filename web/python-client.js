@@ -1,5 +1,10 @@
 // The page's side of the Python worker (python-worker.js): requests by id, pictures routed to
 // whoever asked, cancellation. Nothing here knows JPIP; the worker's Python does.
+/** The worker's report as an Error: message, kind (pyjpip.errors), and Python's traceback as detail. */
+function workerError({ message, kind = "internal", detail = "" }) {
+  return Object.assign(new Error(message), { kind, detail });
+}
+
 export class PythonWorker extends EventTarget {
   /** dicom: the page will read DICOM attributes, so pydicom is installed while Python starts. */
   constructor({ dicom = false } = {}) {
@@ -18,7 +23,7 @@ export class PythonWorker extends EventTarget {
       const call = this.calls.get(data.id);
       if (data.id === undefined && data.type === "error") {
         this.dispatchEvent(new CustomEvent("failure", { detail: data.message }));
-        for (const pending of this.calls.values()) pending.reject(new Error(data.message));
+        for (const pending of this.calls.values()) pending.reject(workerError(data));
         this.calls.clear();
         return;
       }
@@ -28,7 +33,7 @@ export class PythonWorker extends EventTarget {
         return;
       }
       this.calls.delete(data.id);
-      if (data.type === "error") call.reject(new Error(data.message));
+      if (data.type === "error") call.reject(workerError(data));
       else call.resolve(data);
     };
     this.worker.onerror = (event) => {

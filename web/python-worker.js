@@ -13,22 +13,37 @@
 //      {type: "cancel", id}                       stop a "show" (a newer view replaced it)
 // Out: {type: "ready"}, {id, type: "study" | "header" | "done", ...},
 //      {id, type: "picture", codestream, reduce, frame, region, layers, final, ...}  (decodable),
-//      {id, type: "error", message}
+//      {id, type: "error", kind, message, detail}: kind from pyjpip.errors ("network", "damaged",
+//      "not-hollow", "refused", "too-large", "invalid", "internal"); "superseded" is never sent
 import { startPython } from "./python.js";
 
 // ?dicom=1 (a page that will read DICOM attributes): pydicom is fetched while Python starts.
 const python = startPython({ dicom: new URLSearchParams(self.location.search).get("dicom") === "1" });
 const cancelled = new Set();
 
+/** An error of this worker's own (not Python's), with its kind as pyjpip.errors names them. */
+function failure(kind, message) {
+  return Object.assign(new Error(message), { kind });
+}
+
 async function fetchBytes(url) {
   let response;
   try {
     response = await fetch(url);
   } catch (error) {
-    throw new Error(`GET ${url} failed: ${error.message || error}`);
+    throw failure("network", `GET ${url} failed: ${error.message || error}`);
   }
-  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  if (!response.ok) throw failure("network", `GET ${url}: HTTP ${response.status} ${response.statusText}`.trim());
   return new Uint8Array(await response.arrayBuffer());
+}
+
+/** What went wrong, by kind: Python's errors say it themselves (pyjpip.browser.error_report). */
+function report(error, browser) {
+  if (error?.constructor?.name === "PythonError" && browser) {
+    const { kind, message, detail } = browser.error_report();
+    return { kind, message, detail };
+  }
+  return { kind: error?.kind || "internal", message: String(error?.message || error), detail: String(error?.stack || "") };
 }
 
 self.onmessage = async ({ data }) => {
@@ -38,13 +53,16 @@ self.onmessage = async ({ data }) => {
     return;
   }
   const stop = () => cancelled.has(id);
+  let browser = null;
   try {
     // A study's metadata (WADO-RS, PS3.18 10.4) is fetched at once, while Python may still be starting.
     const metadataUrl = data.type === "study"
       ? `${data.root.replace(/\/$/, "")}/studies/${encodeURIComponent(data.study)}/metadata` : null;
     const metadata = metadataUrl ? fetchBytes(metadataUrl) : null;
     metadata?.catch(() => {});  // reported below, once awaited
-    const { browser, installDicom } = await python;
+    const started = await python;
+    browser = started.browser;
+    const { installDicom } = started;
     if (data.type === "objects") await installDicom();  // pydicom, on first need (a study's JSON needs none)
     if (data.type === "study") {
       self.postMessage({ id, type: "study", layout: browser.study_from_metadata(await metadata, metadataUrl) });
@@ -62,12 +80,12 @@ self.onmessage = async ({ data }) => {
       if (!stop()) self.postMessage({ id, type: "done", info });
     }
   } catch (error) {
-    const message = String((error && error.message) || error);
-    if (!stop() && !message.includes("Superseded")) self.postMessage({ id, type: "error", message });
+    const { kind, message, detail } = report(error, browser);
+    if (!stop() && kind !== "superseded") self.postMessage({ id, type: "error", kind, message, detail });
   } finally {
     cancelled.delete(id);
   }
 };
 
 python.then(() => self.postMessage({ type: "ready" }), (error) =>
-  self.postMessage({ type: "error", message: `Python could not start: ${error.message || error}` }));
+  self.postMessage({ type: "error", kind: "internal", message: `Python could not start: ${error.message || error}` }));

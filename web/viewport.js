@@ -5,94 +5,12 @@
 // A gesture moves both at once (a CSS transform: the scaled lower resolution shows immediately);
 // the detail is then asked for, the older request cancelled, and repainted as its bytes arrive.
 // Decoded samples are kept, so a new window/level is only a new lookup table.
+import * as geometry from "./geometry.js";
+import { listenGestures } from "./gestures.js";
+import { Layer } from "./layers.js";
 import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey, paintOverlays } from "./paint.js";
 
-const ZOOM_STEP = 2 ** 0.5;
 const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
-
-/** One layer: a canvas showing a (reduce, region) window of the image, fed by one request at a time. */
-class Layer {
-  constructor(viewport, className) {
-    this.viewport = viewport;
-    this.canvas = Object.assign(document.createElement("canvas"), { className, hidden: true });
-    this.request = null;  // {reduce, region, stream (from PythonWorker.show)}
-    this.tile = null;  // {reduce, region (at that resolution), decoded (its samples only), picture}
-    this.pending = null;
-    this.decoding = false;
-    this.generation = 0;
-  }
-
-  covers(reduce, region) {
-    const r = this.request;
-    return r && r.reduce === reduce && r.region[0] <= region[0] && r.region[1] <= region[1] &&
-      r.region[2] >= region[2] && r.region[3] >= region[3];
-  }
-
-  /**
-   * Ask for a window and paint its pictures. follow: the previous request of this layer is complete
-   * and its pictures are still worth painting until this one's arrive (a coarse first picture).
-   */
-  ask(url, reduce, region, { preview = true, follow = false } = {}) {
-    if (!follow) this.cancel();
-    const generation = follow ? this.generation : ++this.generation;
-    const stream = this.viewport.python.show(url, reduce, region, (picture) => {
-      if (generation !== this.generation) return;
-      this.pending = { picture, generation };  // only the newest waits: older ones are dropped unseen
-      if (!this.decoding) this.decodeLoop();
-    }, { preview });
-    this.request = { reduce, region, stream, generation };
-    return stream.done.then((reply) => reply, (error) => {
-      if (generation === this.generation) throw error;
-      return { cancelled: true };
-    });
-  }
-
-  /** Decode and paint the newest picture, one at a time, until none is waiting. */
-  async decodeLoop() {
-    this.decoding = true;
-    try {
-      while (this.pending) {
-        const { picture, generation } = this.pending;
-        this.pending = null;
-        if (generation !== this.generation) continue;
-        try {
-          // Only the window's samples are decoded (the region on the reference grid).
-          const started = performance.now();
-          const decoded = await this.viewport.decoder.decode(picture.codestream,
-            // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
-            // worker starting up (the pool starts the rest once the first image is shown).
-            { reduce: picture.reduce, region: picture.grid_region,
-              split: this === this.viewport.detail });
-          performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
-          if (generation !== this.generation) continue;  // superseded while decoding
-          const [x0, y0, x1, y1] = picture.region;
-          if (decoded.width !== x1 - x0 || decoded.height !== y1 - y0) {
-            throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the window ${x1 - x0}×${y1 - y0}`);
-          }
-          this.tile = { reduce: picture.reduce, region: picture.region, decoded, picture };
-          this.viewport.painted(this, picture);
-        } catch (error) {
-          if (generation === this.generation) this.viewport.fail(error);
-        }
-      }
-    } finally {
-      this.decoding = false;
-    }
-  }
-
-  cancel() {
-    this.generation++;
-    this.request?.stream.cancel();
-    this.request = null;
-    this.pending = null;
-  }
-
-  clear() {
-    this.cancel();
-    this.tile = null;
-    this.canvas.hidden = true;
-  }
-}
 
 export class Viewport extends EventTarget {
   /**
@@ -124,7 +42,7 @@ export class Viewport extends EventTarget {
     this.view = null;  // {scale: CSS pixels per image sample, cx, cy: the image point at the centre, fitted}
     this.user = null;  // the user's window/level, or null for the object's own
     this.listening = new AbortController();  // every listener on the cell goes when the viewport closes
-    this.listen(this.listening.signal);
+    listenGestures(this, this.listening.signal);
     this.resizing = new ResizeObserver(() => this.resized());
     this.resizing.observe(cell);
   }
@@ -217,61 +135,39 @@ export class Viewport extends EventTarget {
     return { width: Math.max(1, box.width), height: Math.max(1, box.height) };
   }
 
-  fitView() {
-    const { width, height } = this.size();
-    const { info } = this.image;
-    return { scale: Math.min(width / info.width, height / info.height), cx: info.width / 2, cy: info.height / 2, fitted: true };
+  dpr() {
+    return window.devicePixelRatio || 1;
   }
 
-  /** A quarter of the viewport in device pixels: the first, coarse picture fits in it. */
+  fitView() {
+    return geometry.fitView(this.size(), this.image.info);
+  }
+
   firstSize() {
-    const { width, height } = this.size();
-    const dpr = window.devicePixelRatio || 1;
-    return [Math.max(1, Math.floor((width * dpr) / 4)), Math.max(1, Math.floor((height * dpr) / 4))];
+    return geometry.firstSize(this.size(), this.dpr());
   }
 
   /** The resolution JPIP's fsiz=size (round-down, ISO/IEC 15444-9 C.4.1) gives: the largest that fits. */
-  firstReduce([width, height]) {
-    const { frames, levels } = this.image.info;
-    for (let reduce = 0; reduce < levels; reduce++) {
-      if (frames[reduce][0] <= width && frames[reduce][1] <= height) return reduce;
-    }
-    return levels;
+  firstReduce(size) {
+    return geometry.roundDownReduce(this.image.info.frames, this.image.info.levels, size);
   }
 
-  /** The most levels that can be discarded while keeping a sample per device pixel. */
   neededReduce(scale) {
-    const perSample = scale * (window.devicePixelRatio || 1);
-    let reduce = 0;
-    while (reduce < this.image.info.levels && 2 ** -(reduce + 1) >= perSample) reduce++;
-    return reduce;
+    return geometry.neededReduce(scale, this.image.info.levels, this.dpr());
   }
 
-  /** The part of the frame at ``reduce`` that is on screen: [x0, y0, x1, y1], rounded outwards. */
   visibleRegion(reduce) {
-    const { width, height } = this.size();
-    const { scale, cx, cy } = this.view;
-    const [fw, fh] = this.image.info.frames[reduce];
-    const k = 2 ** reduce;
-    const clamp = (v, top) => Math.min(Math.max(v, 0), top);
-    const x0 = clamp(Math.floor((cx - width / 2 / scale) / k), fw - 1), y0 = clamp(Math.floor((cy - height / 2 / scale) / k), fh - 1);
-    const x1 = clamp(Math.ceil((cx + width / 2 / scale) / k), fw), y1 = clamp(Math.ceil((cy + height / 2 / scale) / k), fh);
-    return [x0, y0, Math.max(x1, x0 + 1), Math.max(y1, y0 + 1)];
+    return geometry.visibleRegion(this.view, this.size(), this.image.info.frames[reduce], reduce);
   }
 
   /** Place the layers: CSS transforms from their windows to the view. */
   layout() {
     if (!this.view) return;
-    const { width, height } = this.size();
-    const { scale, cx, cy } = this.view;
-    const dpr = window.devicePixelRatio || 1;
+    const size = this.size(), dpr = this.dpr();
     for (const layer of [this.base, this.detail]) {
       const tile = layer.tile;
       if (!tile) continue;
-      const k = 2 ** tile.reduce, s = scale * k;
-      // Whole device pixels: at real size (one sample per device pixel) the screen shows samples unresampled.
-      const x = Math.round(((tile.region[0] * k - cx) * scale + width / 2) * dpr) / dpr;
-      const y = Math.round(((tile.region[1] * k - cy) * scale + height / 2) * dpr) / dpr;
+      const { x, y, s } = geometry.placement(this.view, size, tile, dpr);
       const canvas = layer.canvas;
       canvas.style.width = `${tile.decoded.width}px`;
       canvas.style.height = `${tile.decoded.height}px`;
@@ -279,6 +175,7 @@ export class Viewport extends EventTarget {
       canvas.style.imageRendering = s * dpr > 1 ? "pixelated" : "auto";
     }
     this.cell.dataset.zoom = String(this.view.scale);
+    this.dispatchEvent(new CustomEvent("layout", { detail: this.view }));
   }
 
   resized() {
@@ -302,15 +199,12 @@ export class Viewport extends EventTarget {
   /** Zoom by ``factor`` keeping the image point under (x, y) (CSS pixels in the cell) in place. */
   zoom(factor, x, y) {
     if (!this.view) return;
-    const { width, height } = this.size();
+    const size = this.size();
     const fit = this.fitView().scale;
-    const top = MAX_DEVICE_PIXELS_PER_SAMPLE / (window.devicePixelRatio || 1);
+    const top = MAX_DEVICE_PIXELS_PER_SAMPLE / this.dpr();
     const scale = Math.min(Math.max(this.view.scale * factor, fit / 4), Math.max(top, fit));
     if (scale !== this.view.scale) performance.mark("zoom-gesture");
-    x ??= width / 2;
-    y ??= height / 2;
-    const ix = this.view.cx + (x - width / 2) / this.view.scale, iy = this.view.cy + (y - height / 2) / this.view.scale;
-    this.setView({ scale, cx: ix - (x - width / 2) / scale, cy: iy - (y - height / 2) / scale, fitted: false });
+    this.setView(geometry.zoomedView(this.view, size, scale, x ?? size.width / 2, y ?? size.height / 2));
   }
 
   pan(dx, dy) {
@@ -324,7 +218,7 @@ export class Viewport extends EventTarget {
 
   /** One image sample per device pixel, centred where the view is. */
   actualSize() {
-    if (this.view) this.setView({ ...this.view, scale: 1 / (window.devicePixelRatio || 1), fitted: false });
+    if (this.view) this.setView({ ...this.view, scale: 1 / this.dpr(), fitted: false });
   }
 
   setView(view) {
@@ -351,79 +245,6 @@ export class Viewport extends EventTarget {
     const greyscale = this.image?.greyscale;
     if (!greyscale) return null;
     return chooseWindow(greyscale, this.user, this.image.autoWindow);
-  }
-
-  listen(signal) {
-    const cell = this.cell;
-    const on = (type, handler, options = {}) => cell.addEventListener(type, handler, { ...options, signal });
-    // The wheel scrolls a stack (the owner listens for "scroll"); ctrl+wheel (and a touchpad pinch,
-    // which browsers send as ctrl+wheel) zooms, as does the plain wheel where there is no stack.
-    on("wheel", (event) => {
-      event.preventDefault();
-      if (event.ctrlKey || this.wheelZooms) {
-        const box = cell.getBoundingClientRect();
-        // A mouse notch (deltaY 100) zooms by √2, as +/- do; a pinch sends small deltas, so it is smooth.
-        this.zoom(2 ** (-event.deltaY / 200), event.clientX - box.left, event.clientY - box.top);
-      } else {
-        this.dispatchEvent(new CustomEvent("scroll", { detail: Math.sign(event.deltaY) }));
-      }
-    }, { passive: false });
-    const pointers = new Map();
-    let gesture = null;
-    on("contextmenu", (event) => event.preventDefault());
-    on("pointerdown", (event) => {
-      if (!this.view || event.target.closest("button")) return;
-      cell.setPointerCapture(event.pointerId);
-      pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
-      if (pointers.size === 2) {  // pinch: two fingers zoom about their middle
-        const [a, b] = [...pointers.values()];
-        gesture = { kind: "pinch", distance: Math.hypot(a.x - b.x, a.y - b.y) };
-        return;
-      }
-      const pan = event.button === 1 || event.shiftKey || (event.button === 0 && this.tool === "pan") || !this.image?.greyscale;
-      const windowing = !pan && (event.button === 0 || event.button === 2);
-      if (!pan && !windowing) return;
-      const start = this.currentWindow() || { center: 0, width: 1 };
-      gesture = { kind: pan ? "pan" : "window", x: event.clientX, y: event.clientY, window: { ...start } };
-    });
-    on("pointermove", (event) => {
-      if (!pointers.has(event.pointerId) || !gesture) return;
-      const last = pointers.get(event.pointerId);
-      pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
-      if (gesture.kind === "pinch") {
-        const [a, b] = [...pointers.values()];
-        const distance = Math.hypot(a.x - b.x, a.y - b.y), box = cell.getBoundingClientRect();
-        if (gesture.distance > 0) this.zoom(distance / gesture.distance, (a.x + b.x) / 2 - box.left, (a.y + b.y) / 2 - box.top);
-        gesture.distance = distance;
-      } else if (gesture.kind === "pan") {
-        this.pan(event.clientX - last.x, event.clientY - last.y);
-      } else {  // right for a wider window, down for a higher level
-        const step = Math.max(gesture.window.width, 1) / 256;
-        this.user = { center: gesture.window.center + (event.clientY - gesture.y) * step,
-                      width: Math.max(1, gesture.window.width + (event.clientX - gesture.x) * step) };
-        this.repaint();
-      }
-    });
-    const end = (event) => {
-      if (!pointers.delete(event.pointerId)) return;
-      if (gesture?.kind === "window") this.setWindow(this.user);
-      gesture = null;
-    };
-    on("pointerup", end);
-    on("pointercancel", end);
-    on("keydown", (event) => {
-      const box = this.size();
-      const handled = {
-        "+": () => this.zoom(ZOOM_STEP), "=": () => this.zoom(ZOOM_STEP), "-": () => this.zoom(1 / ZOOM_STEP),
-        f: () => this.fit(), r: () => this.actualSize(),
-        p: () => this.setTool("pan"), w: () => this.setTool("window"),
-        ArrowLeft: () => event.shiftKey && this.pan(box.width / 8, 0), ArrowRight: () => event.shiftKey && this.pan(-box.width / 8, 0),
-      }[event.key];
-      if (handled && !event.ctrlKey && !event.metaKey) {
-        handled();
-        event.preventDefault();
-      }
-    });
   }
 
   setTool(tool) {
@@ -499,12 +320,15 @@ export class Viewport extends EventTarget {
 
   fail(error) {
     const text = String((error && error.message) || error);
-    // The last line of a Python traceback, without its exception's dotted name (pyjpip.errors.TransportError: …)
-    const reason = text.split("\n").filter(Boolean).pop().replace(/^[\w.]+(Error|Exception): /, "");
+    // Errors from the worker come with their kind and a message of their own (pyjpip.errors); others
+    // (the decoder's) are shown by their last line.
+    const reason = error?.kind ? text : text.split("\n").filter(Boolean).pop();
     this.failureReason.textContent = `This image could not be loaded: ${reason}`;
     this.failure.hidden = false;
+    this.failure.dataset.kind = error?.kind || "damaged";
     this.message.hidden = true;
     this.setState("error");
+    if (error?.detail) console.debug(error.detail);
     this.dispatchEvent(new CustomEvent("failure", { detail: text }));
   }
 

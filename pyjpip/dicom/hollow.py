@@ -26,7 +26,8 @@ from pydicom.uid import UID
 from pyjpip.codestream.markers import MainHeader
 from pyjpip.dicom.limits import MAXIMUM_HOLLOW_BYTES, MAXIMUM_HOLLOW_FILE_BYTES, check_size, read_limited
 from pyjpip.dicom.pixel_data import check_codestream_against_attributes
-from pyjpip.errors import DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError
+from pyjpip.errors import (DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError,
+                           NotJPIPReferencedError, NotPart10Error)
 
 JPIP_REFERENCED = UID("1.2.840.10008.1.2.4.94")
 JPIP_REFERENCED_DEFLATE = UID("1.2.840.10008.1.2.4.95")
@@ -73,7 +74,8 @@ def read_hollow(data: bytes, source: str = "<bytes>", limit: int = MAXIMUM_INFLA
     meta, body_start = read_file_meta(data, source)
     transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
     if transfer_syntax not in JPIP_TRANSFER_SYNTAXES:
-        raise DicomError(f"{source}: transfer syntax {transfer_syntax or '(none)'} is not a JPIP Referenced one")
+        raise NotJPIPReferencedError(f"{source}: transfer syntax {transfer_syntax or '(none)'} is not a JPIP "
+                                     "Referenced one")
     body = data[body_start:]
     if transfer_syntax in DEFLATED:
         body = inflate(body, source, limit)
@@ -317,18 +319,18 @@ def part10(meta: FileMetaDataset, dataset_bytes: bytes) -> bytes:
 def read_file_meta(data: bytes, source: str = "<bytes>") -> tuple[FileMetaDataset, int]:
     """The file meta information of Part 10 bytes, and where the data set starts."""
     if len(data) < 144 or data[128:132] != b"DICM":
-        raise DicomError(f"{source}: not a DICOM Part 10 file (no 'DICM' prefix)")
+        raise NotPart10Error(f"{source}: not a DICOM Part 10 file (no 'DICM' prefix)")
     group, element = struct.unpack_from("<HH", data, 132)
     if (group, element) != (2, 0) or data[136:138] != b"UL":
-        raise DicomError(f"{source}: file meta information does not start with its group length (0002,0000)")
+        raise DamagedDatasetError(f"{source}: file meta information does not start with its group length (0002,0000)")
     (length,) = struct.unpack_from("<I", data, 140)
     end = 144 + length
     if end > len(data):
-        raise DicomError(f"{source}: file meta information runs past the end of the file")
+        raise DamagedDatasetError(f"{source}: file meta information runs past the end of the file")
     try:
         meta = pydicom.dcmread(io.BytesIO(data[:end]), force=True).file_meta
     except Exception as exc:
-        raise DicomError(f"{source}: file meta information is damaged ({exc})") from exc
+        raise DamagedDatasetError(f"{source}: file meta information is damaged ({exc})") from exc
     return meta, end
 
 

@@ -14,6 +14,8 @@ MAXIMUM_VBAS_BYTES = 9
 class JPPStreamError(PyjpipError):
     """A JPP-stream is malformed (bad VBAS, prohibited Bin-ID form, message past the end)."""
 
+    kind = "damaged"
+
     def __init__(self, message: str, offset: int | None = None):
         self.offset = offset
         super().__init__(f"{message}" + (f" at byte {offset} of the stream" if offset is not None else ""))

@@ -1,0 +1,88 @@
+// A viewport's layer: one canvas showing one JPIP window (a resolution and a region of it),
+// fed by one request at a time, its newest picture decoded (in the decoder pool) and painted.
+// Two of them make a viewport (web/viewport.js): the base, the whole image at the resolution that
+// fits, and the detail, the visible region at the resolution the zoom needs.
+
+/** One layer: a canvas showing a (reduce, region) window of the image, fed by one request at a time. */
+export class Layer {
+  constructor(viewport, className) {
+    this.viewport = viewport;
+    this.canvas = Object.assign(document.createElement("canvas"), { className, hidden: true });
+    this.request = null;  // {reduce, region, stream (from PythonWorker.show)}
+    this.tile = null;  // {reduce, region (at that resolution), decoded (its samples only), picture}
+    this.pending = null;
+    this.decoding = false;
+    this.generation = 0;
+  }
+
+  covers(reduce, region) {
+    const r = this.request;
+    return r && r.reduce === reduce && r.region[0] <= region[0] && r.region[1] <= region[1] &&
+      r.region[2] >= region[2] && r.region[3] >= region[3];
+  }
+
+  /**
+   * Ask for a window and paint its pictures. follow: the previous request of this layer is complete
+   * and its pictures are still worth painting until this one's arrive (a coarse first picture).
+   */
+  ask(url, reduce, region, { preview = true, follow = false } = {}) {
+    if (!follow) this.cancel();
+    const generation = follow ? this.generation : ++this.generation;
+    const stream = this.viewport.python.show(url, reduce, region, (picture) => {
+      if (generation !== this.generation) return;
+      this.pending = { picture, generation };  // only the newest waits: older ones are dropped unseen
+      if (!this.decoding) this.decodeLoop();
+    }, { preview });
+    this.request = { reduce, region, stream, generation };
+    return stream.done.then((reply) => reply, (error) => {
+      if (generation === this.generation) throw error;
+      return { cancelled: true };
+    });
+  }
+
+  /** Decode and paint the newest picture, one at a time, until none is waiting. */
+  async decodeLoop() {
+    this.decoding = true;
+    try {
+      while (this.pending) {
+        const { picture, generation } = this.pending;
+        this.pending = null;
+        if (generation !== this.generation) continue;
+        try {
+          // Only the window's samples are decoded (the region on the reference grid).
+          const started = performance.now();
+          const decoded = await this.viewport.decoder.decode(picture.codestream,
+            // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
+            // worker starting up (the pool starts the rest once the first image is shown).
+            { reduce: picture.reduce, region: picture.grid_region,
+              split: this === this.viewport.detail });
+          performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
+          if (generation !== this.generation) continue;  // superseded while decoding
+          const [x0, y0, x1, y1] = picture.region;
+          if (decoded.width !== x1 - x0 || decoded.height !== y1 - y0) {
+            throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the window ${x1 - x0}×${y1 - y0}`);
+          }
+          this.tile = { reduce: picture.reduce, region: picture.region, decoded, picture };
+          this.viewport.painted(this, picture);
+        } catch (error) {
+          if (generation === this.generation) this.viewport.fail(error);
+        }
+      }
+    } finally {
+      this.decoding = false;
+    }
+  }
+
+  cancel() {
+    this.generation++;
+    this.request?.stream.cancel();
+    this.request = null;
+    this.pending = null;
+  }
+
+  clear() {
+    this.cancel();
+    this.tile = null;
+    this.canvas.hidden = true;
+  }
+}
