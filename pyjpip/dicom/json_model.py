@@ -33,6 +33,13 @@ TAGS: dict[str, str] = {
     "SOPInstanceUID": "00080018", "SOPClassUID": "00080016", "InstanceNumber": "00200013",
     "ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037",
     "SliceThickness": "00180050", "SliceLocation": "00201041", "LossyImageCompression": "00282110",
+    "ImageType": "00080008", "PixelSpacing": "00280030",
+    # Enhanced multi-frame functional groups (C.7.6.16): Pixel Measures, Plane Position and Orientation
+    "SharedFunctionalGroupsSequence": "52009229", "PerFrameFunctionalGroupsSequence": "52009230",
+    "PixelMeasuresSequence": "00289110", "PlanePositionSequence": "00209113", "PlaneOrientationSequence": "00209116",
+    # Length calibration (10.7.1.3, C.8.11.7): Imager Pixel Spacing and the magnification estimate
+    "ImagerPixelSpacing": "00181164", "EstimatedRadiographicMagnificationFactor": "00181114",
+    "PixelSpacingCalibrationType": "00280A02", "PixelSpacingCalibrationDescription": "00280A04",
     "NumberOfFrames": "00280008", "FrameTime": "00181063", "CineRate": "00180040",
     # Image Pixel (C.7.6.3) and the JPIP Pixel Data Provider URL (C.7.6.3.1.11)
     "Rows": "00280010", "Columns": "00280011", "SamplesPerPixel": "00280002",

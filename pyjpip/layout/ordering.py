@@ -3,13 +3,16 @@
 The viewer lays out a screen before any pixel arrives: instances are grouped by Study and Series
 Instance UID and ordered by Instance Number, then by position along the slice normal
 (Image Position · (row × column direction cosines)), then by SOP Instance UID so the order is
-total. Series sharing a Frame of Reference UID are linked so they can scroll together by position.
+total. How series sharing a Frame of Reference relate in space (linked scrolling, reference lines)
+is pyjpip.layout.spatial's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from pyjpip.layout.spatial import slice_normal
 
 if TYPE_CHECKING:
     from pyjpip.layout.attributes import Attributes
@@ -44,15 +47,6 @@ class Study:
     description: str
     date: str
     series: list[Series] = field(default_factory=list)
-
-
-def slice_normal(orientation) -> tuple[float, float, float] | None:
-    """Row direction × column direction of Image Orientation (Patient) (C.7.6.2.1.1)."""
-    if orientation is None or len(orientation) != 6:
-        return None
-    rx, ry, rz, cx, cy, cz = (float(v) for v in orientation)
-    normal = (ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx)
-    return normal if any(abs(v) > 1e-9 for v in normal) else None
 
 
 def position_along_normal(dataset: Attributes) -> float | None:
@@ -101,18 +95,3 @@ def group_studies(datasets: list[Attributes]) -> list[Study]:
 def _instance_key(instance: Instance):
     return (instance.instance_number is None, instance.instance_number or 0,
             instance.position is None, instance.position or 0.0, instance.sop_instance_uid)
-
-
-def frame_of_reference_links(study: Study) -> dict[str, list[str]]:
-    """Series UIDs that share a Frame of Reference with at least one other series, by Frame of Reference UID."""
-    groups: dict[str, list[str]] = {}
-    for series in study.series:
-        if series.frame_of_reference_uid:
-            groups.setdefault(series.frame_of_reference_uid, []).append(series.series_instance_uid)
-    return {uid: members for uid, members in groups.items() if len(members) > 1}
-
-
-def nearest_by_position(series: Series, position: float) -> int | None:
-    """Index of the instance nearest ``position`` along the normal: how linked series follow each other."""
-    candidates = [(abs(i.position - position), n) for n, i in enumerate(series.instances) if i.position is not None]
-    return min(candidates)[1] if candidates else None

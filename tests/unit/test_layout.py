@@ -5,8 +5,9 @@ from pydicom.dataset import Dataset
 
 from pyjpip.layout.hanging import hang
 from pyjpip.layout.orientation import direction_letters, edge_markers
-from pyjpip.layout.ordering import frame_of_reference_links, group_studies, nearest_by_position
+from pyjpip.layout.ordering import group_studies
 from pyjpip.layout.overlay import corner_text
+from pyjpip.layout.spatial import frame_of_reference_links, shares_frame_of_reference
 
 AXIAL = [1, 0, 0, 0, 1, 0]
 SAGITTAL = [0, 1, 0, 0, 0, -1]
@@ -67,7 +68,8 @@ def test_series_and_studies_are_grouped_and_linked_by_frame_of_reference():
     assert [s.study_instance_uid for s in studies] == ["1.2.3", "9.9"]
     assert [s.series_instance_uid for s in studies[0].series] == ["1.2.3.12", "1.2.3.11", "1.2.3.13"]
     assert frame_of_reference_links(studies[0]) == {"1.2.3.9": ["1.2.3.12", "1.2.3.11"]}
-    assert nearest_by_position(studies[0].series[1], 3.0) == 0
+    first, second, third = studies[0].series
+    assert shares_frame_of_reference(first, second) and not shares_frame_of_reference(first, third)
 
 
 def test_hanging_protocols():
@@ -81,6 +83,22 @@ def test_hanging_protocols():
     assert hang(cine).viewports[0].cine
     many = group_studies([instance(series=f"1.2.6.{i}", sop=str(i), series_number=i) for i in range(6)])[0]
     assert (hang(many).rows, hang(many).columns, len(hang(many).viewports)) == (2, 2, 4)
+
+
+def test_a_localizer_hangs_after_the_series_it_locates():
+    scout = instance(series="1.2.7.1", sop="9.1", position=[0, 0, 0], orientation=SAGITTAL, series_number=1)
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    axial = [instance(series="1.2.7.2", sop=str(i), position=[0, 0, i], series_number=2) for i in range(5)]
+    for ds in axial:
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    sagittal = instance(series="1.2.7.3", sop="9.2", position=[0, 0, 0], orientation=SAGITTAL, series_number=3)
+    study = group_studies([scout, *axial, sagittal])[0]
+    assert [s.series_instance_uid for s in study.series] == ["1.2.7.1", "1.2.7.2", "1.2.7.3"]  # by number
+    hanging = hang(study)
+    assert [v.series_instance_uid for v in hanging.viewports] == ["1.2.7.2", "1.2.7.3", "1.2.7.1"]
+    assert (hanging.rows, hanging.columns) == (2, 2) and hanging.viewports[0].instance == 2
+    alone = group_studies([scout])[0]
+    assert [v.series_instance_uid for v in hang(alone).viewports] == ["1.2.7.1"]  # still shown when alone
 
 
 def test_corner_text():
