@@ -38,7 +38,8 @@ OPENJPEG_VERSION = (2, 5, 3)
 LEFT_OUT = {"bench_dwt.c", "t1_generate_luts.c", "cidx_manager.c", "phix_manager.c", "ppix_manager.c",
             "thix_manager.c", "tpix_manager.c"}
 EXPORTS = ["decode_region", "result_pixels", "result_width", "result_height", "result_components", "result_precision",
-           "result_signed", "result_bytes", "last_error", "release", "malloc", "free"]
+           "result_signed", "result_bytes", "last_error", "release", "malloc", "free", "keep_coefficients",
+           "set_lowres", "result_coefficients", "lowres_result"]
 
 
 #: (file, text in OpenJPEG 2.5.3, replacement, why). Each must match exactly once.
@@ -49,6 +50,60 @@ PATCHES = [(
     "When only an area is decoded (opj_set_decode_area), a code-block's samples belong in its own "
     "cblk->decoded_data buffer (zeroed, the same size), which the Part 1 block decoder writes "
     "(t1.c, opj_t1_decode_cblk) and the HT block decoder does not: every HT block came out empty.",
+), (
+    "tcd.c",
+    "                    *l_current_ptr = opj_int_clamp(*l_current_ptr + l_tccp->m_dc_level_shift, l_min,\n"
+    "                                                   l_max);\n",
+    "                    *l_current_ptr = pyjpip_unclamped ? *l_current_ptr + l_tccp->m_dc_level_shift :\n"
+    "                                     opj_int_clamp(*l_current_ptr + l_tccp->m_dc_level_shift, l_min, l_max);\n",
+    "keep_coefficients: a reversible decode kept unclamped is the LL band a finer decode starts from "
+    "(region_decoder.c clamps the samples it returns).",
+), (
+    "tcd.c",
+    '#include "opj_includes.h"\n',
+    '#include "opj_includes.h"\n\nextern int pyjpip_unclamped; /* region_decoder.c */\n',
+    "The declaration for the line above.",
+), (
+    "t1.c",
+    "    for (resno = 0; resno < tilec->minimum_num_resolutions; ++resno) {\n",
+    "    /* set_lowres: the caller gave the LL band of a resolution; it and those below are not decoded */\n"
+    "    resno = !tcd->whole_tile_decoding && tccp->qmfbid == 1 ? (OPJ_UINT32)(pyjpip_lowres_level(tilec) + 1) : 0;\n"
+    "    for (; resno < tilec->minimum_num_resolutions; ++resno) {\n",
+    "set_lowres (region_decoder.c): a finer picture of a region decodes only the code-blocks the "
+    "lower resolution it is given does not hold.",
+), (
+    "t1.c",
+    '#include "opj_includes.h"\n',
+    '#include "opj_includes.h"\n\nint pyjpip_lowres_level(const opj_tcd_tilecomp_t *tilec); /* region_decoder.c */\n',
+    "The declaration for the line above.",
+), (
+    "dwt.c",
+    "        for (j = 0; j < rh; ++j) {\n"
+    "            if ((j >= win_ll_y0 && j < win_ll_y1) ||\n"
+    "                    (j >= win_lh_y0 + (OPJ_UINT32)v.sn && j < win_lh_y1 + (OPJ_UINT32)v.sn)) {\n\n"
+    "                /* Avoids dwt.c:1584:44 (in opj_dwt_decode_partial_1): runtime error: */\n",
+    "        /* set_lowres: the levels up to the given LL band are not synthesized; the next one reads it */\n"
+    "        if ((OPJ_INT32)resno <= pyjpip_lowres_level(tilec)) {\n"
+    "            continue;\n"
+    "        }\n"
+    "        if ((OPJ_INT32)resno == pyjpip_lowres_level(tilec) + 1 &&\n"
+    "                !pyjpip_lowres_write(sa, tr - 1, win_ll_x0, win_ll_y0, win_ll_x1, win_ll_y1)) {\n"
+    "            opj_sparse_array_int32_free(sa);\n"
+    "            opj_aligned_free(h.mem);\n"
+    "            return OPJ_FALSE;\n"
+    "        }\n"
+    "        for (j = 0; j < rh; ++j) {\n"
+    "            if ((j >= win_ll_y0 && j < win_ll_y1) ||\n"
+    "                    (j >= win_lh_y0 + (OPJ_UINT32)v.sn && j < win_lh_y1 + (OPJ_UINT32)v.sn)) {\n\n"
+    "                /* Avoids dwt.c:1584:44 (in opj_dwt_decode_partial_1): runtime error: */\n",
+    "set_lowres in the 5/3 region synthesis (the 9/7 one is not touched: t1.c decodes everything for it).",
+), (
+    "dwt.c",
+    '#include "opj_includes.h"\n',
+    '#include "opj_includes.h"\n\nint pyjpip_lowres_level(const opj_tcd_tilecomp_t *tilec); /* region_decoder.c */\n'
+    "OPJ_BOOL pyjpip_lowres_write(opj_sparse_array_int32_t *sa, const opj_tcd_resolution_t *ll,\n"
+    "                             OPJ_UINT32 x0, OPJ_UINT32 y0, OPJ_UINT32 x1, OPJ_UINT32 y1);\n",
+    "The declarations for the lines above.",
 )]
 
 
@@ -56,8 +111,8 @@ def apply_patches(openjp2: Path) -> None:
     for name, old, new, _why in PATCHES:
         path = openjp2 / name
         text = path.read_text()
-        if text.count(new) == 1 and old not in text:
-            continue  # applied by an earlier build
+        if new in text:
+            continue  # applied by an earlier build (a replacement may hold the text it replaces)
         if text.count(old) != 1:
             sys.exit(f"[decoder] {name}: the line to patch is not there exactly once: {old.strip()}")
         path.write_text(text.replace(old, new))

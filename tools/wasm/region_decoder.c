@@ -12,13 +12,24 @@
  *     reference grid (full resolution); x1 <= x0 means the whole image. layers 0 means all.
  *   result_*(): the decoded samples, pixel-interleaved, 8-bit or 16-bit little-endian as the
  *     precision needs, and their geometry; last_error(): what OpenJPEG said when it failed.
+ *
+ * Decoding only what a finer picture adds (one grey-scale component, reversible 5/3):
+ *   keep_coefficients(1) before a decode keeps its samples unclamped and without the DC offset,
+ *     result_coefficients() (int32, NULL when the codestream is not reversible): they are the
+ *     LL band of that resolution (15444-1 F.3, the 5/3 synthesis is exact in integers), which the
+ *     8/16-bit samples are not where clamping cut an overshoot of the filter.
+ *   set_lowres(samples, reduce, x0, y0, width, height) before a decode at a finer resolution
+ *     gives it those coefficients (absolute coordinates at that resolution): the code-blocks of
+ *     that resolution and below are not decoded and their synthesis is not done; the finer levels
+ *     start from the given LL. lowres_result(): 1 used, 0 not applicable, -1 the area given did not
+ *     cover what the synthesis reads (the decode failed; decode again without).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "openjpeg.h"
+#include "opj_includes.h" /* OpenJPEG's internals, for the lower-resolution hooks its patched files call */
 
 typedef struct {
     const uint8_t *data;
@@ -29,6 +40,45 @@ typedef struct {
 static uint8_t *pixels = NULL;
 static int width = 0, height = 0, components = 0, precision = 0, is_signed = 0, sample_bytes = 0;
 static char error_text[1024];
+static OPJ_INT32 *coefficients = NULL;
+static int keep = 0;
+static const OPJ_INT32 *lowres = NULL;
+static int lowres_reduce = 0, lowres_x0 = 0, lowres_y0 = 0, lowres_w = 0, lowres_h = 0, lowres_state = 0;
+int pyjpip_unclamped = 0; /* read by tcd.c (patched): the reversible DC level shift does not clamp */
+
+/* The resolution (index from the lowest) whose LL band the caller gave, or -1 (called by the
+   patched t1.c and dwt.c). Only a finer decode can start from it. */
+int pyjpip_lowres_level(const opj_tcd_tilecomp_t *tilec) {
+    if (!lowres) return -1;
+    int level = (int)tilec->numresolutions - 1 - lowres_reduce;
+    return level >= 0 && level + 1 < (int)tilec->minimum_num_resolutions ? level : -1;
+}
+
+/* Write the given LL samples the synthesis of the next level reads (x0..y1 relative to ``ll``). */
+OPJ_BOOL pyjpip_lowres_write(opj_sparse_array_int32_t *sa, const opj_tcd_resolution_t *ll,
+                             OPJ_UINT32 x0, OPJ_UINT32 y0, OPJ_UINT32 x1, OPJ_UINT32 y1) {
+    if (x1 <= x0 || y1 <= y0) return OPJ_TRUE;
+    int ax0 = ll->x0 + (int)x0, ay0 = ll->y0 + (int)y0, ax1 = ll->x0 + (int)x1, ay1 = ll->y0 + (int)y1;
+    if (ax0 < lowres_x0 || ay0 < lowres_y0 || ax1 > lowres_x0 + lowres_w || ay1 > lowres_y0 + lowres_h) {
+        lowres_state = -1;
+        return OPJ_FALSE;
+    }
+    if (lowres_state == 0) lowres_state = 1;
+    return opj_sparse_array_int32_write(sa, x0, y0, x1, y1,
+                                        lowres + (size_t)(ay0 - lowres_y0) * (size_t)lowres_w + (ax0 - lowres_x0),
+                                        1, (OPJ_UINT32)lowres_w, OPJ_TRUE);
+}
+
+void keep_coefficients(int flag) { keep = flag; }
+
+void set_lowres(const OPJ_INT32 *samples, int reduce, int x0, int y0, int w, int h) {
+    lowres = samples;
+    lowres_reduce = reduce;
+    lowres_x0 = x0;
+    lowres_y0 = y0;
+    lowres_w = w;
+    lowres_h = h;
+}
 
 static OPJ_SIZE_T source_read(void *buffer, OPJ_SIZE_T count, void *user) {
     memory_source *source = (memory_source *)user;
@@ -74,8 +124,10 @@ static void quiet(const char *message, void *user) {
 }
 
 void release(void) {
-    free(pixels);
+    opj_free(pixels);
     pixels = NULL;
+    opj_free(coefficients);
+    coefficients = NULL;
     width = height = components = precision = is_signed = sample_bytes = 0;
 }
 
@@ -94,6 +146,8 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
 
     release();
     error_text[0] = '\0';
+    lowres_state = 0;
+    pyjpip_unclamped = keep;
     /* A JP2 file starts with its signature box; anything else is taken for a raw codestream. */
     int jp2 = length >= 12 && data[4] == 'j' && data[5] == 'P' && data[6] == ' ' && data[7] == ' ';
     codec = opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
@@ -111,6 +165,13 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
     opj_stream_set_skip_function(stream, source_skip);
     opj_stream_set_seek_function(stream, source_seek);
     if (!opj_read_header(stream, codec, &image)) { fail("the main header could not be read"); goto done; }
+    int reversible = 0;
+    if (keep || lowres) {
+        opj_codestream_info_v2_t *info = opj_get_cstr_info(codec);
+        reversible = info && info->m_default_tile_info.tccp_info && info->m_default_tile_info.tccp_info[0].qmfbid == 1;
+        if (info) opj_destroy_cstr_info(&info);
+        if (!reversible || image->numcomps != 1) lowres = NULL; /* 9/7 is not exact in integers; one component only */
+    }
     /* Always set: with zeros OpenJPEG takes the whole image and computes the reduced size from the
        image offsets (ceil(x1 / 2^r) - ceil(x0 / 2^r)), as opj_decompress does; without the call a
        whole-image decode of an image with offsets comes out one sample larger. */
@@ -137,23 +198,34 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
     }
     sample_bytes = precision > 8 ? 2 : 1;
     size_t count = (size_t)width * (size_t)height;
-    pixels = (uint8_t *)malloc(count * (size_t)components * (size_t)sample_bytes);
+    pixels = (uint8_t *)opj_malloc(count * (size_t)components * (size_t)sample_bytes);
     if (!pixels) { fail("out of memory for the decoded samples"); goto done; }
+    /* Kept unclamped (keep_coefficients): the coefficients first, the samples clamped here. */
+    OPJ_INT32 low = is_signed ? -(1 << (precision - 1)) : 0;
+    OPJ_INT32 high = is_signed ? (1 << (precision - 1)) - 1 : (OPJ_INT32)((1U << precision) - 1);
+    if (keep && reversible && components == 1) {
+        coefficients = (OPJ_INT32 *)opj_malloc(count * sizeof(OPJ_INT32));
+        if (!coefficients) { fail("out of memory for the coefficients"); goto done; }
+        OPJ_INT32 shift = is_signed ? 0 : (1 << (precision - 1));
+        for (size_t i = 0; i < count; i++) coefficients[i] = image->comps[0].data[i] - shift;
+    }
     for (int c = 0; c < components; c++) {
         for (int y = 0; y < height; y++) {
             const OPJ_INT32 *row = image->comps[c].data + (size_t)y * (size_t)width;
             size_t first = (size_t)y * (size_t)width;
             if (sample_bytes == 1) {
-                for (int x = 0; x < width; x++) pixels[(first + x) * components + c] = (uint8_t)row[x];
+                for (int x = 0; x < width; x++) pixels[(first + x) * components + c] = (uint8_t)opj_int_clamp(row[x], low, high);
             } else {
                 uint16_t *out = (uint16_t *)pixels;
-                for (int x = 0; x < width; x++) out[(first + x) * components + c] = (uint16_t)row[x];
+                for (int x = 0; x < width; x++) out[(first + x) * components + c] = (uint16_t)opj_int_clamp(row[x], low, high);
             }
         }
     }
     status = 0;
 done:
     if (status != 0) release();
+    lowres = NULL; /* given for one decode */
+    keep = pyjpip_unclamped = 0;
     if (image) opj_image_destroy(image);
     if (stream) opj_stream_destroy(stream);
     if (codec) opj_destroy_codec(codec);
@@ -168,3 +240,5 @@ int result_precision(void) { return precision; }
 int result_signed(void) { return is_signed; }
 int result_bytes(void) { return width * height * components * sample_bytes; }
 const char *last_error(void) { return error_text; }
+OPJ_INT32 *result_coefficients(void) { return coefficients; }
+int lowres_result(void) { return lowres_state; }
