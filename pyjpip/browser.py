@@ -286,12 +286,15 @@ def study_layout(datasets) -> dict:
 
 
 def _series_view(series, instance_index: int, cine: bool) -> dict:
-    """A series as a viewport shows it: the stack of frames (URL and corner text of each), where it
-    opens, and how to paint it."""
+    """A series as a viewport shows it: the stack of frames (URL, corner text and image plane of each),
+    where it opens, how to paint it, and what places it in space: its Frame of Reference UID and the
+    calibration lengths use (pyjpip.layout.spatial and .measurement; web/spatial.js works from these)."""
     from pyjpip.layout.greyscale import GreyscalePipeline
+    from pyjpip.layout.measurement import calibration
     from pyjpip.layout.orientation import edge_markers
     from pyjpip.layout.overlay import corner_text
     from pyjpip.layout.overlay_planes import overlay_planes
+    from pyjpip.layout.spatial import image_plane
 
     instance = series.instances[instance_index]
     ds = instance.dataset
@@ -299,8 +302,10 @@ def _series_view(series, instance_index: int, cine: bool) -> dict:
     stack = []
     for n, i in enumerate(series.instances):
         for frame in range(1, i.frames + 1):
+            plane = image_plane(i.dataset, frame)
             item = {"url": _frame_url(i, frame), "corners": corner_text(
-                i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames)}
+                i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames),
+                "plane": plane.to_dict() if plane else None}
             planes = overlay_planes(i.dataset, frame)
             if planes:
                 item["overlays"] = planes
@@ -308,12 +313,15 @@ def _series_view(series, instance_index: int, cine: bool) -> dict:
     first = sum(i.frames for i in series.instances[:instance_index])  # the instance's first frame
     frame_time = float(ds.get("FrameTime", 0) or 0) or (1000.0 / float(ds.get("CineRate", 0) or 0)
                                                        if ds.get("CineRate") else 0.0)
+    lengths = calibration(ds)
     return {
         "series": series.series_instance_uid, "modality": series.modality, "description": series.description,
         "count": len(series.instances), "instance": first, "url": _frame_url(instance), "stack": stack,
         "cine": cine, "frame_time": frame_time or 40.0, "photometric": photometric,
         "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
         "markers": edge_markers(ds.get("ImageOrientationPatient")) or {},
+        "frame_of_reference": series.frame_of_reference_uid,
+        "calibration": lengths.to_dict() if lengths else None,
     }
 
 

@@ -3,7 +3,11 @@
     python tools/demo_study.py OUTPUT_DIR
 
 - CT head, 120 axial slices of 512x512, 12-bit (stored HU + 1024), 2.5 mm apart, brain window;
-- MR brain, 24 sagittal slices of 256x256, 16-bit container, its own Frame of Reference;
+- its localizer ("Scout", Series Number 1, Image Type ORIGINAL\\PRIMARY\\LOCALIZER): one lateral
+  projection of 512x512 at 0.625 mm covering the head and the whole axial stack, the line integrals of
+  the same head phantom, in the CT's Frame of Reference (the axial slices cross it as reference lines);
+- MR brain, 24 sagittal slices of 256x256, 16-bit container, registered to the CT: it shares the CT's
+  Frame of Reference, so its slices and the CT's relate in space (reference lines, linked scrolling);
 - CR chest, PA and lateral views of 2048x2500, 12-bit in a 16-bit container, MONOCHROME1;
 - US cine, 30 frames of 320x240, 8-bit, multi-frame with Frame Time;
 - and pydicom's bundled JPEG 2000 objects, copied as they are.
@@ -76,6 +80,34 @@ def head_phantom(size: int, z: float, rng) -> np.ndarray:
     return np.clip(np.rint(hu + 1024), 0, 4095)
 
 
+#: Where the head phantom lies in the CT's patient coordinates (mm): the axial slices' x and y span
+#: [-125, 125) and z_norm in [-0.95, 0.95] runs over z = -150 ... 147.5 mm.
+CT_FIELD, CT_Z0, CT_DZ = 250.0, -150.0, 2.5
+
+
+def scout_projection(size: int, spacing: float, top: float, left: float, rng) -> np.ndarray:
+    """A lateral projection of ``head_phantom`` (rays along x), computed analytically: at each height
+    the phantom's regions are nested ellipses, so a ray's path through each is a chord. Attenuation
+    relative to water ((HU + 1000) / 1000) times chord length (mm), then scaled to 12 bits: bright bone."""
+    row, column = np.mgrid[0:size, 0:size].astype(np.float64)
+    z_mm, y_mm = top - spacing * row, left + spacing * column
+    z = -0.95 + 1.9 * (z_mm - CT_Z0) / (119 * CT_DZ)  # the phantom's height, as head_phantom takes it
+    y = y_mm / CT_FIELD
+    scale = np.sqrt(np.maximum(1e-6, 1 - z * z))
+
+    def chord(half_x, half_y, inside=1.0, y0=0.0):
+        """Length (mm) of the ray through the ellipse (x / half_x)^2 + ((y - y0) / half_y)^2 <= inside."""
+        return 2 * CT_FIELD * half_x * np.sqrt(np.clip(inside - ((y - y0) / half_y) ** 2, 0, None))
+
+    head = chord(0.42 * scale, 0.48 * scale)
+    brain = chord(0.42 * scale, 0.48 * scale, 0.86)
+    ventricles = 2 * chord(0.04, 0.12) * (abs(z) < 0.5)  # two side by side: a ray crosses both
+    haemorrhage = chord(0.03, 0.03, y0=0.18 - 0.1 * z) * (abs(z) < 1)
+    bone, tissue = 2.0, 1.035  # 1000 HU and the brain's mean 35 HU
+    path = head * bone + brain * (tissue - bone) + ventricles * (1.008 - tissue) + haemorrhage * (1.065 - tissue)
+    return np.clip(np.rint(80 + 13 * path + rng.normal(0, 6, path.shape)), 0, 4095)
+
+
 def write(output: str) -> list[str]:
     os.makedirs(output, exist_ok=True)
     rng = np.random.default_rng(20261125)
@@ -99,11 +131,26 @@ def write(output: str) -> list[str]:
         path = os.path.join(output, f"ct-{n + 1:03d}.dcm")
         finish(ds, head_phantom(512, z, rng), 12, False, "MONOCHROME2", path)
         written.append(path)
+    # The localizer the axial stack was planned on: lateral (rows along +y, columns down -z) through x = 0.
+    scout = base(study, uid("series", "scout"), uid("scout", 0), "CT", "1.2.840.10008.5.1.4.1.1.2", 1, 1, "Scout")
+    scout.StudyDescription = "CT head and MR brain"
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.FrameOfReferenceUID, scout.PositionReferenceIndicator = frame_of_reference, ""
+    scout.ImagePositionPatient = [0.0, -159.6875, 159.6875]  # 512 pixels of 0.625 mm centred on the origin
+    scout.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    scout.PixelSpacing = [0.625, 0.625]
+    scout.RescaleIntercept, scout.RescaleSlope = 0, 1
+    scout.WindowCenter, scout.WindowWidth = 1700, 3400
+    scout.KVP, scout.BodyPartExamined = 120, "HEAD"
+    path = os.path.join(output, "ct-scout.dcm")
+    projection = scout_projection(512, 0.625, 159.6875, -159.6875, np.random.default_rng(20261126))
+    finish(scout, projection, 12, False, "MONOCHROME2", path)
+    written.append(path)
     mr_series = uid("series", "mr")
     for n in range(24):
         ds = base(study, mr_series, uid("mr", n), "MR", "1.2.840.10008.5.1.4.1.1.4", n + 1, 3, "Sag T1")
         ds.StudyDescription = "CT head and MR brain"
-        ds.FrameOfReferenceUID = uid("frame of reference", "mr")
+        ds.FrameOfReferenceUID = frame_of_reference  # registered to the CT
         ds.ImagePositionPatient = [round(-36.0 + 3 * n, 2), -120.0, 120.0]
         ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
         ds.PixelSpacing, ds.SliceThickness = [0.9375, 0.9375], 3.0
