@@ -331,6 +331,7 @@ def _fetch(args) -> int:
     import time
 
     from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_whole_window
+    from pyjpip.jpip.picture import rebuild_served
     from pyjpip.transport.http_client import HTTPTransport
 
     if not args.output.lower().endswith((".j2k", ".png")):
@@ -350,7 +351,7 @@ def _fetch(args) -> int:
         requests = fetch_whole_window(client, window, transport)
     finally:
         transport.close()
-    view = client.rebuild(window)
+    view = rebuild_served(client, window)
     if view is None:
         raise PyjpipError(f"{args.url}: the server sent no main header")
     if args.output.lower().endswith(".j2k"):

@@ -14,15 +14,13 @@ statelessly, sending model= from its cache (by POST when the query would be long
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from pyjpip.codestream.markers import read_main_header
-from pyjpip.codestream.rebuild import Rebuilt, rebuild_codestream
 from pyjpip.errors import PyjpipError
 from pyjpip.jpip.client_cache import DataBinCache
 from pyjpip.jpip.messages import EndOfResponse, EndOfResponseReason, JPPStreamParser, Message
-from pyjpip.jpip.view_window import choose_discard, frame_size
+from pyjpip.jpip.response_headers import read_window_headers
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +30,8 @@ MAXIMUM_GET_QUERY = 2000
 
 class JPIPClientError(PyjpipError):
     """The server refused a request or answered something that is not a usable JPIP response."""
+
+    kind = "network"
 
     def __init__(self, message: str, status: int | None = None):
         self.status = status
@@ -85,7 +85,7 @@ class ResponseSummary:
     reason: int | None = None
     message: str = ""  # the server's words when it refused
     retry: bool = False  # a refusal the client has already worked around: ask again
-    window_changed: dict = field(default_factory=dict)  # JPIP-fsiz/roff/rsiz/comps/layers sent back
+    answered: ViewWindow | None = None  # the window served, when JPIP-fsiz/roff/rsiz/layers/comps changed it
 
     @property
     def more(self) -> bool:
@@ -123,6 +123,8 @@ class JPIPClient:
         self._parser: JPPStreamParser | None = None
         self._summary: ResponseSummary | None = None
         self._reopen_with_model = False
+        self._asked: ViewWindow | None = None  # the window of the request in progress
+        self._served: tuple[ViewWindow, ViewWindow] | None = None  # (asked, as last served)
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class JPIPClient:
         if self.length_limit is not None:
             fields.append(("len", str(self.length_limit)))
         if self.cid is None or self._reopen_with_model:
-            model = self.cache.model_statements([self._stream(window)])
+            model = self.cache.model_statements([self.stream_of(window)])
             if model:
                 fields.append(("model", ",".join(model)))
         query = "&".join(f"{name}={quote(value, safe=',:-*[]')}" for name, value in fields
@@ -157,15 +159,24 @@ class JPIPClient:
             path = self.base.path
             query = f"{self.base.query}&{query}" if self.base.query else query
         self._begin()
+        self._asked = window
         if len(query) > MAXIMUM_GET_QUERY:
             return HTTPRequest("POST", urlunsplit((self.base.scheme, self.base.netloc, path, "", "")), query.encode(),
                                {"Content-Type": "application/x-www-form-urlencoded"})
         return HTTPRequest("GET", urlunsplit((self.base.scheme, self.base.netloc, path, query, "")))
 
-    def _stream(self, window: ViewWindow) -> int:
+    def stream_of(self, window: ViewWindow) -> int:
+        """The codestream ``window`` looks at: its stream, the URL's, or the first."""
         if window.stream is not None:
             return window.stream
         return self.url_stream if self.url_stream is not None else 0
+
+    def served(self, window: ViewWindow) -> ViewWindow:
+        """``window`` as the latest response to it was served: what JPIP-fsiz, JPIP-roff, JPIP-rsiz,
+        JPIP-layers and JPIP-comps changed (D.2), else ``window`` itself."""
+        if self._served is not None and self._served[0] == window:
+            return self._served[1]
+        return window
 
     def close_request(self) -> HTTPRequest | None:
         """The request that closes the session (cclose), if there is one."""
@@ -175,6 +186,7 @@ class JPIPClient:
         url = urlunsplit((self.base.scheme, self.base.netloc, path, f"cid={self.cid}&cclose={self.cid}", ""))
         self.cid = None
         self._begin()
+        self._asked = None
         return HTTPRequest("GET", url)
 
     def _begin(self) -> None:
@@ -221,10 +233,10 @@ class JPIPClient:
         elif self.cid is None and not self.stateless:
             log.info("no channel granted: going on statelessly")
             self.stateless = True
-        for name in ("fsiz", "roff", "rsiz", "comps", "layers", "stream"):
-            value = headers.get(f"jpip-{name}")
-            if value is not None:
-                summary.window_changed[name] = value
+        if self._asked is not None:
+            changes = read_window_headers(headers)
+            summary.answered = replace(self._asked, **changes) if changes else None
+            self._served = (self._asked, summary.answered or self._asked)
         return summary
 
     def receive_body(self, data: bytes) -> list:
@@ -272,59 +284,6 @@ class JPIPClient:
         self.cid = None
         self.channel_path = None
         self._reopen_with_model = True
-
-    # --- pictures -----------------------------------------------------------------------------
-
-    def rebuild(self, window: ViewWindow) -> RebuiltView | None:
-        """The best codestream the cache allows for ``window`` now (None before the main header)."""
-        number = self._stream(window)
-        main, tile_headers, precincts = self.cache.codestream_bins(number)
-        if main is None:
-            return None
-        header = read_main_header(main + b"\xff\x90")
-        size = header.size
-        most = min(header.component_style(c).decomposition_levels for c in range(len(size.components)))
-        if window.fsiz is None:
-            discard = 0
-        else:
-            discard = choose_discard(size, window.fsiz[0], window.fsiz[1], window.round, most)
-        region = None
-        if window.fsiz is not None and (window.roff is not None or window.rsiz is not None):
-            region = _region(size, window, discard)
-        complete = {i for i in precincts if self.cache.complete((0, number, i))}
-        rebuilt = rebuild_codestream(main, tile_headers, precincts, reduce=discard, layers=window.layers,
-                                     region=region, complete=complete)
-        return RebuiltView(rebuilt, discard, region, frame_size(size, discard))
-
-
-@dataclass
-class RebuiltView:
-    """A rebuilt codestream and how to decode it: discard ``reduce`` levels; ``region`` on the
-    reference grid (None: the whole image); ``frame`` is the full image size at that resolution."""
-
-    rebuilt: Rebuilt
-    reduce: int
-    region: tuple[int, int, int, int] | None
-    frame: tuple[int, int]
-
-    @property
-    def codestream(self) -> bytes:
-        return self.rebuilt.codestream
-
-
-def _region(size, window: ViewWindow, discard: int) -> tuple[int, int, int, int]:
-    fx, fy = window.fsiz
-    frame = frame_size(size, discard)
-    ox, oy = window.roff or (0, 0)
-    sx, sy = window.rsiz if window.rsiz is not None else (fx - ox, fy - oy)
-    scale = 1 << discard
-    x0 = ox * frame[0] // fx
-    y0 = oy * frame[1] // fy
-    x1 = min(frame[0], -(-(ox + sx) * frame[0] // fx))
-    y1 = min(frame[1], -(-(oy + sy) * frame[1] // fy))
-    ox_r, oy_r = -(-size.x_offset // scale), -(-size.y_offset // scale)
-    return (max(size.x_offset, (ox_r + x0) * scale), max(size.y_offset, (oy_r + y0) * scale),
-            min(size.x_size, (ox_r + x1) * scale), min(size.y_size, (oy_r + y1) * scale))
 
 
 def next_step(client: JPIPClient, summary: ResponseSummary | None, failures: int) -> tuple[bool, int]:

@@ -144,7 +144,8 @@ def parse_query(query: str | bytes) -> JPIPRequest:
 _UINT = re.compile(r"^[0-9]{1,10}$")
 
 
-def _uint(text: str, name: str, maximum: int = 2**32 - 1) -> int:
+def uint_value(text: str, name: str, maximum: int = 2**32 - 1) -> int:
+    """UINT; the ValueError names ``name``. The response headers of D.2 are read with it too."""
     if not _UINT.match(text):
         raise ValueError(f"{name} must be an unsigned integer")
     value = int(text)
@@ -153,11 +154,12 @@ def _uint(text: str, name: str, maximum: int = 2**32 - 1) -> int:
     return value
 
 
-def _pair(text: str, name: str) -> tuple[int, int]:
+def pair_value(text: str, name: str) -> tuple[int, int]:
+    """UINT "," UINT, as in fsiz, roff, rsiz and their JPIP-* response headers."""
     parts = text.split(",")
     if len(parts) != 2:
         raise ValueError(f"{name} needs two numbers separated by a comma")
-    return _uint(parts[0], name), _uint(parts[1], name)
+    return uint_value(parts[0], name), uint_value(parts[1], name)
 
 
 def _sampled_ranges(text: str, name: str) -> tuple[SampledRange, ...]:
@@ -165,9 +167,9 @@ def _sampled_ranges(text: str, name: str) -> tuple[SampledRange, ...]:
     for item in text.split(","):
         span, _, step_text = item.partition(":")
         first_text, dash, last_text = span.partition("-")
-        first = _uint(first_text, name)
-        last = (_uint(last_text, name) if last_text else None) if dash else first
-        step = _uint(step_text, name) if step_text else 1
+        first = uint_value(first_text, name)
+        last = (uint_value(last_text, name) if last_text else None) if dash else first
+        step = uint_value(step_text, name) if step_text else 1
         if step == 0:
             raise ValueError(f"{name} sampling factor must be at least 1")
         if last is not None and last < first:
@@ -221,19 +223,24 @@ def _fsiz(request: JPIPRequest, value: str) -> None:
     direction = parts[2] if len(parts) == 3 else ROUND_DOWN
     if direction not in (ROUND_DOWN, ROUND_UP, CLOSEST):
         raise ValueError(f"unknown round direction {direction!r}")
-    request.fsiz = (_uint(parts[0], "fx"), _uint(parts[1], "fy"), direction)
+    request.fsiz = (uint_value(parts[0], "fx"), uint_value(parts[1], "fy"), direction)
 
 
-def _comps(request: JPIPRequest, value: str) -> None:
+def component_ranges(value: str) -> tuple[tuple[int, int | None], ...]:
+    """1#UINT-RANGE: the comps field (C.4), and the JPIP-comps response header (D.2)."""
     ranges = []
     for item in value.split(","):
         first, dash, last = item.partition("-")
-        start = _uint(first, "component")
-        end = (_uint(last, "component") if last else None) if dash else start
+        start = uint_value(first, "component")
+        end = (uint_value(last, "component") if last else None) if dash else start
         if end is not None and end < start:
             raise ValueError(f"component range {start}-{end} runs backwards")
         ranges.append((start, end))
-    request.comps = tuple(ranges)
+    return tuple(ranges)
+
+
+def _comps(request: JPIPRequest, value: str) -> None:
+    request.comps = component_ranges(value)
 
 
 def _context(request: JPIPRequest, value: str) -> None:
@@ -290,7 +297,7 @@ def _quality(request: JPIPRequest, value: str) -> None:
     if value == "-1":
         request.quality = -1
         return
-    quality = _uint(value, "quality")
+    quality = uint_value(value, "quality")
     if quality > 100:
         raise ValueError("quality is 0 to 100")
     request.quality = quality
@@ -327,13 +334,13 @@ def _model(request: JPIPRequest, value: str) -> None:
         byte_limit = layer_limit = None
         if limit is not None:
             if limit.startswith("L"):
-                layer_limit = _uint(limit[1:], "layer limit")
+                layer_limit = uint_value(limit[1:], "layer limit")
             else:
-                byte_limit = _uint(limit, "byte limit", 2**63 - 1)
+                byte_limit = uint_value(limit, "byte limit", 2**63 - 1)
         if match["explicit"]:
             text = match["explicit"]
             kind = "Hm" if text == "Hm" else text[0]
-            identifier = None if text.endswith("*") or kind == "Hm" else _uint(text[1:], "bin id", 2**63 - 1)
+            identifier = None if text.endswith("*") or kind == "Hm" else uint_value(text[1:], "bin id", 2**63 - 1)
             if layer_limit is not None and kind != "P":
                 raise ValueError(f"a layer limit only applies to precincts, not {text}")
             items.append(ModelItem(qualifier, bool(match["minus"]), kind, 0 if kind == "Hm" else identifier,
@@ -379,16 +386,16 @@ _PARSERS = {
     "cnew": _cnew,
     "cid": _cid,
     "cclose": _cclose,
-    "qid": lambda r, v: setattr(r, "qid", _uint(v, "qid")),
+    "qid": lambda r, v: setattr(r, "qid", uint_value(v, "qid")),
     "fsiz": _fsiz,
-    "roff": lambda r, v: setattr(r, "roff", _pair(v, "roff")),
-    "rsiz": lambda r, v: setattr(r, "rsiz", _pair(v, "rsiz")),
+    "roff": lambda r, v: setattr(r, "roff", pair_value(v, "roff")),
+    "rsiz": lambda r, v: setattr(r, "rsiz", pair_value(v, "rsiz")),
     "comps": _comps,
     "stream": lambda r, v: setattr(r, "stream", _sampled_ranges(v, "stream")),
     "context": _context,
-    "layers": lambda r, v: setattr(r, "layers", _uint(v, "layers", 65535)),
+    "layers": lambda r, v: setattr(r, "layers", uint_value(v, "layers", 65535)),
     "metareq": _metareq,
-    "len": lambda r, v: setattr(r, "len", _uint(v, "len", 2**63 - 1)),
+    "len": lambda r, v: setattr(r, "len", uint_value(v, "len", 2**63 - 1)),
     "quality": _quality,
     "align": _yes_no("align"),
     "wait": _yes_no("wait"),

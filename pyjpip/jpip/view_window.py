@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyjpip.codestream.geometry import precinct_affects_region
-from pyjpip.codestream.markers import ImageAndTileSize, ceil_div
+from pyjpip.codestream.markers import ImageAndTileSize, MainHeader, ceil_div
 from pyjpip.codestream.packet_index import CodestreamIndex
 from pyjpip.jpip.request import CLOSEST, ROUND_DOWN, ROUND_UP, JPIPRequest
 
@@ -52,7 +52,68 @@ def choose_discard(size: ImageAndTileSize, fx: int, fy: int, direction: str, mos
     return min(candidates, key=lambda r: (abs(frame_size(size, r)[0] * frame_size(size, r)[1] - fx * fy), r))
 
 
+def header_levels(header: MainHeader) -> int:
+    """The most resolution levels a whole-image window may discard as the main header alone tells
+    (COD/COC): the fewest decomposition levels of any component. A tile-part COD/COC may give a tile
+    fewer; the server, which reads them, says so with JPIP-fsiz (D.2)."""
+    return min(header.component_style(c).decomposition_levels for c in range(len(header.size.components)))
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Where a view window lands in one codestream (C.4.1-C.4.3): the resolution, the region in
+    that resolution's frame, and the same region on the reference grid (what to send or decode)."""
+
+    discard: int  # resolution levels discarded
+    frame: tuple[int, int]  # fx', fy'
+    offset: tuple[int, int]  # ox', oy' in the frame
+    size: tuple[int, int]  # sx', sy' in the frame
+    region: tuple[int, int, int, int]  # reference grid x0, y0, x1, y1
+
+    @property
+    def empty(self) -> bool:
+        return self.size[0] <= 0 or self.size[1] <= 0
+
+    @property
+    def frame_region(self) -> tuple[int, int, int, int]:
+        """The region in the frame as x0, y0, x1, y1."""
+        return (*self.offset, self.offset[0] + self.size[0], self.offset[1] + self.size[1])
+
+
+def requested_region(fsiz: tuple[int, int], roff: tuple[int, int] | None,
+                     rsiz: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """ox, oy, sx, sy as asked: roff defaults to 0,0 and rsiz to the rest of the frame (C.4.2-C.4.3)."""
+    ox, oy = roff or (0, 0)
+    sx, sy = rsiz if rsiz is not None else (max(fsiz[0] - ox, 0), max(fsiz[1] - oy, 0))
+    return ox, oy, sx, sy
+
+
+def map_view_window(size: ImageAndTileSize, levels: int, fsiz: tuple[int, int],
+                    roff: tuple[int, int] | None = None, rsiz: tuple[int, int] | None = None,
+                    direction: str = ROUND_DOWN) -> WindowGeometry:
+    """C.4 from the SIZ values alone: the server resolves requests with it and a client rebuilds
+    pictures with it, so the two cannot disagree. ``levels`` bounds the discard (see header_levels);
+    ``fsiz`` must be non-zero (fsiz=0,0 asks for no imagery)."""
+    fx, fy = fsiz
+    discard = choose_discard(size, fx, fy, direction, levels)
+    frame = frame_size(size, discard)
+    ox, oy, sx, sy = requested_region(fsiz, roff, rsiz)
+    # C.4.2: offsets scale down (floor), ends scale up (ceil), clipped to the frame.
+    x0 = min(ox * frame[0] // fx, frame[0])
+    y0 = min(oy * frame[1] // fy, frame[1])
+    x1 = max(x0, min(frame[0], ceil_div((ox + sx) * frame[0], fx)))
+    y1 = max(y0, min(frame[1], ceil_div((oy + sy) * frame[1], fy)))
+    scale = 1 << discard
+    # Back to the reference grid: the resolution's canvas starts at ceil(XOsiz / 2^r).
+    cx, cy = ceil_div(size.x_offset, scale), ceil_div(size.y_offset, scale)
+    x_start, y_start = (min(max((cx + x0) * scale, size.x_offset), size.x_size),
+                        min(max((cy + y0) * scale, size.y_offset), size.y_size))
+    region = (x_start, y_start, min(size.x_size, (cx + x1) * scale), min(size.y_size, (cy + y1) * scale))
+    return WindowGeometry(discard, frame, (x0, y0), (x1 - x0, y1 - y0), region)
+
+
 def resolve_window(request: JPIPRequest, index: CodestreamIndex) -> ResolvedWindow:
+    """The window a request asks of one codestream, and the JPIP-* headers that say what changed."""
     size = index.size
     most = min(tc.decomposition_levels for tile in index.tiles for tc in tile.tile.components)
     layers_available = max(tile.tile.coding_style.layers for tile in index.tiles)
@@ -65,30 +126,17 @@ def resolve_window(request: JPIPRequest, index: CodestreamIndex) -> ResolvedWind
         return ResolvedWindow(most, frame_size(size, most), (0, 0), (0, 0), (0, 0, 0, 0), components, layers,
                               changed, empty=True)
     fx, fy, direction = request.fsiz
-    discard = choose_discard(size, fx, fy, direction, most)
-    frame = frame_size(size, discard)
+    geometry = map_view_window(size, most, (fx, fy), request.roff, request.rsiz, direction)
+    frame, (x0, y0), served_size = geometry.frame, geometry.offset, geometry.size
     if frame != (fx, fy):
         changed["JPIP-fsiz"] = f"{frame[0]},{frame[1]}"
-    ox, oy = request.roff or (0, 0)
-    sx, sy = request.rsiz if request.rsiz is not None else (max(fx - ox, 0), max(fy - oy, 0))
-    # C.4.2: offsets scale down (floor), ends scale up (ceil), clipped to the frame.
-    x0 = min(ox * frame[0] // fx, frame[0])
-    y0 = min(oy * frame[1] // fy, frame[1])
-    x1 = min(frame[0], ceil_div((ox + sx) * frame[0], fx))
-    y1 = min(frame[1], ceil_div((oy + sy) * frame[1], fy))
+    ox, oy, sx, sy = requested_region((fx, fy), request.roff, request.rsiz)
     if (x0, y0) != (ox, oy) and (request.roff is not None or "JPIP-fsiz" in changed):
         changed["JPIP-roff"] = f"{x0},{y0}"
-    if (x1 - x0, y1 - y0) != (sx, sy) and (request.rsiz is not None or "JPIP-fsiz" in changed):
-        changed["JPIP-rsiz"] = f"{x1 - x0},{y1 - y0}"
-    empty = x1 <= x0 or y1 <= y0
-    scale = 1 << discard
-    # Back to the reference grid: the resolution's canvas starts at ceil(XOsiz / 2^r).
-    region = ((ceil_div(size.x_offset, scale) + x0) * scale, (ceil_div(size.y_offset, scale) + y0) * scale,
-              min(size.x_size, (ceil_div(size.x_offset, scale) + x1) * scale),
-              min(size.y_size, (ceil_div(size.y_offset, scale) + y1) * scale))
-    region = (max(region[0], size.x_offset), max(region[1], size.y_offset), region[2], region[3])
-    return ResolvedWindow(discard, frame, (x0, y0), (x1 - x0, y1 - y0), region, components, layers, changed,
-                          empty=empty)
+    if served_size != (sx, sy) and (request.rsiz is not None or "JPIP-fsiz" in changed):
+        changed["JPIP-rsiz"] = f"{served_size[0]},{served_size[1]}"
+    return ResolvedWindow(geometry.discard, frame, (x0, y0), served_size, geometry.region, components, layers,
+                          changed, empty=geometry.empty)
 
 
 def _components(request: JPIPRequest, count: int, changed: dict) -> tuple[int, ...]:

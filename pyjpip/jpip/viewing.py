@@ -22,13 +22,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from pyjpip.codestream.markers import read_main_header
+from pyjpip.errors import Superseded
 from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow, fetch_window_async
 from pyjpip.jpip.client_cache import DataBinCache
-from pyjpip.jpip.view_window import frame_size
-
-
-class Superseded(Exception):
-    """The viewer stopped this window (a newer one replaced it): not a failure."""
+from pyjpip.jpip.picture import rebuild_view
+from pyjpip.jpip.view_window import frame_size, header_levels, map_view_window
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def describe_header(main_header: bytes) -> dict:
     """The facts of a main header a viewer needs to plan its windows."""
     header = read_main_header(main_header + b"\xff\x90")
     size = header.size
-    levels = min(header.component_style(c).decomposition_levels for c in range(len(size.components)))
+    levels = header_levels(header)
     return {
         "width": size.width, "height": size.height, "levels": levels, "layers": header.coding_style.layers,
         "components": len(size.components), "precision": size.components[0].precision,
@@ -89,6 +87,7 @@ class ImageStreams:
         self._clients: OrderedDict[str, JPIPClient] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self.headers: dict[str, dict] = {}
+        self._sizes: dict = {}  # url -> the main header's SIZ (ImageAndTileSize), for C.4
 
     def client(self, url: str) -> JPIPClient:
         client = self._clients.get(url)
@@ -97,6 +96,7 @@ class ImageStreams:
             while len(self._clients) > self.keep:
                 old, _ = self._clients.popitem(last=False)
                 self.headers.pop(old, None)
+                self._sizes.pop(old, None)
         self._clients.move_to_end(url)
         return client
 
@@ -132,28 +132,31 @@ class ImageStreams:
                 if main is None:
                     raise JPIPClientError(f"{url[:200]}: the server sent no main header")
                 self.headers[url] = describe_header(main)
+                self._sizes[url] = read_main_header(main + b"\xff\x90").size
             info = self.headers[url]
             if reduce is None:
                 return info
-            reduce = max(0, min(int(reduce), info["levels"]))
-            frame = tuple(info["frames"][reduce])
+            size, levels = self._sizes[url], info["levels"]
+            frame = frame_size(size, max(0, min(int(reduce), levels)))
             x0, y0, x1, y1 = (0, 0, *frame) if region is None else (int(v) for v in region)
+            # At least a sample: a region beyond the frame shows the frame's nearest edge. C.4 clips the rest.
             x0, y0 = max(0, min(x0, frame[0] - 1)), max(0, min(y0, frame[1] - 1))
-            x1, y1 = max(x0 + 1, min(x1, frame[0])), max(y0 + 1, min(y1, frame[1]))
-            window = ViewWindow(fsiz=frame, roff=(x0, y0), rsiz=(x1 - x0, y1 - y0), layers=layers)
+            asked = map_view_window(size, levels, frame, (x0, y0), (max(1, x1 - x0), max(1, y1 - y0)))
+            window = ViewWindow(fsiz=frame, roff=asked.offset, rsiz=asked.size, layers=layers)
+            stream = client.stream_of(window)
             state = {"next": self.clock() + self.every_seconds, "posted": -1}
 
             def picture(final: bool, from_cache: bool = False, view=None) -> None:
                 if post is None:
                     return
-                view = view or client.rebuild(window)
+                view = view or rebuild_view(client.cache, stream, client.served(window))
                 if view is None or (not final and view.rebuilt.packets_present in (0, state["posted"])):
                     return  # nothing (new) to show
                 state["posted"] = view.rebuilt.packets_present
-                post(Picture(view.codestream, view.reduce, view.frame, (x0, y0, x1, y1),
+                post(Picture(view.codestream, view.reduce, view.frame, view.frame_region,
                              view.rebuilt.layers_complete, final, from_cache, client.body_bytes, client.bytes_new,
                              client.bytes_received, client.requests_sent, client.codestream_length,
-                             client.cache.codestream_bytes(client.url_stream or 0), view.region))
+                             client.cache.codestream_bytes(stream), view.region))
 
             # A server chooses the order of a window's bytes (15444-9 does not fix it); pyjpip's
             # goes layer by layer over the window's precincts, so a precinct coming back for its next
@@ -181,7 +184,7 @@ class ImageStreams:
                     state["next"] = self.clock() + self.every_seconds
 
             if client.cache.bytes:
-                view = client.rebuild(window)
+                view = rebuild_view(client.cache, stream, client.served(window))
                 if view is not None and not view.rebuilt.missing_tiles and \
                         view.rebuilt.layers_complete >= min(layers or info["layers"], info["layers"]):
                     # Every layer of every precinct the window needs is held (an earlier window, the

@@ -271,6 +271,7 @@ def fetch_codestream(url: str, dataset, transport=None, policy: URLPolicy | None
     credentials) is checked before anything is sent, and the transport made here follows no
     redirect. Either refusal is raised as it is (UntrustedURLError, RedirectRefusedError)."""
     from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_whole_window
+    from pyjpip.jpip.picture import rebuild_served
     from pyjpip.transport.http_client import HTTPTransport
 
     policy = policy or DEFAULT_POLICY
@@ -288,7 +289,7 @@ def fetch_codestream(url: str, dataset, transport=None, policy: URLPolicy | None
     finally:
         if own:
             transport.close()
-    view = client.rebuild(window)
+    view = rebuild_served(client, window)
     if view is None or view.reduce != 0 or view.rebuilt.packets_present != view.rebuilt.packets_total:
         raise DicomError(f"{url[:200]}: the server did not send the whole codestream")
     return view.codestream

@@ -18,6 +18,7 @@ from network_support import free_port, hollow_copies, new_database, pyjpip_comma
 from paths import ROOT, STATIC
 from pyjpip.dicom.hollow import JPIP_REFERENCED, read_hollow
 from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+from pyjpip.jpip.picture import rebuild_served
 from pyjpip.transport.http_client import HTTPTransport
 from reference import opj_decode_all
 from serving import production
@@ -142,7 +143,7 @@ def test_round_robin_over_two_hosts_sharing_sessions_dicomweb_from_postgresql(si
                        ViewWindow(fsiz=(2048, 2048))):
             fetch_window(client, window, transport)
         assert client.bytes_received == client.bytes_new
-        view = client.rebuild(ViewWindow(fsiz=(2048, 2048)))
+        view = rebuild_served(client, ViewWindow(fsiz=(2048, 2048)))
         assert opj_decode_all(view.codestream) == opj_decode_all((images / "ct.j2k").read_bytes())
         channel = upstreams_of(log, f"cid={client.cid}")
         assert len(channel) > 10 and len(set(channel)) == 2, channel  # both hosts answered the channel

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_window
+from pyjpip.jpip.picture import rebuild_served
 from reference import opj_decode_all
 from serving import Routed, production, server_pid
 
@@ -55,7 +56,7 @@ def noise(tmp_path_factory):
 def assert_exact_and_nothing_twice(client: JPIPClient, expected, whole: ViewWindow = WHOLE) -> None:
     assert client.bytes_received == client.bytes_new, \
         f"{client.bytes_received - client.bytes_new} bytes were received twice"
-    view = client.rebuild(whole)
+    view = rebuild_served(client, whole)
     assert view.rebuilt.packets_present == view.rebuilt.packets_total
     assert opj_decode_all(view.codestream) == expected
 
@@ -193,6 +194,6 @@ def test_a_file_replaced_under_a_live_session_starts_over_with_the_new_one(root,
         small = ViewWindow(fsiz=(17, 37))  # p0_09 is 17x37: all of it
         fetch_window(client, small, route)
         assert client.tid != old_tid and sessions_opened(route) == 1
-        view = client.rebuild(small)
+        view = rebuild_served(client, small)
         assert opj_decode_all(view.codestream) == opj_decode_all((root / "ct.j2k").read_bytes())
         assert client.cache.codestream_bytes(0) <= len((root / "ct.j2k").read_bytes())

@@ -11,11 +11,12 @@ const result = await pyodide.runPythonAsync(`
 import json
 from pyjpip.jpip.client import JPIPClient, ViewWindow
 from pyjpip.transport.pyodide_fetch import fetch_window
+from pyjpip.jpip.picture import rebuild_served
 width, height = (int(v) for v in arguments["fsiz"].split(","))
 window = ViewWindow(fsiz=(width, height))
 client = JPIPClient(arguments["url"], length_limit=arguments["length"])
 requests = await fetch_window(client, window)
-view = client.rebuild(window)
+view = rebuild_served(client, window)
 codestream = view.codestream
 json.dumps({"requests": requests, "received": client.bytes_received, "held": client.cache.bytes})
 `);
