@@ -58,17 +58,6 @@ def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1, limit: 
     }
 
 
-async def open_dicom(url: str, frame: int = 1):
-    """Fetch a DICOM object over HTTP and describe it; the result is converted to a JS object."""
-    from pyodide.ffi import to_js  # only under Pyodide
-    import js
-
-    from pyjpip.transport.pyodide_fetch import fetch_bytes
-
-    description = describe_image(await fetch_bytes(url), source=url, frame=frame)
-    return to_js(description, dict_converter=js.Object.fromEntries)
-
-
 _streams = None
 _local = None
 #: Where ordinary DICOM objects' frames are served from inside the worker (never fetched).

@@ -10,9 +10,8 @@
 //                               default page: the first demo image), packages=bundle|wheels;
 //   layout=1x1|1x2|2x2          the grid, instead of the hanging protocol's.
 // Embedded in an iframe, the page answers postMessage (embed.js).
-import { startPython } from "./python.js";
 import { Decoder } from "./decoder.js";
-import { fitView, neededReduce, roundDownReduce } from "./geometry.js";
+import { roundDownReduce } from "./geometry.js";
 import { paintColour, paintGreyscale } from "./paint.js";
 import { PythonWorker } from "./python-client.js";
 import { Stack, bareSeries } from "./stack.js";
@@ -74,12 +73,13 @@ const LAYOUTS = { "1x1": [1, 1], "1x2": [1, 2], "2x2": [2, 2] };
 
 /** The grid of stacks: a layout, the series in each cell, the focused one; what the host drives. */
 class Screen {
-  constructor(python, decoder, series, { rows, columns, description = "", tool = "window", wheelZooms = false }) {
+  constructor(python, decoder, series, { rows, columns, description = "", tool = "window", wheelZooms = false,
+                                        fixedReduce = null }) {
     this.python = python;
     this.decoder = decoder;
     this.series = series;
     this.description = description;
-    this.options = { tool, wheelZooms };
+    this.options = { tool, wheelZooms, fixedReduce };
     this.stacks = [];
     this.focused = null;
     this.assigned = [];
@@ -217,8 +217,8 @@ const host = listenToHost({
   },
 });
 
-function startWorker({ dicom = false } = {}) {
-  const python = new PythonWorker({ dicom });
+function startWorker({ dicom = false, packages = "bundle" } = {}) {
+  const python = new PythonWorker({ dicom, packages });
   python.addEventListener("ready", () => status("Python ready…"));
   python.addEventListener("failure", (event) => showError(new Error(event.detail)));
   return python;
@@ -257,103 +257,78 @@ async function showStudy(studyUid) {
   seriesStrip(screen, python, decoder);
 }
 
-/** ?dicom=<url>: an ordinary DICOM object with JPEG 2000 pixel data, fetched whole and decoded. */
-async function showDicom() {
-  const decoder = new Decoder();
-  const python = startPython({ packages: params.get("packages") || "bundle", dicom: true });
-  const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
-  const url = params.get("dicom") || (demos[0] && `data/${demos[0].file}`);
-  const imageChoice = $("image-choice");
-  imageChoice.replaceChildren(...demos.map((d) => new Option(d.title, `data/${d.file}`)));
-  if (!demos.some((d) => `data/${d.file}` === url)) imageChoice.prepend(new Option(url, url));
-  imageChoice.value = url;
-  if (!url) throw new Error("No image: give ?dicom=<url of a DICOM file>");
-  const ready = await python;
-  imageChoice.disabled = false;
-  $("reduce-choice").parentElement.hidden = false;
-  const rerun = () => {
-    const next = new URLSearchParams(location.search);
-    next.set("dicom", imageChoice.value);
-    next.set("reduce", $("reduce-choice").value);
-    history.replaceState(null, "", `?${next}`);
-    showWholeObject(ready, decoder, imageChoice.value, $("reduce-choice").value).catch(showError);
-  };
-  imageChoice.onchange = () => { $("reduce-choice").value = "auto"; rerun(); };
-  $("reduce-choice").onchange = rerun;
-  await showWholeObject(ready, decoder, url, params.get("reduce") ?? "auto");
-}
-
-/** The coarsest resolution that still has at least one image pixel per device pixel when fitted. */
-function fitReduction(width, height, levels) {
-  const box = $("viewport").getBoundingClientRect();
-  const { scale } = fitView(box, { width, height });
-  return neededReduce(scale, levels, window.devicePixelRatio || 1);
-}
-
-async function showWholeObject(python, decoder, url, reduceChoice) {
-  setState("loading");
-  $("message").hidden = true;
-  status(`Reading ${url}…`);
-  const description = await python.browser.open_dicom(new URL(url, location.href).href);
-  const cs = description.codestream;
-  const reduce = reduceChoice === "auto" || reduceChoice == null
-    ? fitReduction(cs.width, cs.height, cs.decomposition_levels)
-    : Math.min(Math.max(0, parseInt(reduceChoice, 10) || 0), cs.decomposition_levels);
-  fillReduceChoice(cs, reduceChoice);
-  const decoded = await decoder.decode(description.codestream_bytes, { reduce });
-  performance.mark("image-decoded", { detail: { milliseconds: decoded.milliseconds, reduce } });
-  let canvas = $("image");
-  if (!canvas) {
-    $("viewport").replaceChildren(canvas = Object.assign(document.createElement("canvas"), { id: "image" }));
-  }
-  const window = paintGreyscale(canvas, decoded, description.greyscale);
-  if (!performance.getEntriesByName("first-image-painted").length) performance.mark("first-image-painted");
-  const a = description.attributes;
-  $("image-info").textContent = `${a.Modality} ${a.SeriesDescription}`.trim();
-  document.body.dataset.reduce = String(reduce);
-  status([
-    `${cs.width}×${cs.height} ${cs.precision}-bit${cs.signed ? " signed" : ""}`,
-    `shown at 1/${2 ** reduce} (${decoded.width}×${decoded.height})`,
-    `${cs.decomposition_levels} levels, ${cs.layers} layers, ${cs.progression_order}`,
-    `${description.codestream_bytes.byteLength.toLocaleString("en")} bytes`,
-    `decode ${decoded.milliseconds.toFixed(0)} ms`,
-    window ? `W/L ${+window.width.toFixed(1)}/${+window.center.toFixed(1)}` : "VOI LUT",
-    ...description.mismatches.map((m) => `warning: ${m}`),
-  ].join(" · "));
-  setState("painted");
-}
-
-function fillReduceChoice(cs, reduceChoice) {
-  const select = $("reduce-choice");
-  const options = [["auto", "fit"]];
-  for (let r = 0; r <= cs.decomposition_levels; r++) {
-    options.push([String(r), `1/${2 ** r} (${Math.ceil(cs.width / 2 ** r)}×${Math.ceil(cs.height / 2 ** r)})`]);
-  }
-  select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
-  select.value = reduceChoice ?? "auto";
-  select.disabled = false;
-}
-
-/** ?dicom=<url>[,<url>...]: DICOM objects, hollow or ordinary, laid out and streamed like a study. */
-async function showObjects(urls) {
-  const python = startWorker({ dicom: true }), decoder = new Decoder();
+/**
+ * ?dicom=<url>[,<url>...]: DICOM objects, hollow or ordinary, laid out and streamed like a study;
+ * the default page is the first demo object. reduce=<levels> shows the first viewport's image whole
+ * at that resolution (the Resolution menu changes it), auto (or none) at the one that fits.
+ */
+async function showObjects(urls, { reduce = null } = {}) {
+  const python = startWorker({ dicom: true, packages: params.get("packages") || "bundle" }), decoder = new Decoder();
   status("Starting Python…");
-  $("image-choice").parentElement.hidden = true;
   const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   $("image-info").textContent = layout.description;
   if (layout.series.length > 1) $("series-strip").hidden = false;
-  screen = new Screen(python, decoder, layout.series, { rows, columns, description: layout.description });
+  screen = new Screen(python, decoder, layout.series, { rows, columns, description: layout.description,
+                                                       fixedReduce: reduce });
   layoutChooser(screen);
   if (layout.series.length > 1) seriesStrip(screen, python, decoder);
+  resolutionChooser(screen.stacks[0].viewport, reduce);
+}
+
+/** The Resolution menu: the first viewport's image whole at a chosen resolution, or fitted. */
+function resolutionChooser(viewport, reduce) {
+  const select = $("reduce-choice");
+  viewport.addEventListener("picture", ({ detail: { layer, picture, complete } }) => {
+    if (layer === "base" && complete) document.body.dataset.reduce = String(picture.reduce);
+  });
+  const fill = (info) => {
+    const options = [["auto", "fit"], ...info.frames.map(([w, h], r) => [String(r), `1/${2 ** r} (${w}×${h})`])];
+    select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
+    select.value = reduce == null ? "auto" : String(reduce);
+    select.disabled = false;
+    select.parentElement.hidden = false;
+  };
+  if (viewport.image?.info) fill(viewport.image.info);
+  else viewport.addEventListener("header", ({ detail: info }) => fill(info), { once: true });
+  select.onchange = () => {
+    reduce = select.value === "auto" ? null : Number(select.value);
+    const next = new URLSearchParams(location.search);
+    next.set("reduce", select.value);
+    history.replaceState(null, "", `?${next}`);
+    setState("refining");
+    viewport.setFixedReduce(reduce);
+  };
+}
+
+/** The demo objects (data/index.json) in the Image menu; choosing one opens it. */
+async function demoChoice(current) {
+  const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
+  const select = $("image-choice");
+  select.replaceChildren(...demos.map((d) => new Option(d.title, `data/${d.file}`)));
+  if (current && !demos.some((d) => `data/${d.file}` === current)) select.prepend(new Option(current, current));
+  select.value = current || (demos[0] && `data/${demos[0].file}`) || "";
+  select.disabled = !select.value;
+  select.onchange = () => {
+    const next = new URLSearchParams(location.search);
+    next.set("dicom", select.value);
+    next.delete("reduce");
+    location.search = next;
+  };
+  return select.value;
 }
 
 async function main() {
   if (params.get("jpip")) return showJpip(params.get("jpip"));
   if (params.get("study")) return showStudy(params.get("study"));
-  // With reduce= (or nothing at all: the demo image) an object is decoded whole at that resolution.
-  if (params.get("dicom") && !params.has("reduce")) return showObjects(params.get("dicom").split(",").filter(Boolean));
-  return showDicom();
+  // One path for ?dicom= and the default page (the first demo object): the worker, as for a study.
+  const urls = (params.get("dicom") || "").split(",").filter(Boolean);
+  const first = await demoChoice(urls.length === 1 ? urls[0] : null);
+  if (urls.length > 1) $("image-choice").parentElement.hidden = true;
+  if (!urls.length && !first) throw new Error("No image: give ?dicom=<url of a DICOM file>");
+  const reduce = params.get("reduce");
+  return showObjects(urls.length ? urls : [first],
+                     { reduce: reduce == null || reduce === "auto" ? null : Math.max(0, parseInt(reduce, 10) || 0) });
 }
 
 main().catch(showError);

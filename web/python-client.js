@@ -6,11 +6,15 @@ function workerError({ message, kind = "internal", detail = "" }) {
 }
 
 export class PythonWorker extends EventTarget {
-  /** dicom: the page will read DICOM attributes, so pydicom is installed while Python starts. */
-  constructor({ dicom = false } = {}) {
+  /**
+   * dicom: the page will read DICOM attributes, so pydicom is installed while Python starts.
+   * packages: "bundle" (precompiled) or "wheels" (the plain wheels), as python.js startPython.
+   */
+  constructor({ dicom = false, packages = "bundle" } = {}) {
     super();
     const url = new URL("./python-worker.js", import.meta.url);
-    if (dicom) url.search = "?dicom=1";
+    if (dicom) url.searchParams.set("dicom", "1");
+    if (packages !== "bundle") url.searchParams.set("packages", packages);
     this.worker = new Worker(url, { type: "module" });
     this.calls = new Map();
     this.nextId = 1;

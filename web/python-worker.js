@@ -17,8 +17,10 @@
 //      "not-hollow", "refused", "too-large", "invalid", "internal"); "superseded" is never sent
 import { startPython } from "./python.js";
 
-// ?dicom=1 (a page that will read DICOM attributes): pydicom is fetched while Python starts.
-const python = startPython({ dicom: new URLSearchParams(self.location.search).get("dicom") === "1" });
+// ?dicom=1 (a page that will read DICOM attributes): pydicom is fetched while Python starts;
+// ?packages=wheels: the plain wheels instead of the precompiled bundle.
+const options = new URLSearchParams(self.location.search);
+const python = startPython({ dicom: options.get("dicom") === "1", packages: options.get("packages") || "bundle" });
 const cancelled = new Set();
 
 /** An error of this worker's own (not Python's), with its kind as pyjpip.errors names them. */

@@ -24,7 +24,7 @@ export class Stack extends EventTarget {
    * series: pyjpip.browser's description of a series as a viewport (stack of {url, corners},
    * greyscale, photometric, modality, markers, frame_time, instance).
    */
-  constructor(cell, series, { python, decoder, tool = "window", wheelZooms = false }) {
+  constructor(cell, series, { python, decoder, tool = "window", wheelZooms = false, fixedReduce = null }) {
     super();
     this.cell = cell;
     this.series = series;
@@ -32,7 +32,7 @@ export class Stack extends EventTarget {
     cell.classList.add("cell");
     cell.tabIndex = 0;
     cell.replaceChildren();
-    this.viewport = new Viewport(cell, { python, decoder, tool });
+    this.viewport = new Viewport(cell, { python, decoder, tool, fixedReduce });
     this.viewport.wheelZooms = wheelZooms || series.stack.length < 2;
     this.corners = {};
     for (const corner of ["top_left", "top_right", "bottom_left", "bottom_right"]) {

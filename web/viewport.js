@@ -15,14 +15,16 @@ const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
 export class Viewport extends EventTarget {
   /**
    * cell: the element to fill. python: a PythonWorker. decoder: a decoder pool.
-   * tool: what a plain left drag does, "window" (window/level) or "pan".
+   * tool: what a plain left drag does, "window" (window/level) or "pan". fixedReduce: show the
+   * image whole at that resolution, whatever the zoom (null: the resolution the view needs).
    */
-  constructor(cell, { python, decoder, tool = "window" }) {
+  constructor(cell, { python, decoder, tool = "window", fixedReduce = null }) {
     super();
     this.cell = cell;
     this.python = python;
     this.decoder = decoder;
     this.tool = tool;
+    this.fixedReduce = fixedReduce;
     this.base = new Layer(this, "base");
     this.detail = new Layer(this, "detail");
     this.stage = Object.assign(document.createElement("div"), { className: "stage" });
@@ -68,6 +70,7 @@ export class Viewport extends EventTarget {
       const info = await this.python.header(url, this.firstSize());
       if (token !== this.loading) return;  // another image, or closed
       this.image.info = info;
+      this.dispatchEvent(new CustomEvent("header", { detail: info }));
       const sameSize = previous?.info && previous.info.width === info.width && previous.info.height === info.height;
       if (!keepView || !sameSize || !this.view) this.view = this.fitView();
       this.cell.dataset.levels = String(info.levels);
@@ -77,13 +80,25 @@ export class Viewport extends EventTarget {
     }
   }
 
+  /** Show the image whole at ``reduce`` levels discarded from now on (null: as the view needs). */
+  setFixedReduce(reduce) {
+    this.fixedReduce = reduce;
+    if (!this.image?.info) return;
+    // An image without a window of its own is shown over the range of the whole picture shown.
+    this.image.autoWindow = null;
+    this.image.autoWindowKept = false;
+    this.detail.clear();
+    this.requestBase();
+  }
+
   retry() {
     if (this.image) this.load(this.image.url, { ...this.image, keepView: true });
   }
 
   async requestBase() {
     const { info, url } = this.image;
-    const reduce = this.baseReduce = this.neededReduce(this.fitView().scale);
+    const reduce = this.baseReduce = this.fixedReduce == null ? this.neededReduce(this.fitView().scale)
+      : Math.min(this.fixedReduce, info.levels);
     this.base.canvas.dataset.reduce = String(reduce);
     const preview = this.firstReduce(this.firstSize());
     const previewed = !this.base.tile && preview > reduce;
@@ -105,7 +120,7 @@ export class Viewport extends EventTarget {
   requestDetail() {
     if (!this.image?.info || !this.base.tile) return;
     const { info, url } = this.image;
-    const reduce = this.neededReduce(this.view.scale);
+    const reduce = this.fixedReduce == null ? this.neededReduce(this.view.scale) : this.baseReduce;
     // Against the fitted level (baseReduce), which the base holds or is fetching: the tile on screen
     // may still be the coarse first picture, and a detail at the fitted level would ask twice.
     if (reduce >= this.baseReduce) {
@@ -184,7 +199,7 @@ export class Viewport extends EventTarget {
       this.view = this.fitView();
       // Against the fitted level asked for (baseReduce), not the tile shown: that may be the coarse
       // first picture while the fitted one is on its way, and asking again would cancel it.
-      if (this.neededReduce(this.view.scale) !== this.baseReduce) {
+      if (this.fixedReduce == null && this.neededReduce(this.view.scale) !== this.baseReduce) {
         this.layout();
         this.requestBase();  // a new fitted resolution; the detail follows when it is complete
         return;

@@ -40,7 +40,7 @@ def wait_painted(page, reduce: int | None = None):
     assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
 
 
-def canvas_pixels(page, selector: str = "#image") -> np.ndarray:
+def canvas_pixels(page, selector: str = ".cell canvas.base") -> np.ndarray:
     canvas = page.evaluate(READ_CANVAS, selector)
     assert canvas["coloured"] == 0 and canvas["translucent"] == 0
     grey = np.frombuffer(base64.b64decode(canvas["grey"]), np.uint8)
@@ -87,7 +87,9 @@ def test_default_page_fits_the_first_demo_image(watched_page, site):
     # that still gives a pixel per screen pixel.
     assert page.evaluate("document.body.dataset.reduce") == "1"
     assert_matches_reference(page, "ct_phantom_2048.dcm", 1)
-    assert "1/2 (1024×1024)" in page.locator("#status").text_content()
+    assert "whole image at 1/2" in page.locator("#status").text_content()
+    assert page.locator("#reduce-choice option:checked").text_content() == "fit"
+    assert "1/2 (1024×1024)" in page.locator("#reduce-choice").text_content()
     assert page.watch.errors == []
 
 
