@@ -8,7 +8,7 @@ a server can serve a file of any size; ``read`` joins the pieces when bytes are 
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterator
 
@@ -36,7 +36,6 @@ class DataBin:
     pieces: tuple  # (offset, length) ranges of the codestream buffer, or bytes
     length: int
     packet_ends: tuple[int, ...] = ()  # precinct bins: offset just past each packet (layer)
-    headers: dict = field(default_factory=dict, compare=False, repr=False)  # a server's message headers, reused
 
     def read(self, data) -> bytes:
         """The bin's bytes, joined from the source buffer."""

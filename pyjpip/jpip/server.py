@@ -73,6 +73,7 @@ class JPIPServer:
         self.sessions = sessions if sessions is not None else MemorySessions()
         self.responses = ResponseCache(response_cache_bytes)
         self.windows = LRU(256)  # (tid, codestream, window) -> the precincts it needs
+        self.message_headers = MessageHeaderCache(LRU(MESSAGE_HEADERS_KEPT))
         self.session_limit = session_limit
         self.session_model_limit = session_model_limit  # data-bins a session may track before it must end
         self.idle_timeout = idle_timeout
@@ -190,7 +191,7 @@ class JPIPServer:
             self.sessions.close(session.cid)
             closing = True
             log.info("session %s ended: its cache model reached %d data-bins", session.cid, self.session_model_limit)
-        return self._respond(headers, plan, reason, session if not closing else None, ticket, request)
+        return self._respond(headers, plan, reason, session if not closing else None, ticket, request, tid)
 
     def _close(self, request: JPIPRequest) -> None:
         names = [request.cid] if "*" in request.cclose else list(request.cclose)
@@ -288,8 +289,8 @@ class JPIPServer:
         return chosen
 
     def _respond(self, headers: list, plan: list[_Planned], reason: int, session: Session | None, ticket: int,
-                 request: JPIPRequest) -> Response:
-        plan, cut = _write_headers(plan, request.len)
+                 request: JPIPRequest, tid: str) -> Response:
+        plan, cut = _write_headers(plan, request.len, self.message_headers, tid)
         if cut:
             reason = EndOfResponseReason.BYTE_LIMIT
             if not plan and request.len:
@@ -340,27 +341,48 @@ def _image_box(bins: DataBins) -> tuple[int, int, int, int]:
 USABLE_LENGTH = 64
 
 
-def _write_headers(plan: list[_Planned], budget: int | None) -> tuple[list[_Planned], bool]:
-    """Give each message its header, in order; with a byte budget (len), keep what fits, headers
-    included, and cut the message that does not fit at the exact byte. Returns (messages, cut).
+#: Message headers a server keeps for reuse (MessageHeaderCache): about 360 bytes each with their
+#: keys, so some 12 MB at most.
+MESSAGE_HEADERS_KEPT = 1 << 15
 
-    A message of the same class and codestream as the one before inherits both, and its header
-    then depends only on the bin and the range: those are kept with the bins and reused."""
+
+class MessageHeaderCache:
+    """Encoded message headers (A.2), reused across responses. A message of the same class and
+    codestream as the one before inherits both, and its header then depends only on the target
+    (tid), the bin and the byte range; the same layers of the same precincts are sent over and over.
+
+    Kept only for ranges starting at 0 or at a packet end: a bin has few of those, whereas what a
+    client holds (model=P5:123, a cut answer) can end anywhere, and a client stating a new offset
+    each time would grow this without end. ``store`` (an LRU) bounds the count besides."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def header(self, encoder: MessageEncoder, tid: str, item: _Planned) -> bytes:
+        key, start, end = item.key, item.start, item.end
+        complete = end >= item.databin.length
+        if (encoder.bin_class, encoder.codestream) != (key[0], key[1]) or \
+                not (start == 0 or start in item.databin.packet_ends):
+            return encoder.header(*key, start, end - start, complete)
+        name = (tid, key, start, end)
+        header = self.store.get(name)
+        if header is None:
+            header = encoder.header(*key, start, end - start, complete)
+            self.store.put(name, header)
+        return header
+
+
+def _write_headers(plan: list[_Planned], budget: int | None, cache: MessageHeaderCache,
+                   tid: str) -> tuple[list[_Planned], bool]:
+    """Give each message its header, in order (``cache`` keeps those that recur); with a byte
+    budget (len), keep what fits, headers included, and cut the message that does not fit at the
+    exact byte. Returns (messages, cut)."""
     encoder = MessageEncoder()
     kept, used = [], 0
     for item in plan:
         key, start, end = item.key, item.start, item.end
         state = (encoder.bin_class, encoder.codestream)
-        complete = end >= item.databin.length
-        if state == (key[0], key[1]) and (start == 0 or start in item.databin.packet_ends):
-            # Kept for ranges between packet boundaries only: a bin has few of them, whereas what a
-            # client holds (model=, a cut answer) can start anywhere and would grow this without end.
-            cache = item.databin.headers
-            header = cache.get((start, end))
-            if header is None:
-                header = cache[(start, end)] = encoder.header(*key, start, end - start, complete)
-        else:
-            header = encoder.header(*key, start, end - start, complete)
+        header = cache.header(encoder, tid, item)
         size = len(header) + end - start
         if budget is None or used + size <= budget:
             item.header = header

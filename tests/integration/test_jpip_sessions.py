@@ -8,10 +8,12 @@ import time
 
 import pytest
 
+from pyjpip.archive.caches import LRU
 from pyjpip.archive.sessions import FolderSessions
+from pyjpip.codestream.databins import DataBinClass
 from pyjpip.codestream.file_format import SIGNATURE
 from pyjpip.codestream.rebuild import rebuild_codestream
-from pyjpip.jpip.server import JPIPServer
+from pyjpip.jpip.server import JPIPServer, MessageHeaderCache
 from jpip_support import Receiver, request
 from reference import opj_decode_all
 
@@ -275,6 +277,22 @@ def test_message_headers_are_kept_only_between_packet_boundaries(root):
     for held in range(1, 120):
         response, body = request(server, f"target=p0_04.j2k&fsiz=640,480&model=P*:{held}")
         assert response.status == 200 and len(body) > 1000
-    source, _ = server.store.open("p0_04.j2k")
-    bins = [b for b in source.databins(0).precincts() if b.headers]
-    assert bins and all(start == 0 or start in b.packet_ends for b in bins for start, _ in b.headers)
+    source, tid = server.store.open("p0_04.j2k")
+    bins = source.databins(0)
+    kept = list(server.message_headers.store.entries)
+    assert kept and all(name[0] == tid for name in kept)
+    for _, (bin_class, _, identifier), start, _ in kept:
+        assert start == 0 or bin_class == DataBinClass.PRECINCT \
+            and start in bins.precinct_by_identifier(identifier).packet_ends
+    assert any(start > 0 for *_, start, _ in kept)  # a precinct's later layers are kept too
+
+
+def test_message_headers_kept_are_bounded(root):
+    """Whatever the targets and ranges, the server keeps at most the MessageHeaderCache's size."""
+    server = JPIPServer(str(root))
+    server.message_headers = MessageHeaderCache(LRU(50))
+    for name in ("p0_04.j2k", "p1_05.j2k"):
+        for layers in (1, 2, 3):
+            response, _ = request(server, f"target={name}&fsiz=640,480&layers={layers}")
+            assert response.status == 200
+    assert len(server.message_headers.store.entries) == 50
