@@ -74,8 +74,8 @@ class CacheModel:
                             if item.layer_limit and layer_ends else 0
                     elif item.byte_limit is not None:
                         amount = min(item.byte_limit, length)
-                    else:
-                        amount = length
+                    else:  # the whole bin; subtractive, none of it (what a client's eviction says, "-P5")
+                        amount = 0 if item.subtractive else length
                     if item.subtractive:
                         self.limit(key, amount)
                     else:
