@@ -24,7 +24,7 @@ export function voiFunction({ center, width, fn }) {
 }
 
 /** How a decoded sample becomes the stored value DICOM means (Pixel Representation wins over the codestream). */
-function storedValue(greyscale, decoded) {
+export function storedValue(greyscale, decoded) {
   // Real archives hold files whose Pixel Representation says signed while the codestream says unsigned:
   // the attributes win, as pydicom's J2K sign correction does, over Bits Stored.
   const bits = greyscale.bits_stored || decoded.bitsPerSample;

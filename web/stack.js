@@ -1,6 +1,7 @@
 // A viewport showing a stack: the images (or frames) of a series, one at a time, with its corner
 // text and orientation markers, scrolled by wheel and keys, played as cine, and the neighbours of the
 // image on screen prefetched at preview resolution so scrolling shows something at once.
+import { Annotations, chooseTool } from "./annotations.js";
 import { Viewport } from "./viewport.js";
 
 /** Window presets by modality (Hounsfield units for CT); key 1 always returns to the object's own. */
@@ -34,6 +35,9 @@ export class Stack extends EventTarget {
     cell.replaceChildren();
     this.viewport = new Viewport(cell, { python, decoder, tool, fixedReduce });
     this.viewport.wheelZooms = wheelZooms || series.stack.length < 2;
+    // Measurements, kept per image across show() (series.calibration: PS3.3 10.7.1.3, chosen by Python).
+    this.annotations = new Annotations(this.viewport, { calibration: series.calibration, greyscale: series.greyscale,
+                                                         modality: series.modality });
     this.corners = {};
     for (const corner of ["top_left", "top_right", "bottom_left", "bottom_right"]) {
       this.corners[corner] = Object.assign(document.createElement("div"), { className: `corner ${corner.replace("_", "-")}` });
@@ -65,8 +69,21 @@ export class Stack extends EventTarget {
     for (const [corner, lines] of Object.entries(item.corners)) this.corners[corner].textContent = lines.join("\n");
     this.viewport.base.canvas.dataset.instance = String(position);
     this.showWindow();
-    return this.viewport.load(item.url, { greyscale: this.series.greyscale, photometric: this.series.photometric,
-                                          overlays: item.overlays, keepView });
+    const loading = this.viewport.load(item.url, { greyscale: this.series.greyscale, photometric: this.series.photometric,
+                                                   overlays: item.overlays, keepView });
+    this.annotations.refresh();  // load() has set the new image: its measurements, not the last one's
+    this.dispatchEvent(new CustomEvent("position", { detail: position }));  // linked viewports follow (linking.js)
+    return loading;
+  }
+
+  /** What the left button does: "length", "angle", "rectangle", "ellipse" measure (for the whole page), "none" stops; "pan" or "window" too. */
+  setTool(tool) {
+    if (tool === "pan" || tool === "window") {
+      chooseTool("none");
+      this.viewport.setTool(tool);
+    } else {
+      chooseTool(tool);
+    }
   }
 
   scroll(step) {
@@ -145,6 +162,7 @@ export class Stack extends EventTarget {
     this.listening.abort();
     if (this.cine) clearInterval(this.cine);
     for (const prefetch of this.prefetches) prefetch.cancel();
+    this.annotations.close();
     this.viewport.close();
   }
 }
