@@ -51,19 +51,31 @@ export class Layer {
         try {
           // Only the window's samples are decoded (the region on the reference grid).
           const started = performance.now();
+          const detail = this === this.viewport.detail;
           const decoded = await this.viewport.decoder.decode(picture.codestream,
             // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
             // worker starting up (the pool starts the rest once the first image is shown).
-            { reduce: picture.reduce, region: picture.grid_region,
-              split: this === this.viewport.detail });
+            { reduce: picture.reduce, region: picture.grid_region, split: detail,
+              // A complete base above full resolution keeps its coefficients: a detail starts from them.
+              keep: !detail && picture.final && picture.reduce > 0, lowres: detail ? this.lowres(picture) : null });
           performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
           if (generation !== this.generation) continue;  // superseded while decoding
           const [x0, y0, x1, y1] = picture.region;
           if (decoded.width !== x1 - x0 || decoded.height !== y1 - y0) {
             throw new Error(`decoded ${decoded.width}×${decoded.height}, expected the window ${x1 - x0}×${y1 - y0}`);
           }
-          this.tile = { reduce: picture.reduce, region: picture.region, decoded, picture };
+          this.tile = { reduce: picture.reduce, region: picture.region, decoded, picture, coefficients: null };
+          if (decoded.coefficients && picture.grid_region) {
+            const scale = 2 ** picture.reduce;
+            this.tile.coefficients = { data: new Int32Array(decoded.coefficients), reduce: picture.reduce,
+              x0: Math.ceil(picture.grid_region[0] / scale), y0: Math.ceil(picture.grid_region[1] / scale),
+              width: decoded.width, height: decoded.height, image: this.viewport.image };
+          }
           this.viewport.painted(this, picture);
+          if (detail) {
+            performance.mark("detail-painted", { detail: { reduce: picture.reduce, layers: picture.layers,
+              final: picture.final, lowres: decoded.lowres } });
+          }
         } catch (error) {
           if (generation === this.generation) this.viewport.fail(error);
         }
@@ -71,6 +83,16 @@ export class Layer {
     } finally {
       this.decoding = false;
     }
+  }
+
+  /**
+   * The base's kept coefficients for a detail picture: a complete lower resolution of the same image
+   * (its final picture), so decoding starts from it and only the finer levels' code-blocks are decoded
+   * (a 2x zoom of a 2048² CT: ~30% of the lossless decode, ~80% of a first layer's).
+   */
+  lowres(picture) {
+    const kept = this.viewport.base.tile?.coefficients;
+    return kept && kept.image === this.viewport.image && kept.reduce > picture.reduce && picture.grid_region ? kept : null;
   }
 
   cancel() {
