@@ -286,7 +286,7 @@ export class Annotations {
     if (!stats) return ["measuring…"];
     if (!stats.count) return ["no sample inside"];
     const unit = this.unit ? ` ${this.unit}` : "";
-    return [`mean ${number(stats.mean)}${unit}  SD ${number(stats.sd)}`,
+    return [`mean ${number(stats.mean)}${unit}  SD ${number(stats.sd)} (population)`,
             `min ${number(stats.min)}  max ${number(stats.max)}`,
             `area ${number(stats.area, 2)} ${stats.areaUnit}`,
             ...(stats.reduce > 0 ? [`at 1/${2 ** stats.reduce} resolution`] : []),
@@ -347,11 +347,11 @@ export class Annotations {
       item.dataset.kind = annotation.kind;
       item.dataset.points = JSON.stringify(annotation.points);
       item.classList.toggle("selected", annotation.id === this.selected);
-      let text = `${index + 1}. ${NAMES[annotation.kind]} ${this.label(annotation).join(", ")}`;
+      let text = `${index + 1}. ${NAMES[annotation.kind]} ${this.label(annotation).join(" · ")}`;
       if (annotation.result) {
         Object.assign(item.dataset, { value: annotation.result.value, unit: annotation.result.unit });
         if (annotation.kind === "length") {
-          text += ` (${annotation.result.name})`;
+          text += ` · ${annotation.result.name}`;
           item.dataset.calibration = annotation.result.name;
         }
       }
@@ -360,7 +360,7 @@ export class Annotations {
         Object.assign(item.dataset, { mean: stats.mean, sd: stats.sd, min: stats.min, max: stats.max, count: stats.count,
           padding: stats.padding, area: stats.area, areaUnit: stats.areaUnit, reduce: stats.reduce, final: stats.final,
           unit: this.unit });
-        text += ` · SD is the population's · ${stats.count} samples${stats.padding ? `, ${stats.padding} padding left out` : ""}`;
+        text += ` · ${stats.count.toLocaleString("en")} samples${stats.padding ? ` (${stats.padding} padding left out)` : ""}`;
       }
       const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "×",
                                                                          title: "Delete this measurement" });
