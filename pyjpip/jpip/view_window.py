@@ -4,6 +4,9 @@ The frame size fx'(r) = ceil(Xsiz / 2^r) - ceil(XOsiz / 2^r) picks the resolutio
 rounding (C.4.1; round-down is the default); the region is scaled to that frame (C.4.2-C.4.3) and
 carried back to the reference grid; a precinct belongs to the window when its coefficients reach
 the region through the synthesis filters (geometry.precinct_affects_region).
+
+map_view_window is the one place C.4 is worked out from the SIZ values: the server's
+resolve_window and a client's pictures (pyjpip.jpip.picture) both use it.
 """
 
 from __future__ import annotations
