@@ -14,6 +14,7 @@ import { Decoder } from "./decoder.js";
 import { roundDownReduce } from "./geometry.js";
 import { paintColour, paintGreyscale } from "./paint.js";
 import { PythonWorker } from "./python-client.js";
+import { SpatialLinks } from "./linking.js";
 import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
 
@@ -45,7 +46,9 @@ const SHORTCUTS = [
   ["Drag", "window / level: right for a wider window, down for a higher level"],
   ["Shift + drag, middle drag", "pan"], ["p  w", "left drag pans / windows"],
   ["1", "the object's own window"], ["2 3 4 5", "CT presets: brain, bone, lung, abdomen"],
-  ["c", "play or stop a multi-frame object as cine"], ["?", "this help"],
+  ["c", "play or stop a multi-frame object as cine"],
+  ["l", "link: series of one Frame of Reference scroll with the focused one"],
+  ["Shift + click", "cross-reference: every viewport of that Frame of Reference goes to the point"], ["?", "this help"],
 ];
 
 function toggleHelp() {
@@ -84,6 +87,10 @@ class Screen {
     this.focused = null;
     this.assigned = [];
     this.arrange(rows, columns, series.slice(0, rows * columns));
+    this.links = new SpatialLinks(this, $("link-toggle"));
+    // Linking is offered where two series share a Frame of Reference.
+    $("link-toggle").hidden = !series.some((a) => series.some((b) => a !== b && a.frame_of_reference &&
+                                                                 a.frame_of_reference === b.frame_of_reference));
   }
 
   arrange(rows, columns, assigned = this.assigned) {
@@ -119,6 +126,7 @@ class Screen {
     });
     this.focus(this.stacks[0]);
     this.stacks[0]?.cell.focus();
+    this.links?.attach();  // new stacks: the spatial links listen to them
     document.querySelectorAll("#series-strip button").forEach((b) => b.classList.toggle("shown",
       this.assigned.some((s) => s.series === b.dataset.series)));
   }

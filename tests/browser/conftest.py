@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from paths import ROOT
-from local_site import served
+from local_site import ingested, served
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Keep Chromium from calling home: this machine has no network, and the tests forbid it anyway.
@@ -70,3 +70,16 @@ def jpip_site():
     """The site and JPIP for static/data from one server, as `pyjpip serve` runs them."""
     with served(ROOT / "static" / "data") as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def demo_site(tmp_path_factory):
+    """The demo study set (what `build.py serve` shows), made, ingested and served with the site;
+    yields (base URL, sources folder, store folder). Made once: several test modules look at it."""
+    import subprocess
+    import sys
+
+    sources, store = tmp_path_factory.mktemp("demo-sources"), tmp_path_factory.mktemp("demo-store")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "demo_study.py"), str(sources)], check=True, capture_output=True)
+    with ingested(sources, store) as base:
+        yield base, sources, store

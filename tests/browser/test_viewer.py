@@ -186,18 +186,6 @@ def test_the_viewer_embeds_as_an_element_and_in_an_iframe(watched_page, jpip_sit
     assert page.watch.errors == []
 
 
-@pytest.fixture(scope="module")
-def demo_site(tmp_path_factory):
-    """The demo study set (what `build.py serve` shows), made, ingested and served with the site."""
-    import subprocess
-    import sys
-
-    sources, store = tmp_path_factory.mktemp("demo-sources"), tmp_path_factory.mktemp("demo-store")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "demo_study.py"), str(sources)], check=True, capture_output=True)
-    with ingested(sources, store) as base:
-        yield base, sources, store
-
-
 def read_rgb(page, selector):
     data = page.evaluate("""(selector) => { const c = document.querySelector(selector);
       const rgba = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
