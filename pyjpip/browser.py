@@ -184,25 +184,18 @@ async def show_window(url: str, reduce: int, region, post, stop=None, preview: b
         raise unreachable_pixels(url, error) from error
 
 
-def error_report(error=None) -> dict:
-    """What the page is told of a failure: its ``kind`` (pyjpip.errors: the worker acts on it, never
-    on the message's text), the message alone, and the traceback for the console. Without
-    ``error``, the exception that just crossed into JavaScript (Pyodide keeps it as sys.last_exc)."""
+def error_report(error=None):
+    """What the page is told of a failure (pyjpip.errors.describe): its ``kind``, which the worker acts
+    on, never the message's text. Without ``error``, the exception that just crossed into JavaScript
+    (Pyodide keeps it as sys.last_exc)."""
     import sys
-    import traceback
 
-    from pyjpip.errors import error_kind
+    from pyjpip.errors import describe
 
     error = error if error is not None else getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
     if error is None:
         return _to_js({"kind": "internal", "message": "an error without an exception", "detail": ""})
-    report = {"kind": error_kind(error), "message": str(error) or type(error).__name__,
-              "type": type(error).__name__,
-              "detail": "".join(traceback.format_exception(error))}
-    status = getattr(error, "status", None)
-    if status is not None:
-        report["status"] = status
-    return _to_js(report)
+    return _to_js(describe(error))
 
 
 def unreachable_pixels(url: str, error: Exception) -> Exception:

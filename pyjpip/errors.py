@@ -35,6 +35,19 @@ def error_kind(error: BaseException) -> str:
     return "internal"
 
 
+def describe(error: BaseException) -> dict:
+    """An error as a user interface is told of it: kind, the message alone (no traceback), the type's
+    name, the traceback for a console, and the HTTP status where there was one."""
+    import traceback
+
+    report = {"kind": error_kind(error), "message": str(error) or type(error).__name__,
+              "type": type(error).__name__, "detail": "".join(traceback.format_exception(error))}
+    status = getattr(error, "status", None)
+    if status is not None:
+        report["status"] = status
+    return report
+
+
 class Superseded(PyjpipError):
     """The viewer stopped this request (a newer one replaced it): not a failure."""
 

@@ -14,6 +14,7 @@ import { Decoder } from "./decoder.js";
 import { roundDownReduce } from "./geometry.js";
 import { paintColour, paintGreyscale } from "./paint.js";
 import { PythonWorker } from "./python-client.js";
+import { toolChooser } from "./annotations.js";
 import { SpatialLinks } from "./linking.js";
 import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
@@ -47,6 +48,8 @@ const SHORTCUTS = [
   ["Shift + drag, middle drag", "pan"], ["p  w", "left drag pans / windows"],
   ["1", "the object's own window"], ["2 3 4 5", "CT presets: brain, bone, lung, abdomen"],
   ["c", "play or stop a multi-frame object as cine"],
+  ["m a b e", "measure: length, angle, rectangle ROI, ellipse ROI (Escape: stop)"],
+  ["Delete", "delete the selected measurement"],
   ["l", "link: series of one Frame of Reference scroll with the focused one"],
   ["Shift + click", "cross-reference: every viewport of that Frame of Reference goes to the point"], ["?", "this help"],
 ];
@@ -88,6 +91,8 @@ class Screen {
     this.assigned = [];
     this.arrange(rows, columns, series.slice(0, rows * columns));
     this.links = new SpatialLinks(this, $("link-toggle"));
+    $("measure-tools").replaceChildren(toolChooser());  // the measuring tool is the page's, for every viewport
+    $("measure-tools").hidden = false;
     // Linking is offered where two series share a Frame of Reference.
     $("link-toggle").hidden = !series.some((a) => series.some((b) => a !== b && a.frame_of_reference &&
                                                                  a.frame_of_reference === b.frame_of_reference));

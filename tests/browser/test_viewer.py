@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from local_site import ingested, served
+from local_site import served
 from paths import ROOT
 from reference import opj_decode
 from test_first_page import BOOT_TIMEOUT_MS, canvas_pixels
