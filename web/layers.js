@@ -13,6 +13,7 @@ export class Layer {
     this.pending = null;
     this.decoding = false;
     this.generation = 0;
+    this.shown = -1;  // the generation of the picture on screen
   }
 
   covers(reduce, region) {
@@ -52,12 +53,16 @@ export class Layer {
           // Only the window's samples are decoded (the region on the reference grid).
           const started = performance.now();
           const detail = this === this.viewport.detail;
+          const lowres = detail ? this.lowres(picture) : null;
+          // The detail's first picture over the base's exact lower resolution shows the first quality layer
+          // only: the cheapest decode (its code-blocks' first passes), and the lossless one comes next.
+          const layers = lowres && !picture.final && this.shown !== generation ? 1 : 0;
           const decoded = await this.viewport.decoder.decode(picture.codestream,
             // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
             // worker starting up (the pool starts the rest once the first image is shown).
-            { reduce: picture.reduce, region: picture.grid_region, split: detail,
+            { reduce: picture.reduce, region: picture.grid_region, split: detail, layers, lowres,
               // A complete base above full resolution keeps its coefficients: a detail starts from them.
-              keep: !detail && picture.final && picture.reduce > 0, lowres: detail ? this.lowres(picture) : null });
+              keep: !detail && picture.final && picture.reduce > 0 });
           performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
           if (generation !== this.generation) continue;  // superseded while decoding
           const [x0, y0, x1, y1] = picture.region;
@@ -71,9 +76,10 @@ export class Layer {
               x0: Math.ceil(picture.grid_region[0] / scale), y0: Math.ceil(picture.grid_region[1] / scale),
               width: decoded.width, height: decoded.height, image: this.viewport.image };
           }
+          this.shown = generation;
           this.viewport.painted(this, picture);
           if (detail) {
-            performance.mark("detail-painted", { detail: { reduce: picture.reduce, layers: picture.layers,
+            performance.mark("detail-painted", { detail: { reduce: picture.reduce, layers: layers || picture.layers,
               final: picture.final, lowres: decoded.lowres } });
           }
         } catch (error) {
