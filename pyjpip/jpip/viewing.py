@@ -174,7 +174,11 @@ class ImageStreams:
                         continue
                     if event.identifier != last and event.identifier in wave:
                         wave = None
-                        picture(False)
+                        view = rebuild_view(client.cache, stream, client.served(window)) if post else None
+                        # Not when that piece of body brought every layer: the final picture follows at once,
+                        # and decoding this one first would only delay it.
+                        if view is not None and view.rebuilt.layers_complete < min(layers or info["layers"], info["layers"]):
+                            picture(False, view=view)
                         state["next"] = self.clock() + self.every_seconds
                         return
                     wave.add(event.identifier)
