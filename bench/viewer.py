@@ -8,15 +8,20 @@ Pages are served by pyjpip's dev server on loopback (site + JPIP + DICOMweb), as
 - warm: the same browser navigating to the page again (HTTP cache revalidated, Pyodide compiled);
 - Python ready → first image: from the Python worker's "ready" to the first painted picture;
 - zoom: ctrl+wheel notches (√2 each) on the fitted CT 2048², each from the gesture to the refined
-  region's final picture painted (request, bytes, rebuild, decode, paint); the same pixels coded
-  as JPEG 2000 Part 1 (opj_compress) and as HTJ2K (OpenJPH), both lossless, RPCL, 128² precincts;
+  region's final picture painted (request, bytes, rebuild, decode, paint), and to its first picture
+  at that resolution painted, whatever its layers (Part 1 has four quality layers: the first one
+  is a few percent of the bytes); the same pixels coded as JPEG 2000 Part 1 (opj_compress) and as
+  HTJ2K (OpenJPH, one layer), both lossless, RPCL, 128² precincts;
 - window/level: a 40-step drag on the fitted CT 2048² (its base is 1024²), time per repaint.
 Medians over the runs; variants interleaved run by run so machine noise hits them alike.
+--baseline DIR also zooms with another build of the viewer (a static/ folder, say of an earlier
+commit), interleaved with this one; --cpus 0,1 runs everything on those cores (Chromium inherits).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -94,7 +99,7 @@ def interaction(browser_type, url: str) -> dict:
         zooms = []
         for notch in range(1, 5):  # each notch √2 about the pointer: 1.4x, 2x, 2.8x, 4x the fitted scale
             page.evaluate("performance.clearMarks('detail-refined'); performance.clearMarks('zoom-gesture');"
-                          "performance.clearMeasures('decode-detail')")
+                          "performance.clearMarks('detail-painted'); performance.clearMeasures('decode-detail')")
             page.keyboard.down("Control")
             page.mouse.wheel(0, -100)
             page.keyboard.up("Control")
@@ -109,8 +114,20 @@ def interaction(browser_type, url: str) -> dict:
                                     "performance.getEntriesByName('zoom-gesture')[0].startTime")
             decode = page.evaluate("performance.getEntriesByName('decode-detail').pop().detail")
             detail = page.locator(".cell canvas.detail")
-            zooms.append({"notch": notch, "ms": elapsed, "decode": decode, "reduce": detail.get_attribute("data-reduce"),
-                          "region": detail.get_attribute("data-region")})
+            reduce = detail.get_attribute("data-reduce")
+            # The first picture of the detail at the final picture's resolution (a build without the
+            # detail-painted mark shows only the final one)
+            first = page.evaluate("""(reduce) => {
+              const gesture = performance.getEntriesByName('zoom-gesture')[0].startTime;
+              const mark = performance.getEntriesByName('detail-painted').find((m) => String(m.detail.reduce) === reduce);
+              const decodes = performance.getEntriesByName('decode-detail');
+              return mark ? { ms: mark.startTime - gesture, layers: mark.detail.layers, lowres: mark.detail.lowres,
+                              decode: decodes[0].detail } : null;
+            }""", reduce)
+            zooms.append({"notch": notch, "ms": elapsed, "decode": decode, "reduce": reduce,
+                          "region": detail.get_attribute("data-region"),
+                          "first": first["ms"] if first else elapsed, "first_layers": first["layers"] if first else None,
+                          "first_decode": first["decode"] if first else decode})
         page.keyboard.press("f")  # back to fit: the window drag repaints the 1024² base
         page.wait_for_timeout(200)
         page.evaluate("performance.clearMeasures('window-repaint')")
@@ -127,20 +144,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", choices=("load", "interaction"), help="measure one part (default: both)")
+    parser.add_argument("--static", type=Path, default=ROOT / "static",
+                        help="the build to measure (default static/; a copy keeps a rebuild meanwhile out)")
+    parser.add_argument("--baseline", type=Path, help="another static/ build whose zooms are measured alongside")
+    parser.add_argument("--cpus", help="CPU numbers to run on, e.g. 0,1 (default: all this process may use)")
     args = parser.parse_args()
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
+    print(f"cores: {len(os.sched_getaffinity(0))}", file=sys.stderr)
     cache = ROOT / ".cache" / "bench-study"
     (cache / "store").mkdir(parents=True, exist_ok=True)
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=str(cache / "store"))
+    server = make_server(str(args.static), "127.0.0.1", 0, jpip_root=str(cache / "store"))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     store, study = demo_study(cache, base)
     for name in ("ct_phantom_2048.j2k", "ct_phantom_2048.jhc"):
-        (store / name).write_bytes((ROOT / "static" / "data" / name).read_bytes())
+        (store / name).write_bytes((args.static / "data" / name).read_bytes())
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers = [server]
+    if args.baseline:
+        other = make_server(str(args.baseline), "127.0.0.1", 0, jpip_root=str(cache / "store"))
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        servers.append(other)
     pages = {"CT 2048² by JPIP (?jpip=)": f"{base}/?jpip=/jpip?target=ct_phantom_2048.j2k",
              "demo study, chest CR 2048×2500 ×2 (?study=)": f"{base}/?study={study}"}
     loads = {name: [] for name in pages}
     zoomed = {"CT 2048², JPEG 2000 Part 1": pages["CT 2048² by JPIP (?jpip=)"],
               "CT 2048², HTJ2K": f"{base}/?jpip=/jpip?target=ct_phantom_2048.jhc"}
+    if args.baseline:
+        old = f"http://127.0.0.1:{servers[1].server_address[1]}"
+        zoomed = {**zoomed, "CT 2048², JPEG 2000 Part 1, baseline build": f"{old}/?jpip=/jpip?target=ct_phantom_2048.j2k",
+                  "CT 2048², HTJ2K, baseline build": f"{old}/?jpip=/jpip?target=ct_phantom_2048.jhc"}
     interactions = {name: [] for name in zoomed}
     with sync_playwright() as playwright:
         for run in range(args.runs):
@@ -151,17 +184,20 @@ def main() -> int:
                 for name, url in zoomed.items():
                     interactions[name].append(interaction(playwright.chromium, url))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
-    server.shutdown()
+    for running in servers:
+        running.shutdown()
 
     def median(values):
         return f"{statistics.median(values):,.0f}"
 
-    print(f"\nMedians over {args.runs} runs (new browser each), milliseconds; 1280×720 page, loopback\n")
+    print(f"\nMedians over {args.runs} runs (new browser each), milliseconds; 1280×720 page, loopback, "
+          f"{len(os.sched_getaffinity(0))} cores\n")
     if args.only != "interaction":
         print_loads(loads, median)
     if args.only != "load":
         for name, runs in interactions.items():
             print_interactions(name, runs, median)
+        print_zoom_pictures(interactions, median)
     return 0
 
 
@@ -171,6 +207,21 @@ def print_loads(loads, median) -> None:
     for name, runs in loads.items():
         print(f"| {name} | {median([r['cold'] for r in runs])} | {median([r['warm'] for r in runs])} | "
               f"{median([r['ready_to_first'] for r in runs])} | {median([r['warm_ready_to_first'] for r in runs])} |")
+
+
+def print_zoom_pictures(interactions, median) -> None:
+    """The 2x zoom (notch 2) of every variant side by side: first picture at full resolution, lossless."""
+    print("\n| ctrl+wheel 2x → full resolution (notch 2) | first picture painted | its layers | its decoding "
+          "| lossless painted | its decoding | runs |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, runs in interactions.items():
+        zooms = [r["zooms"][1] for r in runs if r["zooms"][1]["region"] not in ("none", "held")]
+        if not zooms:
+            continue
+        layers = sorted({str(z["first_layers"]) for z in zooms})
+        print(f"| {name} | {median([z['first'] for z in zooms])} | {'/'.join(layers)} | "
+              f"{median([z['first_decode'] for z in zooms])} | {median([z['ms'] for z in zooms])} | "
+              f"{median([z['decode'] for z in zooms])} | {len(zooms)} |")
 
 
 def print_interactions(name, interactions, median) -> None:
