@@ -12,7 +12,9 @@ Pages are served by pyjpip's dev server on loopback (site + JPIP + DICOMweb), as
   at that resolution painted, whatever its layers (Part 1 has four quality layers: the first one
   is a few percent of the bytes); the same pixels coded as JPEG 2000 Part 1 (opj_compress) and as
   HTJ2K (OpenJPH, one layer), both lossless, RPCL, 128² precincts;
-- window/level: a 40-step drag on the fitted CT 2048² (its base is 1024²), time per repaint.
+- window/level: a 40-step drag on the fitted CT 2048² (its base is 1024²), time per repaint;
+- reference lines: the demo head study 2x2, ↓ through the CT axial stack; from the key to the lines on
+  the MR and the localizer recomputed and redrawn.
 Medians over the runs; variants interleaved run by run so machine noise hits them alike.
 --baseline DIR also zooms with another build of the viewer (a static/ folder, say of an earlier
 commit), interleaved with this one; --cpus 0,1 runs everything on those cores (Chromium inherits).
@@ -56,9 +58,10 @@ def demo_study(cache: Path, base: str) -> tuple[Path, str]:
     store.mkdir(parents=True)
     (store / "index.json").write_text('{"instances": {}}')
     ingest([str(sources)], str(store), base)
-    study = next(ds.StudyInstanceUID for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in sources.rglob("*.dcm"))
-                 if ds.get("Modality") == "CR")
-    return store, study
+    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in sources.rglob("*.dcm")]
+    study = next(ds.StudyInstanceUID for ds in datasets if ds.get("Modality") == "CR")
+    head = next(ds.StudyInstanceUID for ds in datasets if ds.get("SeriesDescription") == "Head 2.5 mm")
+    return store, study, head
 
 
 def wait_painted(page) -> None:
@@ -140,6 +143,27 @@ def interaction(browser_type, url: str) -> dict:
         return {"zooms": zooms, "window": statistics.median(d for d, _ in repaints), "window_pixels": repaints[0][1]}
 
 
+SCROLL_TIMES = """() => performance.getEntriesByName("reference-lines").map((m) => ({
+  start: m.startTime, duration: m.duration, key: window.benchKeys.filter((t) => t <= m.startTime).pop() ?? null }))"""
+
+
+def reference_lines(browser_type, url: str, steps: int = 30) -> dict:
+    """The head study 2x2 (CT axial focused, the MR and the localizer beside it): ↓ through the CT, each
+    key → the reference lines on the other viewports recomputed and redrawn (web/linking.js)."""
+    with new_browser_page(browser_type, url) as page:
+        page.evaluate("window.benchKeys = []; document.addEventListener('keydown', (e) => "
+                      "window.benchKeys.push(e.timeStamp), { capture: true })")
+        page.locator(".cell").first.focus()
+        page.evaluate("performance.clearMeasures('reference-lines')")
+        for _ in range(steps):
+            page.keyboard.press("ArrowDown")
+            page.wait_for_timeout(60)  # a radiologist's fast scroll: about 16 slices a second
+        times = [t for t in page.evaluate(SCROLL_TIMES) if t["key"] is not None]
+        lines = page.evaluate("[...document.querySelectorAll('.cell')].filter((c) => c.dataset.referenceLine).length")
+        return {"update": statistics.median(t["start"] + t["duration"] - t["key"] for t in times),
+                "draw": statistics.median(t["duration"] for t in times), "lines": lines, "count": len(times)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -156,7 +180,7 @@ def main() -> int:
     (cache / "store").mkdir(parents=True, exist_ok=True)
     server = make_server(str(args.static), "127.0.0.1", 0, jpip_root=str(cache / "store"))
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    store, study = demo_study(cache, base)
+    store, study, head = demo_study(cache, base)
     for name in ("ct_phantom_2048.j2k", "ct_phantom_2048.jhc"):
         (store / name).write_bytes((args.static / "data" / name).read_bytes())
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -175,6 +199,7 @@ def main() -> int:
         zoomed = {**zoomed, "CT 2048², JPEG 2000 Part 1, baseline build": f"{old}/?jpip=/jpip?target=ct_phantom_2048.j2k",
                   "CT 2048², HTJ2K, baseline build": f"{old}/?jpip=/jpip?target=ct_phantom_2048.jhc"}
     interactions = {name: [] for name in zoomed}
+    spatial = []
     with sync_playwright() as playwright:
         for run in range(args.runs):
             for name, url in pages.items():
@@ -183,6 +208,7 @@ def main() -> int:
             if args.only != "load":
                 for name, url in zoomed.items():
                     interactions[name].append(interaction(playwright.chromium, url))
+                spatial.append(reference_lines(playwright.chromium, f"{base}/?study={head}&layout=2x2"))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     for running in servers:
         running.shutdown()
@@ -198,6 +224,12 @@ def main() -> int:
         for name, runs in interactions.items():
             print_interactions(name, runs, median)
         print_zoom_pictures(interactions, median)
+        print("\n| demo head study 2x2, ↓ through the CT (a key each 60 ms) | median ms | viewports with a line |")
+        print("|---|---:|---:|")
+        print(f"| key → reference lines recomputed and drawn | {median([r['update'] for r in spatial])} | "
+              f"{spatial[0]['lines']} |")
+        print(f"| of which computing and drawing them (web/linking.js) | "
+              f"{statistics.median(r['draw'] for r in spatial):.2f} | |")
     return 0
 
 
