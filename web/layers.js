@@ -59,8 +59,10 @@ export class Layer {
           const layers = lowres && !picture.final && this.shown !== generation ? 1 : 0;
           const decoded = await this.viewport.decoder.decode(picture.codestream,
             // Bands only for the detail: a zoom waits on it, while a first picture would wait on another
-            // worker starting up (the pool starts the rest once the first image is shown).
-            { reduce: picture.reduce, region: picture.grid_region, split: detail, layers, lowres,
+            // worker starting up (the pool starts the rest once the first image is shown). Its first-layer
+            // picture is cheap and takes one worker: the lossless one, often there before it is done,
+            // starts at once in the others.
+            { reduce: picture.reduce, region: picture.grid_region, split: detail && layers !== 1, layers, lowres,
               // A complete base above full resolution keeps its coefficients: a detail starts from them.
               keep: !detail && picture.final && picture.reduce > 0 });
           performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
