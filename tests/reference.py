@@ -1,6 +1,7 @@
 """Independent references for tests on CPython: Debian's OpenJPEG decoder and the PS3.3 windowing, in numpy."""
 
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -154,3 +155,46 @@ def cropped_reference(codestream: bytes, region: tuple[int, int, int, int], redu
         y0, y1 = span(region[1], region[3], size.y_offset, component.y_subsampling)
         out.append(plane[y0:y1, x0:x1])
     return out
+
+
+def finest_resolution_at_first_layer(codestream: bytes) -> tuple[bytes, list[int]]:
+    """The codestream with the finest resolution's packets above layer 1 empty, made here from the
+    original (15444-1 A.4.2, A.8, B.10, B.12), not by pyjpip's rebuild: one tile-part, RPCL, one
+    component, SOP and EPH markers (so packets split at SOP), TLM and PLT dropped. An empty packet is
+    its SOP, a header of one 0 bit and EPH. Also the lengths of the finest resolution's layer-2 packets."""
+    main, i = bytearray(codestream[:2]), 2
+    while True:
+        marker, length = struct.unpack(">HH", codestream[i:i + 4])
+        segment = codestream[i + 4:i + 2 + length]
+        if marker == 0xFF90:
+            break
+        if marker == 0xFF51:
+            _, xsiz, ysiz, x0siz, y0siz, *_ = struct.unpack(">HIIII", segment[:18])
+            assert (x0siz, y0siz) == (0, 0) and struct.unpack(">H", segment[34:36])[0] == 1
+        if marker == 0xFF52:
+            scod, order, layers, _, levels = struct.unpack(">BBHBB", segment[:6])
+            assert scod == 0b111 and order == 2, "explicit precincts, SOP, EPH; RPCL"
+            precincts = [(p & 15, p >> 4) for p in segment[10:10 + levels + 1]]
+        if marker != 0xFF55:  # TLM: its tile-part length would be wrong
+            main += codestream[i:i + 2 + length]
+        i += 2 + length
+    _, _, tile, psot, part, parts = struct.unpack(">HHHIBB", codestream[i:i + 12])
+    assert (tile, part, parts) == (0, 0, 1) and codestream[i + psot:] == b"\xff\xd9"
+    j = i + 12
+    while codestream[j:j + 2] != b"\xff\x93":  # PLT: dropped
+        j += 2 + struct.unpack(">H", codestream[j + 2:j + 4])[0]
+    body = codestream[j + 2:i + psot]
+    starts = [k for k in range(len(body) - 1) if body[k] == 0xFF and body[k + 1] == 0x91]
+    packets = [body[a:b] for a, b in zip(starts, starts[1:] + [len(body)])]
+    assert [struct.unpack(">H", p[4:6])[0] for p in packets] == list(range(len(packets)))  # Nsop
+    counts = []  # packets per resolution: its precincts times the layers (B.6)
+    for r, (ppx, ppy) in enumerate(precincts):
+        width, height = -(-xsiz // (1 << (levels - r))), -(-ysiz // (1 << (levels - r)))
+        counts.append(-(-width // (1 << ppx)) * -(-height // (1 << ppy)) * layers)
+    assert sum(counts) == len(packets)
+    first = sum(counts[:-1])  # the finest resolution's packets: precinct by precinct, layers in order
+    out = [p if k < first or (k - first) % layers == 0 else p[:6] + b"\x00\xff\x92" for k, p in enumerate(packets)]
+    second = [len(p) for k, p in enumerate(packets) if k >= first and (k - first) % layers == 1]
+    body = b"".join(out)
+    tile_part = struct.pack(">HHHIBB", 0xFF90, 10, 0, 14 + len(body), 0, 1) + b"\xff\x93" + body
+    return bytes(main) + tile_part + b"\xff\xd9", second

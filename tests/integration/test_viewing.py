@@ -1,6 +1,8 @@
 """What the viewer asks of JPIP (pyjpip.jpip.viewing) against pyjpip's server core: pictures of
 zoomed and panned windows equal OpenJPEG's decode of the original, nothing is received twice, a
-newer window for an image abandons the older one, and a prefetch makes the next picture instant."""
+newer window for an image abandons the older one, and a prefetch makes the next picture instant.
+A zoomed detail gets one picture at its first quality layer (against a reference codestream made
+without pyjpip), none when one piece of body brings every layer."""
 
 import asyncio
 
@@ -10,7 +12,7 @@ import pytest
 from pyjpip.jpip.server import JPIPServer
 from pyjpip.jpip.viewing import ImageStreams, Superseded
 from pyjpip.transport.local import LocalTransport
-from reference import opj_decode_all, opj_encode, pgx_array, smooth_image
+from reference import finest_resolution_at_first_layer, opj_decode_all, opj_encode, pgx_array, smooth_image
 
 pytestmark = pytest.mark.cpython_only
 NAME = "image.j2k"
@@ -169,3 +171,98 @@ def test_the_header_request_brings_the_first_picture_and_a_window_held_asks_noth
     run(streams.show(url, 0, region, pictures.append))
     assert client.requests_sent == asked + 1, "held whole now: nothing asked"
     assert client.bytes_new == client.bytes_received, "nothing was received twice"
+
+
+# The detail's layer picture (layer_picture): the 2048² demo CT, fitted at 1/2, zoomed 2x.
+
+CT = "ct_phantom_2048.j2k"
+ZOOM = (30, 511, 2018, 1536)  # the region of a 2x zoom (reduce 0) of the CT fitted in 1280x720 at reduce 1
+PIECE = 1000  # body bytes the transport hands the client at a time
+
+
+def still_clock():
+    """A clock that does not move: no timed pictures, only the ones a rule posts."""
+    return 0.0
+
+
+def region_of(codestream: bytes, region, reduce=0, layers=None):
+    """opj_decompress's samples of a region (the whole frame decoded, then cut)."""
+    from reference import cropped_reference
+
+    return cropped_reference(codestream, region, reduce, layers)[0]
+
+
+def zoomed(demo_data, transport, preview=False):
+    """Fit the CT at reduce 1 (the header's request brings it), then zoom 2x: the detail's pictures."""
+    streams = ImageStreams(transport, every_seconds=1e9, clock=still_clock)
+    url = f"http://viewer.test/jpip?target={CT}"
+    base, detail = [], []
+    run(streams.show(url, first_size=(1024, 1024)))
+    run(streams.show(url, 1, None, base.append))
+    assert [(p.final, p.layers) for p in base] == [(True, 4)], "the fitted base is held whole"
+    run(streams.show(url, 0, ZOOM, detail.append, preview=preview))
+    return detail
+
+
+def test_a_zoomed_detail_gets_one_picture_at_its_first_quality_layer_before_the_final_one(demo_data):
+    """The layer picture against references made without pyjpip: opj_decompress decodes it, and its
+    samples are exactly those of the original with the finest resolution's packets above layer 1
+    emptied (not the lossless ones, nor those of every resolution at one layer); the final picture's
+    are the original's. A window asked with preview (a base) gets no layer picture."""
+    original = (demo_data / CT).read_bytes()
+    reference, second_packets = finest_resolution_at_first_layer(original)
+    # Every layer-2 packet of the finest resolution is longer than a piece: the piece in which one
+    # begins (when the layer picture is made) cannot complete it, so the picture holds layer 1 only.
+    assert min(second_packets) > PIECE
+    detail = zoomed(demo_data, LocalTransport(JPIPServer(str(demo_data)), PIECE))
+    assert [(p.final, p.layers, p.from_cache) for p in detail] == [(False, 1, False), (True, 4, False)]
+    layer, final = detail
+    assert (layer.reduce, layer.region, layer.frame, layer.grid_region) == (0, ZOOM, (2048, 2048), ZOOM)
+    assert layer.body_bytes < final.body_bytes / 2, "the first layer is a small part of the bytes"
+
+    x0, y0, x1, y1 = ZOOM
+    got = region_of(layer.codestream, ZOOM)
+    assert got.shape == (y1 - y0, x1 - x0)
+    lossless = region_of(original, ZOOM)
+    assert np.array_equal(got, region_of(reference, ZOOM))
+    assert not np.array_equal(got, lossless)
+    assert not np.array_equal(got, region_of(original, ZOOM, layers=1)), "lower resolutions are the base's, lossless"
+    # Nearer the lossless samples than the base's (every other sample repeated): what the picture is for.
+    base = np.repeat(np.repeat(region_of(original, (0, 0, 2048, 2048), 1), 2, 0), 2, 1)[y0:y1, x0:x1]
+    error = lambda samples: np.abs(samples.astype(np.int64) - lossless).mean()  # noqa: E731
+    assert error(got) < error(base)
+    assert np.array_equal(region_of(final.codestream, ZOOM), lossless)
+
+    previewed = zoomed(demo_data, LocalTransport(JPIPServer(str(demo_data)), PIECE), preview=True)
+    assert [(p.final, p.layers) for p in previewed if not p.from_cache] == [(True, 4)]
+
+
+class WholeAnswer:
+    """A transport onto a JPIPServer core that hands the client each answer's body in one piece."""
+
+    def __init__(self, server):
+        self.server = server
+
+    async def __call__(self, http_request, client, on_bytes=None):
+        import time
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(http_request.url)
+        query = http_request.body.decode("latin-1") if http_request.method == "POST" else parts.query
+        prefix = f"/{self.server.channel_path}/"
+        target = unquote(parts.path[len(prefix):]) if parts.path.startswith(prefix) else None
+        response = self.server.handle(http_request.method, query, time.monotonic(), target)
+        summary = client.receive_headers(response.status, dict(response.headers))
+        assert response.status == 200
+        events = client.receive_body(b"".join(response.body))
+        if events and on_bytes is not None:
+            on_bytes(events)
+        return client.end_of_body()
+
+
+def test_no_layer_picture_when_one_piece_of_body_brings_every_layer(demo_data):
+    """The answer in one piece: the layer is complete in the same piece as the rest, so only the final
+    picture is posted (decoding another first would only delay it)."""
+    detail = zoomed(demo_data, WholeAnswer(JPIPServer(str(demo_data))))
+    assert [(p.final, p.layers) for p in detail] == [(True, 4)]
+    assert np.array_equal(region_of(detail[0].codestream, ZOOM), region_of((demo_data / CT).read_bytes(), ZOOM))
