@@ -1,7 +1,8 @@
-"""What the browser page asks of Python under Pyodide: the layout of a study from its attributes,
-windows of images streamed by JPIP, and (for a DICOM object fetched whole) how to show it.
+"""What the browser page asks of Python under Pyodide: the layout of a study from its attributes
+(or of DICOM objects by URL: hollow ones, and ordinary ones whose frames are then served by JPIP in
+the worker), windows of images streamed by JPIP, and what a failure was (its kind).
 
-Returns plain data (attributes, display parameters, codestream geometry, codestream bytes) so the
+Returns plain data (attributes, display parameters, image planes, codestream bytes) so the
 JavaScript side needs no knowledge of DICOM or JPEG 2000 headers. pydicom is imported only by what
 reads DICOM Part 10 files: a bare JPEG 2000 image by JPIP, and a study laid out from its DICOMweb
 metadata (DICOM JSON), start without it (pydicom's import takes about 280 ms in the browser).
