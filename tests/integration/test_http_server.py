@@ -116,7 +116,7 @@ def test_post_path_targets_and_preflight(address):
 
 def test_the_static_site_is_served_by_the_same_server(address):
     response, body = fetch(address, "/")
-    assert response.status == 200 and b"<canvas" in body
+    assert response.status == 200 and b"<title>pyjpip viewer</title>" in body
     assert response.getheader("Content-Type") == "text/html; charset=utf-8"
     assert response.getheader("Cache-Control") == "no-cache"
     assert response.getheader("Access-Control-Allow-Origin") is None
