@@ -119,6 +119,38 @@ class GeometryError(DicomError):
         super().__init__(message)
 
 
+class PixelAttributeError(DicomError):
+    """An attribute the pixels are read by (the Image Pixel Module, PS3.3 C.7.6.3, and Number of
+    Frames) is missing, not a number, or outside what the standard or pyjpip's bounds allow.
+    ``attribute`` names the element at fault."""
+
+    def __init__(self, message: str, attribute: str | None = None):
+        self.attribute = attribute
+        super().__init__(message)
+
+
+class UnsupportedPixelsError(DicomError):
+    """Pixels pyjpip cannot serve exactly (a precision no JPEG 2000 decoder here reproduces, an
+    encoding no installed decoder reads): refused, with the attribute or frame that makes it so."""
+
+    def __init__(self, message: str, attribute: str | None = None):
+        self.attribute = attribute
+        super().__init__(message)
+
+
+class PixelMismatchError(DicomError):
+    """What would be served does not decode to the source's own pixels: the proof at ingest failed.
+    Says the frame (from 1) and the first differing sample (row, column, component from 0) with both
+    values; nothing is stored."""
+
+    kind = "damaged"
+
+    def __init__(self, message: str, frame: int | None = None, position: tuple[int, ...] | None = None):
+        self.frame = frame
+        self.position = position
+        super().__init__(message)
+
+
 class DatasetTooLargeError(DicomError):
     """A data set (or what a deflated one inflates to) is larger than a limit set to stop abuse."""
 

@@ -6,12 +6,19 @@
 
 JPEG 2000 and HTJ2K frames that are already JPIP-friendly are kept byte for byte; the others are
 re-packetized (their code-blocks kept, lossy or lossless: pyjpip.codestream.repacketize), so they
-decode exactly as the source does. Only other pixel encodings (and Part 1 asked to become HTJ2K)
-are decoded and encoded losslessly. Every
-file is written to a temporary name and renamed, so a failure leaves nothing half-written, and a
-source already ingested (same bytes) is skipped. A file larger than ``maximum_bytes`` (4 GiB by
-default) is refused before it is read, and a deflated one (1.2.840.10008.1.2.1.99) is inflated only
-up to that bound (pyjpip.dicom.limits).
+decode exactly as the source does. Other pixel encodings, Part 1 asked to become HTJ2K, and JPEG 2000
+whose codestream disagrees with the attributes (signedness against Pixel Representation, colour
+without a component transform) are decoded (pyjpip.dicom.source_pixels) and encoded losslessly.
+
+Proof at ingest (on unless ``verify=False``, ``--no-verify``): before anything is written, every
+frame about to be served is decoded at full resolution and compared with the source's own decoding
+(pyjpip.dicom.pixel_proof); a difference is a refusal naming the file, frame and first differing
+sample. Every file is written to a temporary name and renamed, and an instance is written whole or
+not at all, so a failure leaves nothing half-written; a source already ingested (same bytes) is
+skipped. A file larger than ``maximum_bytes`` (4 GiB by default) is refused before it is read, a
+deflated one (1.2.840.10008.1.2.1.99) is inflated only up to that bound (pyjpip.dicom.limits), and
+pixels whose attributes claim more than that bound decoded are refused before decoding
+(pyjpip.dicom.image_pixel).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 import pydicom
@@ -43,9 +51,12 @@ from pyjpip.dicom.hollow import (
     JPIP_TRANSFER_SYNTAXES,
     write_hollow,
 )
-from pyjpip.dicom.pixel_data import JPEG2000_TRANSFER_SYNTAXES, frame_codestream
+from pyjpip.dicom.image_pixel import named, read_image_pixel
 from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES, dcmread, read_limited
-from pyjpip.errors import CodestreamError, DatasetTooLargeError, DicomError
+from pyjpip.dicom.pixel_data import JPEG2000_TRANSFER_SYNTAXES, frame_codestream
+from pyjpip.dicom.pixel_proof import bits_needed, check_range, prove_frame
+from pyjpip.dicom.source_pixels import MAXIMUM_EXACT_PRECISION, PALETTE_ATTRIBUTES, read_source_pixels
+from pyjpip.errors import CodestreamError, DatasetTooLargeError, DicomError, PixelAttributeError, UnsupportedPixelsError
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +90,16 @@ class Store:
 
 
 def ingest(paths: list[str], store_root: str, url_base: str, deflate: bool = False, high_throughput: bool = False,
-           progress=None, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> IngestReport:
-    """Ingest files and folders; one bad file is reported and skipped, never the end of the batch."""
+           progress=None, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES, verify: bool = True) -> IngestReport:
+    """Ingest files and folders; one bad file is reported and skipped, never the end of the batch.
+    With ``verify`` (the default), every frame about to be served is decoded and compared with the
+    source's own decoding before the file counts as ingested (pyjpip.dicom.pixel_proof)."""
     store = Store(store_root, url_base)
     files = sorted(_dicom_files(paths))
     report = IngestReport([], [], [])
     for number, path in enumerate(files, 1):
         try:
-            outcome, sop = _ingest_file(path, store, deflate, high_throughput, maximum_bytes)
+            outcome, sop = _ingest_file(path, store, deflate, high_throughput, maximum_bytes, verify)
             (report.ingested if outcome == "ingested" else report.skipped).append(path)
             if outcome == "ingested" and store.index["instances"][sop].get("supplied"):
                 report.supplied.append(path)
@@ -119,7 +132,8 @@ _STORE_LOCKS_LOCK = threading.Lock()
 
 
 def ingest_one(path: str, store_root: str, url_base: str, deflate: bool = False,
-               high_throughput: bool = False, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> tuple[str, dict]:
+               high_throughput: bool = False, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES,
+               verify: bool = True) -> tuple[str, dict]:
     """One file into the store, safe to call from several threads at once (a Storage SCP's
     associations): returns the outcome and the store's entry for it. Raises what ingest reports."""
     key = os.path.abspath(store_root)
@@ -127,7 +141,7 @@ def ingest_one(path: str, store_root: str, url_base: str, deflate: bool = False,
         lock = _STORE_LOCKS.setdefault(key, threading.Lock())
     with lock:
         store = Store(store_root, url_base)
-        outcome, sop = _ingest_file(path, store, deflate, high_throughput, maximum_bytes)
+        outcome, sop = _ingest_file(path, store, deflate, high_throughput, maximum_bytes, verify)
         store.save_index()
         return outcome, store.index["instances"][sop]
 
@@ -144,16 +158,10 @@ def _dicom_files(paths: list[str]):
 
 
 def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool,
-                 maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> tuple[str, str]:
+                 maximum_bytes: int = MAXIMUM_ORDINARY_BYTES, verify: bool = True) -> tuple[str, str]:
     data = read_limited(path, maximum_bytes)
     digest = hashlib.sha256(data).hexdigest()
-    try:
-        dataset = dcmread(data, path, maximum_bytes)
-    except DatasetTooLargeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pydicom has many ways to say "not DICOM"
-        raise DicomError(f"not a readable DICOM file ({exc})") from None
-    syntax = UID(str(getattr(dataset.file_meta, "TransferSyntaxUID", "")))
+    dataset, syntax = read_ordinary(data, path, maximum_bytes)
     if syntax in JPIP_TRANSFER_SYNTAXES:
         raise DicomError("already a hollow (JPIP Referenced) object: its pixels are elsewhere")
     for keyword in ("SOPInstanceUID", "SOPClassUID"):
@@ -165,12 +173,14 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool,
     sop = str(dataset.SOPInstanceUID)
     known = store.index["instances"].get(sop)
     if known and known["source_sha256"] == digest and known.get("url_base") == store.url_base and all(
-            os.path.exists(os.path.join(store.root, known[k])) for k in ("image", "hollow")):
+            os.path.exists(os.path.join(store.root, known[k])) for k in ("image", "hollow")) and (
+            known.get("verified", False) or not verify):
         return "skipped", sop
     if known and known["source"] != os.path.abspath(path) and known["source_sha256"] != digest:
         raise DicomError(f"SOP Instance UID {sop} is already in the store, from {known['source']}; "
                          "two different objects cannot share it")
-    frames, photometric = _codestreams(dataset, syntax, high_throughput, path)
+    served = serve_pixels(dataset, syntax, path, high_throughput, verify, maximum_bytes)
+    frames = served.frames
     header = read_main_header(frames[0])
     relative = os.path.join(str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), sop)
     if len(frames) == 1:
@@ -184,24 +194,219 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool,
     url = f"{store.url_base}/jpip?target={image.replace(os.sep, '/')}"
     hollow_dataset = pydicom.Dataset(dataset)
     hollow_dataset.file_meta = dataset.file_meta
-    hollow_dataset.PhotometricInterpretation = photometric
-    if photometric.startswith("YBR"):
-        hollow_dataset.PlanarConfiguration = 0
+    describe_served(hollow_dataset, served, header)
     high = high_throughput or header.high_throughput
     syntax_out = ((JPIP_HTJ2K_REFERENCED_DEFLATE if deflate else JPIP_HTJ2K_REFERENCED) if high
                   else (JPIP_REFERENCED_DEFLATE if deflate else JPIP_REFERENCED))
-    hollow = write_hollow(hollow_dataset, url, syntax_out)
+    hollow = write_hollow(hollow_dataset, url, syntax_out)  # in memory: nothing is written until all is made
     hollow_path = os.path.join("hollow", relative + ".dcm")
-    _write_atomically(os.path.join(store.root, image), content)
-    _write_atomically(os.path.join(store.root, hollow_path), hollow)
+    written = []
+    try:
+        for relative_path, content_bytes in ((image, content), (hollow_path, hollow)):
+            _write_atomically(os.path.join(store.root, relative_path), content_bytes)
+            written.append(relative_path)
+    except BaseException:
+        for relative_path in written:  # not half an instance: the image without its hollow object goes too
+            if not (known and known.get("image") == relative_path):
+                os.unlink(os.path.join(store.root, relative_path))
+        raise
     store.index["instances"][sop] = {
         "study": str(dataset.StudyInstanceUID), "series": str(dataset.SeriesInstanceUID), "image": image,
         "hollow": hollow_path, "frames": len(frames), "source_sha256": digest, "source": os.path.abspath(path),
-        "url_base": store.url_base,
+        "url_base": store.url_base, "verified": verify, "encoding": served.encoding,
     }
+    if served.notes:
+        store.index["instances"][sop]["notes"] = served.notes
     if supplied:
         store.index["instances"][sop]["supplied"] = supplied
     return "ingested", sop
+
+
+def read_ordinary(data: bytes, path: str, maximum_bytes: int = MAXIMUM_ORDINARY_BYTES):
+    """An ordinary object's data set and transfer syntax. One without File Meta Information (PS3.10
+    7.1: old archives wrote bare data sets) is read as pydicom's force=True reads it, its transfer
+    syntax the encoding pydicom found (implicit or explicit VR, little or big endian), with a warning."""
+    try:
+        dataset = dcmread(data, path, maximum_bytes)
+    except DatasetTooLargeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom has many ways to say "not DICOM"
+        first = exc
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dataset = dcmread(data, path, maximum_bytes, force=True)
+        except DatasetTooLargeError:
+            raise
+        except Exception:  # noqa: BLE001
+            raise DicomError(f"not a readable DICOM file ({first})") from None
+        if not (dataset.get("SOPClassUID") and dataset.get("SOPInstanceUID")):
+            raise DicomError(f"not a readable DICOM file ({first})") from None
+    meta = getattr(dataset, "file_meta", None)
+    syntax = str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+    if not syntax:
+        from pydicom.dataset import FileMetaDataset
+
+        implicit, little = dataset.is_implicit_VR, dataset.is_little_endian
+        if implicit is None or little is None:
+            raise DicomError("not a readable DICOM file (no File Meta Information, and no encoding pydicom recognises)")
+        syntax = "1.2.840.10008.1.2" if implicit else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
+        if meta is None:
+            dataset.file_meta = meta = FileMetaDataset()
+        meta.TransferSyntaxUID = syntax
+        log.warning("%s: no File Meta Information (PS3.10 7.1) or no Transfer Syntax UID in it: read as "
+                    "pydicom's force=True does, as %s", path, UID(syntax).name)
+    return dataset, UID(syntax)
+
+
+@dataclass
+class ServedPixels:
+    """The frames to serve (codestreams), how they were made, and what the hollow object must say of them."""
+
+    frames: list[bytes]
+    encoding: str  # "kept", "re-packetized" or "encoded"
+    photometric: str  # of the samples: MONOCHROME1, MONOCHROME2, RGB (before the codestream's colour transform)
+    derivation: str | None = None
+    palette_expanded: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def serve_pixels(dataset, syntax: UID, source: str, high_throughput: bool = False, verify: bool = True,
+                 maximum_bytes: int = MAXIMUM_ORDINARY_BYTES) -> ServedPixels:
+    """Frames as JPIP-friendly codestreams that decode exactly to the source's own pixels: JPEG 2000
+    code-blocks kept where the codestream says what the attributes say, everything else encoded
+    losslessly from the source's decoding. With ``verify``, every frame is decoded and compared with
+    the source's own decoding first (pyjpip.dicom.pixel_proof); any difference is refused."""
+    if syntax in JPEG2000_TRANSFER_SYNTAXES:
+        kept = _jpeg2000_kept(dataset, syntax, high_throughput, source, verify, maximum_bytes)
+        if kept is not None:
+            return kept
+    return _encoded(dataset, syntax, high_throughput, source, verify, maximum_bytes)
+
+
+def _jpeg2000_kept(dataset, syntax: UID, high_throughput: bool, source: str, verify: bool,
+                   maximum_bytes: int) -> ServedPixels | None:
+    """JPEG 2000 / HTJ2K frames kept (friendly ones byte for byte, the others re-packetized: their
+    code-blocks as they are, lossy or lossless), or None when they cannot be: the codestream and the
+    attributes disagree on the samples (its signedness against Pixel Representation: pydicom then
+    reinterprets the decoded samples, and so must what is served), a colour codestream has no
+    component transform (PS3.5 A.6 can say only YBR_RCT/YBR_ICT), or Part 1 is asked to become HTJ2K."""
+    from pydicom.encaps import generate_frames
+
+    image = read_image_pixel(dataset, source, maximum_bytes)
+    sources = [frame_codestream(f, source) for f in generate_frames(dataset.PixelData,
+                                                                    number_of_frames=image.number_of_frames)]
+    if len(sources) != image.number_of_frames:
+        raise PixelAttributeError(f"{len(sources)} frames in Pixel Data but {named('NumberOfFrames')} is "
+                                  f"{image.number_of_frames}", "NumberOfFrames")
+    headers = []
+    for number, codestream in enumerate(sources, 1):
+        try:
+            headers.append(read_main_header(codestream))
+        except CodestreamError as error:
+            raise error.within(f"frame {number}'s JPEG 2000 codestream") from None
+    wanted_ht = high_throughput or syntax in HTJ2K_TRANSFER_SYNTAXES
+    reasons = []
+    for number, header in enumerate(headers, 1):
+        components = header.size.components
+        if header.high_throughput != wanted_ht:
+            reasons.append("Part 1 asked to become HTJ2K")
+        if any(c.signed != image.signed for c in components):
+            reasons.append(f"frame {number}'s codestream is {'signed' if components[0].signed else 'unsigned'} but "
+                           f"{named('PixelRepresentation')} is {image.pixel_representation}")
+        if len(components) == 3 and not header.coding_style.multiple_component_transform:
+            reasons.append(f"frame {number}'s colour codestream has no component transform")
+        if len(components) not in (1, 3) or len(components) != image.samples_per_pixel:
+            reasons.append(f"frame {number}'s codestream has {len(components)} components, "
+                           f"{named('SamplesPerPixel')} says {image.samples_per_pixel}")
+        if reasons:
+            break
+    if reasons:
+        log.info("%s: encoded losslessly from its decoding: %s", source, reasons[0])
+        return None
+    frames, changed = [], False
+    for source_frame in sources:
+        index = index_codestream(read_codestream(source_frame))
+        if assess(index).friendly:
+            frames.append(source_frame)
+        else:
+            frames.append(repacketize(source_frame, index=index).codestream)
+            changed = True
+    photometric = "RGB" if image.samples_per_pixel == 3 else image.photometric_interpretation
+    served = ServedPixels(frames, "re-packetized" if changed else "kept", photometric)
+    if verify:
+        reference = read_source_pixels(dataset, syntax, source, maximum_bytes)
+        for number, (frame, expected) in enumerate(zip(frames, reference.frames()), 1):
+            prove_frame(frame, expected, number, source)
+    return served
+
+
+def _encoded(dataset, syntax: UID, high_throughput: bool, source: str, verify: bool,
+             maximum_bytes: int) -> ServedPixels:
+    """The source decoded (pyjpip.dicom.source_pixels) and each frame encoded losslessly."""
+    pixels = read_source_pixels(dataset, syntax, source, maximum_bytes)
+    notes = []
+    if pixels.precision > MAXIMUM_EXACT_PRECISION:
+        smallest = largest = 0
+        for frame in pixels.frames():
+            if frame.size:
+                smallest, largest = min(smallest, int(frame.min())), max(largest, int(frame.max()))
+        needed = bits_needed(smallest, largest, pixels.signed)
+        if needed > MAXIMUM_EXACT_PRECISION:
+            raise UnsupportedPixelsError(
+                f"{named('BitsStored')} is {pixels.precision} and its samples ({smallest} to {largest}) need "
+                f"{needed} bits; JPEG 2000 is reproduced exactly here up to {MAXIMUM_EXACT_PRECISION} bits "
+                "(OpenJPEG)", "BitsStored")
+        notes.append(f"Bits Stored {pixels.precision} served as {needed}: every sample ({smallest} to {largest}) "
+                     f"fits in {needed} bits, and JPEG 2000 is exact here up to {MAXIMUM_EXACT_PRECISION}")
+        log.warning("%s: %s", source, notes[-1])
+        pixels.precision = needed
+    frames = []
+    for number, frame in enumerate(pixels.frames(), 1):
+        check_range(frame, pixels.precision, pixels.signed, number, source)
+        codestream = encode_frame(frame, pixels.precision, pixels.signed, high_throughput)
+        if verify:
+            prove_frame(codestream, frame, number, source)
+        frames.append(codestream)
+    if len(frames) != pixels.count:
+        raise PixelAttributeError(f"{len(frames)} frames decoded but {named('NumberOfFrames')} is {pixels.count}",
+                                  "NumberOfFrames")
+    if pixels.derivation:
+        notes.append(pixels.derivation)
+    return ServedPixels(frames, "encoded", pixels.photometric, pixels.derivation, pixels._palette is not None, notes)
+
+
+def describe_served(hollow, served: ServedPixels, header) -> None:
+    """Make the hollow object's Image Pixel Module say what the served codestreams hold (PS3.5 8.2.4:
+    Bits Stored is the codestream's precision, Pixel Representation its signedness; A.6: grey, or the
+    colour transform it used), and mark a palette expansion as derived (C.7.6.1.1.2, C.7.6.1.1.3)."""
+    components = header.size.components
+    c0 = components[0]
+    hollow.PhotometricInterpretation = _colour_name(served.photometric, header)
+    hollow.SamplesPerPixel = len(components)
+    said = hollow.get("BitsStored")
+    if said is not None and int(said) != c0.precision and served.encoding != "encoded":
+        served.notes.append(f"Bits Stored {int(said)} said as {c0.precision}, the precision of its JPEG 2000 "
+                            "codestream (PS3.5 8.2.4), whose samples are served as they are")
+    hollow.BitsStored = c0.precision
+    hollow.HighBit = c0.precision - 1
+    hollow.PixelRepresentation = int(c0.signed)
+    allocated = int(hollow.get("BitsAllocated", 0) or 0)
+    if allocated < c0.precision or served.palette_expanded:
+        hollow.BitsAllocated = 1 if c0.precision == 1 and allocated == 1 else 8 * ((c0.precision + 7) // 8)
+    if len(components) == 3:
+        hollow.PlanarConfiguration = 0
+    elif "PlanarConfiguration" in hollow:
+        del hollow.PlanarConfiguration
+    if served.palette_expanded:
+        for keyword in PALETTE_ATTRIBUTES:
+            if keyword in hollow:
+                delattr(hollow, keyword)
+        image_type = list(hollow.get("ImageType", []) or ["DERIVED", "PRIMARY"])
+        image_type[0] = "DERIVED"
+        hollow.ImageType = image_type
+        previous = str(hollow.get("DerivationDescription", "") or "")
+        hollow.DerivationDescription = ((previous + "; ") if previous else "") + served.derivation[:1000]
 
 
 #: Attributes that group a study when its UID is missing (PS3.3 C.7.2.1), and a series (C.7.3.1).
@@ -233,64 +438,11 @@ def supply_study_and_series(dataset) -> list[str]:
     return supplied
 
 
-def _codestreams(dataset, syntax: UID, high_throughput: bool, source: str) -> tuple[list[bytes], str]:
-    """Frames as JPIP-friendly codestreams, and the Photometric Interpretation they carry."""
-    photometric = str(dataset.get("PhotometricInterpretation", "")).strip()
-    frames_count = int(dataset.get("NumberOfFrames", 1) or 1)
-    if syntax in JPEG2000_TRANSFER_SYNTAXES:
-        from pydicom.encaps import generate_frames
-
-        sources = [frame_codestream(f, source)
-                   for f in generate_frames(dataset.PixelData, number_of_frames=frames_count)]
-        headers = [read_main_header(s) for s in sources]
-        wanted_ht = high_throughput or syntax in HTJ2K_TRANSFER_SYNTAXES
-        if all(h.high_throughput == wanted_ht for h in headers):
-            # The code-blocks are kept as they are, lossy or lossless: friendly frames byte for
-            # byte, the others re-packetized (new precincts, RPCL, PLT/TLM; no decoding).
-            frames = []
-            for source_frame in sources:
-                index = index_codestream(read_codestream(source_frame))
-                frames.append(source_frame if assess(index).friendly else repacketize(source_frame, index=index).codestream)
-            return frames, _colour_name(photometric, headers[0])
-        import imagecodecs  # Part 1 to HTJ2K: the only case where a JPEG 2000 source is decoded
-
-        decoded = [(imagecodecs.htj2k_decode if h.high_throughput else imagecodecs.jpeg2k_decode)(s)
-                   for s, h in zip(sources, headers)]
-        c0 = headers[0].size.components[0]
-        frames = [encode_frame(d, c0.precision, c0.signed, high_throughput) for d in decoded]
-        return frames, _colour_name(photometric, read_main_header(frames[0]))
-    pixels = _decoded_pixels(dataset, syntax)  # YBR_FULL(_422) arrive as RGB: pydicom 3 converts by default
-    if frames_count == 1:
-        pixels = pixels[None]
-    precision = int(dataset.BitsStored)
-    signed = int(dataset.get("PixelRepresentation", 0)) == 1
-    frames = [encode_frame(frame, precision, signed, high_throughput) for frame in pixels]
-    return frames, _colour_name(photometric, read_main_header(frames[0]))
-
-
-def _decoded_pixels(dataset, syntax: UID):
-    """pydicom's decoding (native, deflated, RLE, and the JPEG family where a plugin is installed),
-    or one line saying why it cannot be done here."""
-    pydicom_log = logging.getLogger("pydicom")
-    level = pydicom_log.level
-    pydicom_log.setLevel(logging.CRITICAL)  # its decoders log a traceback per failed plugin
-    try:
-        return dataset.pixel_array
-    except ImportError:
-        raise
-    except Exception as error:  # noqa: BLE001 - every plugin's own failure
-        reasons = [line.strip() for line in str(error).splitlines() if line.strip()]
-        raise DicomError(f"its pixel data ({syntax.name}) cannot be decoded here: {reasons[-1] if reasons else error}"
-                         ) from None
-    finally:
-        pydicom_log.setLevel(level)
-
-
 def _colour_name(photometric: str, header) -> str:
-    """PS3.5 A.6: RGB is not allowed; a colour codestream says which transform it used."""
+    """PS3.5 A.6: grey as the source says it (MONOCHROME1 or 2); colour as the transform its codestream
+    used (RGB is not allowed)."""
     if len(header.size.components) != 3:
-        # PALETTE COLOR keeps its lookup tables (PS3.5 A.4.4 allows it for lossless JPEG 2000).
-        return photometric if photometric in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR") else "MONOCHROME2"
+        return photometric if photometric in ("MONOCHROME1", "MONOCHROME2") else "MONOCHROME2"
     if header.coding_style.multiple_component_transform:
         return "YBR_RCT" if header.coding_style.reversible else "YBR_ICT"
     raise DicomError("a colour codestream without a component transform cannot be said in a JPIP syntax")
