@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     scp.add_argument("--max-hollow-bytes", type=int, default=64 << 20, metavar="N",
                      help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
     _ordinary_limit_option(scp)
+    _verify_option(scp)
     _url_policy_options(scp, "store only hollow objects whose Pixel Data Provider URL is on HOST (host, "
                         "host:port or *.domain; repeatable; default: any host)",
                         "store only hollow objects whose Pixel Data Provider URL is SCHEME (http or https; "
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) where re-encoding is needed")
     push.add_argument("--timeout", type=float, default=30.0)
     _ordinary_limit_option(push)
+    _verify_option(push)
     _url_policy_options(push, *_GATEWAY_HELP)
 
     dicom = commands.add_parser("dicom", help="describe a DICOM object with JPEG 2000 pixel data")
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--deflate", action="store_true", help="write .95/.205 (deflated) hollow objects")
     ingest.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) instead of Part 1")
     _ordinary_limit_option(ingest)
+    _verify_option(ingest)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command in ("serve", "store-scp")
@@ -367,11 +370,18 @@ def _fetch(args) -> int:
     return 0
 
 
+def _verify_option(command) -> None:
+    command.add_argument("--no-verify", action="store_true",
+                         help="skip the proof at ingest (decoding every frame to be served and comparing it with the "
+                              "source's own decoding before it counts as stored): for trusted bulk loads only")
+
+
 def _ingest(args) -> int:
     from pyjpip.dicom.ingest import ingest, print_progress
 
     report = ingest(args.inputs, args.store, args.url_base, deflate=args.deflate, high_throughput=args.htj2k,
-                    progress=print_progress if sys.stderr.isatty() else None, maximum_bytes=args.max_ordinary_bytes)
+                    progress=print_progress if sys.stderr.isatty() else None, maximum_bytes=args.max_ordinary_bytes,
+                    verify=not args.no_verify)
     needing = {path for paths in report.missing_modules.values() for path in paths}
     for path, reason in report.failed:
         if path not in needing:
@@ -422,7 +432,8 @@ def _store_scp(args) -> int:
         print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at http://{http_host}:{port}/", flush=True)
     scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate,
                      maximum_hollow_bytes=args.max_hollow_bytes, maximum_ordinary_bytes=args.max_ordinary_bytes,
-                     transfer_syntaxes=args.transfer_syntaxes, url_policy=policy if policy.restricted else None)
+                     transfer_syntaxes=args.transfer_syntaxes, url_policy=policy if policy.restricted else None,
+                     verify=not args.no_verify)
     where = [f"{args.store}/files" if args.files else None,
              (args.db or f"{args.store}/pyjpip.sqlite") if args.db or not args.files else None]
     print(f"pyjpip store-scp: {args.ae_title} listening on {args.host}:{args.port}, storing into "
@@ -465,7 +476,8 @@ def _push(args) -> int:
     report, ingest_report, warning = push(args.host, args.port, args.inputs, args.store, args.url_base,
                                           args.ae_title, args.called_ae, deflate=args.deflate,
                                           high_throughput=args.htj2k, progress=print_progress, timeout=args.timeout,
-                                          url_policy=_url_policy(args), maximum_bytes=args.max_ordinary_bytes)
+                                          url_policy=_url_policy(args), maximum_bytes=args.max_ordinary_bytes,
+                                          verify=not args.no_verify)
     for path, reason in ingest_report.failed:
         print(f"pyjpip push: {path}: not ingested: {reason}", file=sys.stderr)
     if warning:

@@ -54,8 +54,10 @@ class StorageSCP:
                  deflate: bool = False, high_throughput: bool = False,
                  maximum_hollow_bytes: int = storage.MAXIMUM_HOLLOW_BYTES,
                  maximum_ordinary_bytes: int = storage.MAXIMUM_ORDINARY_BYTES,
-                 transfer_syntaxes: list[str] | None = None, url_policy=None):
+                 transfer_syntaxes: list[str] | None = None, url_policy=None, verify: bool = True):
         self.ae_title = ae_title
+        #: Prove every ingested frame against the object's own decoding before answering Success.
+        self.verify = verify
         #: Where the Pixel Data Provider URLs of stored objects may point (pyjpip.network.url_policy);
         #: None: anywhere PS3.5 8.4.1 allows.
         self.url_policy = url_policy
@@ -170,9 +172,11 @@ class StorageSCP:
         with open(path, "wb") as f:
             f.write(storage.part10_for_ingest(ordinary, sop_class, sop))
         try:
-            outcome, entry = ingest_one(path, self.store, self.url_base, self.deflate, self.high_throughput)
-        except (DicomError, CodestreamError, ValueError) as error:
-            return storage.Refusal(storage.CANNOT_UNDERSTAND, f"its pixels cannot be served: {error}")
+            outcome, entry = ingest_one(path, self.store, self.url_base, self.deflate, self.high_throughput,
+                                        self.maximum_ordinary_bytes, self.verify)
+        except (DicomError, CodestreamError, ValueError) as error:  # the proof at ingest included
+            return storage.Refusal(storage.CANNOT_UNDERSTAND,
+                                   f"its pixels cannot be served: {str(error).removeprefix(f'{path}: ')}")
         finally:
             os.unlink(path)
         data = read_limited(os.path.join(self.store, entry["hollow"]), MAXIMUM_HOLLOW_FILE_BYTES, "hollow object")

@@ -205,3 +205,105 @@ def test_every_dicom_file_bundled_with_pydicom_is_served_exactly_or_refused(tmp_
     for name in ("MR_small_bigendian.dcm", "rtdose_expb.dcm", "J2K_pixelrep_mismatch.dcm", "examples_palette.dcm",
                  "JPEG-lossy.dcm", "SC_rgb_gdcm_KY.dcm", "rtdose_rle.dcm", "GDCMJ2K_TextGBR.dcm"):
         assert name in served, f"{name}: {refused.get(name)}"
+
+
+# --- proof at ingest ----------------------------------------------------------------------------------------
+
+def tampered(encode, frames: int = 3):
+    """An encoder with a defect: frame 2 (of each object of ``frames``) has its sample at row 3, column 4 off by one."""
+    calls = []
+
+    def encode_frame(pixels, precision, signed, high_throughput=False):
+        calls.append(1)
+        if (len(calls) - 1) % frames == 1:
+            pixels = pixels.copy()
+            pixels[3, 4] = pixels[3, 4] + 1 if pixels[3, 4] < (1 << (precision - 1)) - 1 else pixels[3, 4] - 1
+        return encode(pixels, precision, signed, high_throughput)
+    return encode_frame
+
+
+def test_a_served_frame_that_differs_is_refused_naming_file_frame_and_sample_and_nothing_is_stored(
+        tmp_path, monkeypatch):
+    import pyjpip.dicom.ingest as ingest_module
+
+    case = Case("proof_16s_3f", EXPLICIT, 16, 16, True, frames=3)
+    path, values = make(case, tmp_path)
+    monkeypatch.setattr(ingest_module, "encode_frame", tampered(ingest_module.encode_frame))
+    store = tmp_path / "store"
+    report = ingest([str(path)], str(store), "http://store.test")
+    (failed_path, reason), = report.failed
+    assert failed_path == str(path)
+    assert "frame 2" in reason and "row 3, column 4" in reason and "\n" not in reason, reason
+    assert f"instead of {int(values[1, 3, 4])}" in reason, reason
+    assert sorted(p.name for p in store.rglob("*") if p.is_file()) == ["index.json"]
+    assert json.loads((store / "index.json").read_text())["instances"] == {}
+
+    # --no-verify: the proof is skipped (trusted bulk loads) and the index says the instance was not proven
+    trusted = ingest([str(path)], str(store), "http://store.test", verify=False)
+    assert trusted.ingested == [str(path)]
+    entry, = json.loads((store / "index.json").read_text())["instances"].values()
+    assert entry["verified"] is False
+    # proving it later re-does the instance, with the proof
+    proven = ingest([str(path)], str(store), "http://store.test")
+    assert proven.failed, "the defective encoder is still in place: the proof refuses"
+
+
+def test_re_packetized_jpeg2000_is_proven_too(tmp_path, monkeypatch):
+    """A JPEG 2000 source whose code-blocks are kept: a defect in re-packetizing is caught the same way."""
+    import pyjpip.dicom.ingest as ingest_module
+
+    case = Case("proof_j2k", J2K_LOSSLESS, 16, 12, rows=64, columns=80)
+    path, _ = make(case, tmp_path)
+    other, _ = make(Case("proof_j2k_other", J2K_LOSSLESS, 16, 12, rows=64, columns=80), tmp_path / "other"
+                    if (tmp_path / "other").mkdir() is None else tmp_path)
+    from pyjpip.dicom.pixel_data import read_encapsulated_image
+    wrong = read_encapsulated_image(other.read_bytes()).frames[0]
+    real = ingest_module.repacketize
+    monkeypatch.setattr(ingest_module, "repacketize", lambda codestream, index=None: real(wrong))
+    report = ingest([str(path)], str(tmp_path / "store"), "http://store.test")
+    (_, reason), = report.failed
+    assert "frame 1: served pixels differ from the source's own decoding, first at row 0" in reason, reason
+    assert not list((tmp_path / "store").rglob("*.j2k"))
+
+
+def test_the_command_line_switch_and_the_storage_scp_prove_before_success(tmp_path, monkeypatch):
+    """`pyjpip ingest --no-verify` is the documented switch; a Storage SCP (in this process, DCMTK's
+    storescu as the sender) answers a refusal, not Success, when the proof fails, and keeps nothing."""
+    import subprocess
+    import sys
+
+    import pyjpip.dicom.ingest as ingest_module
+    from network_support import free_port
+    from pyjpip.archive import open_archive
+    from pyjpip.network.scp import StorageSCP
+
+    case = Case("proof_scp_2f", EXPLICIT, 16, 12, frames=2)
+    path, _ = make(case, tmp_path)
+    help_text = subprocess.run([sys.executable, "-m", "pyjpip", "ingest", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    assert "--no-verify" in help_text
+    run = subprocess.run([sys.executable, "-m", "pyjpip", "ingest", str(path), "--store", str(tmp_path / "cli"),
+                          "--url-base", "http://store.test", "--no-verify"], capture_output=True, text=True)
+    assert run.returncode == 0 and "1 ingested" in run.stdout, run.stdout + run.stderr
+    entry, = json.loads((tmp_path / "cli" / "index.json").read_text())["instances"].values()
+    assert entry["verified"] is False
+
+    monkeypatch.setattr(ingest_module, "encode_frame", tampered(ingest_module.encode_frame, frames=2))
+    store = tmp_path / "received"
+    archive = open_archive(str(store), None, False)
+    port = free_port()
+    server = StorageSCP("PROOF", str(store), archive, "http://store.test").start("127.0.0.1", port)
+    try:
+        storescu = shutil.which("storescu")
+        assert storescu, "storescu (Debian dcmtk) is needed"
+        sent = subprocess.run([storescu, "-d", "-aec", "PROOF", "127.0.0.1", str(port), str(path)], capture_output=True,
+                              text=True)
+    finally:
+        server.shutdown()
+    try:
+        said = sent.stdout + sent.stderr
+        assert "0xc000: Error: Cannot understand" in said and "[its pixels cannot be served: frame 2" in said, said
+        assert not list(store.rglob("*.j2k")) and not list(store.rglob("*.jpx"))
+        assert archive.part10(str(pydicom.dcmread(path).SOPInstanceUID)) is None
+    finally:
+        archive.close()
