@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     scp.add_argument("--max-associations", type=int, default=64)
     scp.add_argument("--transfer-syntax", action="append", metavar="UID", dest="transfer_syntaxes",
                      help="accept only these transfer syntaxes (repeatable; default: the four JPIP ones, then "
-                          "uncompressed, deflated, RLE, JPEG 2000 and HTJ2K)")
+                          "uncompressed, deflated, JPEG 2000, HTJ2K, RLE, JPEG, JPEG-LS and deflated frames)")
     scp.add_argument("--max-hollow-bytes", type=int, default=64 << 20, metavar="N",
                      help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
     _ordinary_limit_option(scp)

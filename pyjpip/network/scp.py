@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"
 #: Ordinary syntaxes taken: those pyjpip.dicom.ingest turns into JPIP images (uncompressed,
-#: deflated, RLE, JPEG 2000 and HTJ2K). Explicit VR Little Endian also brings DCMTK's converted
-#: hollow objects.
+#: deflated, JPEG 2000 and HTJ2K, RLE, JPEG, JPEG-LS, Deflated Image Frame Compression), each proven
+#: at ingest. Explicit VR Little Endian also brings DCMTK's converted hollow objects.
 ORDINARY_TRANSFER_SYNTAXES = (
     "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
     "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
-    "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.8.1",
 )
 #: The JPIP syntaxes, deflated first: an SCU proposing one context with several lets the
 #: acceptor's order decide (pynetdicom), and the smaller encoding is the better one to receive.

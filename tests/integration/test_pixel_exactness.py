@@ -307,3 +307,32 @@ def test_the_command_line_switch_and_the_storage_scp_prove_before_success(tmp_pa
         assert archive.part10(str(pydicom.dcmread(path).SOPInstanceUID)) is None
     finally:
         archive.close()
+
+
+SENT_BY_NETWORK = [Case("net_jpeg_lossless_12u", JPEG_LOSSLESS_SV1, 16, 12), Case("net_jpegls_16s", JPEG_LS_LOSSLESS, 16, 16, True),
+                   Case("net_dif_1bit_2f", DEFLATED_IMAGE_FRAME, 1, 1, frames=2, rows=5, columns=7),
+                   Case("net_rle_32u_narrow", RLE, 32, 32, full_range=False), Case("net_be_16s", BIG_ENDIAN, 16, 16, True),
+                   Case("net_palette_16", EXPLICIT, 8, 8, palette=16),
+                   Case("net_pixelrep_mismatch", J2K_LOSSLESS, 16, 12, True, mismatch=True)]
+
+
+def test_a_storage_scp_takes_every_encoding_and_serves_it_exactly(tmp_path):
+    """Objects sent by C-STORE (pynetdicom's SCU, each in its own transfer syntax) to `pyjpip store-scp`
+    are ingested with the proof and served exactly."""
+    from network_support import store_scp
+    from pyjpip.network import scu
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    made = {case.name: make(case, outbox) for case in SENT_BY_NETWORK}
+    store = tmp_path / "received"
+    with store_scp(store, "--url-base", "http://store.test") as scp:
+        report = scu.store("127.0.0.1", scp.port, [str(outbox)], "MODALITY", "PYJPIP")
+    assert not report.failed, [s.describe() for s in report.sent]
+    assert {s.transfer_syntax for s in report.sent} == {c.syntax for c in SENT_BY_NETWORK}
+    index = json.loads((store / "index.json").read_text())["instances"]
+    for case in SENT_BY_NETWORK:
+        path, values = made[case.name]
+        entry = index[str(pydicom.dcmread(path).SOPInstanceUID)]
+        assert entry["verified"] is True
+        assert_served_as(store, entry, expected_samples(case, values, path), case.name)
