@@ -282,13 +282,19 @@ def _series_view(series, instance_index: int, cine: bool) -> dict:
     instance = series.instances[instance_index]
     ds = instance.dataset
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    greyscale = GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None
     stack = []
     for n, i in enumerate(series.instances):
+        # Each object's own display parameters (window, rescale, LUTs and polarity are attributes of the
+        # instance, PS3.3 C.11), sent with its items where they differ from the series' first shown.
+        own = GreyscalePipeline.from_dataset(i.dataset).to_dict() if greyscale and i is not instance else greyscale
         for frame in range(1, i.frames + 1):
             plane = image_plane(i.dataset, frame)
             item = {"url": _frame_url(i, frame), "corners": corner_text(
                 i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames),
                 "plane": plane.to_dict() if plane else None}
+            if own != greyscale:
+                item["greyscale"] = own
             planes = overlay_planes(i.dataset, frame)
             if planes:
                 item["overlays"] = planes
@@ -301,7 +307,7 @@ def _series_view(series, instance_index: int, cine: bool) -> dict:
         "series": series.series_instance_uid, "modality": series.modality, "description": series.description,
         "count": len(series.instances), "instance": first, "url": _frame_url(instance), "stack": stack,
         "cine": cine, "frame_time": frame_time or 40.0, "photometric": photometric,
-        "greyscale": GreyscalePipeline.from_dataset(ds).to_dict() if photometric.startswith("MONO") else None,
+        "greyscale": greyscale,
         "markers": edge_markers(ds.get("ImageOrientationPatient")) or {},
         "frame_of_reference": series.frame_of_reference_uid,
         "calibration": lengths.to_dict() if lengths else None,

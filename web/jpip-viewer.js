@@ -1,5 +1,6 @@
 // <jpip-viewer src="JPIP target URL"> or <jpip-viewer study="Study Instance UID" server="base URL"
-// [dicomweb="DICOMweb root URL, default {server}/dicomweb"]>:
+// [dicomweb="DICOMweb root URL, default {server}/dicomweb"] [series="Series Instance UID"]>
+// (the study's first hung series, or the one named):
 // the viewer as a custom element for any page of the site serving it (workers must be same-origin;
 // other sites embed the page in an iframe, see embed.js). Everything lives in the element's shadow
 // root; the module defines no global names but the element's tag.
@@ -20,7 +21,7 @@ function engines() {
 }
 
 class JpipViewer extends HTMLElement {
-  static get observedAttributes() { return ["src", "study", "server", "dicomweb"]; }
+  static get observedAttributes() { return ["src", "study", "series", "server", "dicomweb"]; }
 
   constructor() {
     super();
@@ -47,7 +48,9 @@ class JpipViewer extends HTMLElement {
         const server = new URL(this.getAttribute("server") || "/", location.href).origin;
         const root = new URL(this.getAttribute("dicomweb") || `${server}/dicomweb`, location.href).href;
         const layout = await python.study(root, this.getAttribute("study"));
-        series = layout.viewports[0];
+        const wanted = this.getAttribute("series");
+        series = wanted ? layout.series.find((s) => s.series === wanted) : layout.viewports[0];
+        if (!series) throw new Error(`the study has no series ${wanted}`);
       } else if (this.getAttribute("src")) {
         series = bareSeries(new URL(this.getAttribute("src"), location.href).href);
       } else {
@@ -64,6 +67,7 @@ class JpipViewer extends HTMLElement {
       viewport.addEventListener("window", (event) => this.emit("jpip-window", event.detail));
       viewport.addEventListener("failure", (event) => this.emit("jpip-error", { message: event.detail }));
     } catch (error) {
+      if (token !== this.opening) return;  // superseded: the newer open owns the cell
       this.emit("jpip-error", { message: String(error.message || error) });
       this.cellElement.textContent = `This image could not be opened: ${error.message || error}`;
     }

@@ -48,20 +48,22 @@ export function modalityOf(greyscale) {
   return (s) => s * slope + intercept;
 }
 
-/** The modality-value range of an image (padding left out): the window of an image without one. */
+/**
+ * The range of the modality values the image's samples hold, padding left out: the window of an image
+ * without one (LINEAR_EXACT, so its minimum is black and its maximum white). Only values present count:
+ * a padding range leaves a gap, and a Modality LUT need not be monotonic.
+ */
 export function autoWindow(decoded, greyscale) {
   const samples = samplesOf(decoded);
   const stored = storedValue(greyscale, decoded);
   const [plow, phigh] = greyscale.padding || [Infinity, -Infinity];
   const modality = modalityOf(greyscale);
-  let min = Infinity, max = -Infinity;
-  for (let i = 0; i < samples.length; i++) {
-    const v = samples[i];
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
+  const [first, last] = sampleRange(decoded);
+  const present = new Uint8Array(last - first + 1);
+  for (let i = 0; i < samples.length; i++) present[samples[i] - first] = 1;
   let low = Infinity, high = -Infinity;
-  for (let v = min; v <= max; v++) {
+  for (let v = first; v <= last; v++) {
+    if (!present[v - first]) continue;
     const s = stored(v);
     if (s >= plow && s <= phigh) continue;
     const m = modality(s);

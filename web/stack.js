@@ -69,7 +69,9 @@ export class Stack extends EventTarget {
     for (const [corner, lines] of Object.entries(item.corners)) this.corners[corner].textContent = lines.join("\n");
     this.viewport.base.canvas.dataset.instance = String(position);
     this.showWindow();
-    const loading = this.viewport.load(item.url, { greyscale: this.series.greyscale, photometric: this.series.photometric,
+    // An image's own display parameters where they differ from the series' (its window, rescale...).
+    const loading = this.viewport.load(item.url, { greyscale: item.greyscale || this.series.greyscale,
+                                                   photometric: this.series.photometric,
                                                    overlays: item.overlays, keepView });
     this.annotations.refresh();  // load() has set the new image: its measurements, not the last one's
     this.dispatchEvent(new CustomEvent("position", { detail: position }));  // linked viewports follow (linking.js)

@@ -22,7 +22,8 @@ VOI_LUT_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 @dataclass(frozen=True)
 class GreyscalePipeline:
-    """Stored value → modality value (rescale, or the Modality LUT) → VOI window → presentation (MONOCHROME1 inverts).
+    """Stored value → modality value (rescale, or the Modality LUT) → VOI window → presentation (``invert``:
+    Presentation LUT Shape INVERSE, or MONOCHROME1 without one).
 
     ``window_center``/``window_width`` are None when the object has no window: the painter then
     windows over the decoded image's minimum and maximum modality values.
@@ -54,9 +55,7 @@ class GreyscalePipeline:
         if center is None or width is None or width < minimum_width or (function != "LINEAR" and width == 0):
             # C.11.2.1.2: a window needs both values and a positive width; otherwise use the data's range.
             center = width = None
-        invert = photometric == "MONOCHROME1"
-        if str(dataset.get("PresentationLUTShape", "")).strip() == "INVERSE":
-            invert = not invert
+        invert = _inverted(dataset, photometric)
         return cls(
             bits_stored=int(dataset.get("BitsStored", 16)),
             signed=int(dataset.get("PixelRepresentation", 0)) == 1,
@@ -74,6 +73,20 @@ class GreyscalePipeline:
     def to_dict(self) -> dict:
         """Plain values for the JavaScript painter."""
         return asdict(self)
+
+
+def _inverted(dataset: Attributes, photometric: str) -> bool:
+    """Whether the smallest value shows white. Presentation LUT Shape, when present, says so itself:
+    IDENTITY, the VOI output is in P-values; INVERSE, it is after inversion (PS3.3 C.7.6.1 General
+    Image, C.11.6.1.2). MONOCHROME1 goes with INVERSE there, so the two name one inversion, not two;
+    and the shape is what the pipeline applies (PS3.4 N.2.1.4: it overrides Photometric
+    Interpretation). Without it, MONOCHROME1 shows its minimum white (C.7.6.3.1.2)."""
+    shape = str(dataset.get("PresentationLUTShape", "") or "").strip().upper()
+    if shape in ("IDENTITY", "INVERSE"):
+        return shape == "INVERSE"
+    if shape:
+        raise DicomError(f"Presentation LUT Shape {shape!r} is not IDENTITY or INVERSE")
+    return photometric == "MONOCHROME1"
 
 
 def _lut(dataset: Attributes, keyword: str, name: str) -> dict | None:

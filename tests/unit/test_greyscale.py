@@ -87,3 +87,43 @@ def test_modality_lut_sequence_with_a_signed_first_mapped_value():
     item.LUTDescriptor = [3, 0, 20]
     with pytest.raises(DicomError, match="Modality LUT Descriptor gives 20 bits"):
         GreyscalePipeline.from_dataset(dataset(ModalityLUTSequence=[item]))
+
+
+@pytest.mark.parametrize("photometric, shape, inverted", [
+    ("MONOCHROME1", None, True),  # C.7.6.3.1.2: the minimum is white
+    ("MONOCHROME2", None, False),
+    ("MONOCHROME1", "INVERSE", True),  # the conformant pair names one inversion (C.7.6.1), not two
+    ("MONOCHROME2", "IDENTITY", False),
+    ("MONOCHROME2", "INVERSE", True),  # the shape decides: output after inversion is in P-values
+    ("MONOCHROME1", "IDENTITY", False),  # output is in P-values as it stands (PS3.4 N.2.1.4)
+])
+def test_presentation_lut_shape_decides_the_polarity(photometric, shape, inverted):
+    attributes = {"PhotometricInterpretation": photometric}
+    if shape:
+        attributes["PresentationLUTShape"] = shape
+    assert GreyscalePipeline.from_dataset(dataset(**attributes)).invert is inverted
+
+
+def test_an_unknown_presentation_lut_shape_is_refused():
+    with pytest.raises(DicomError, match="'LIN OD' is not IDENTITY or INVERSE"):
+        GreyscalePipeline.from_dataset(dataset(PresentationLUTShape="LIN OD"))
+
+
+def test_each_image_of_a_series_keeps_its_own_window():
+    """Window and rescale are attributes of each instance (PS3.3 C.11): the layout sends an item's own
+    parameters where they differ from the series' (the image it opens on)."""
+    from pyjpip.browser import study_layout
+
+    images = []
+    for n, (center, width) in enumerate([(40, 400), (40, 400), (300, 900)]):
+        ds = dataset(WindowCenter=center, WindowWidth=width, Modality="CT", StudyInstanceUID="1.2.3",
+                     SeriesInstanceUID="1.2.3.4", SOPInstanceUID=f"1.2.3.4.{n + 1}", InstanceNumber=n + 1,
+                     SOPClassUID="1.2.840.10008.5.1.4.1.1.2", Rows=4, Columns=4,
+                     PixelDataProviderURL=f"http://x/jpip?target={n}.j2k")
+        images.append(ds)
+    (series,) = study_layout(images)["series"]
+    shown = series["stack"][series["instance"]]
+    assert "greyscale" not in shown and series["greyscale"]["window_center"] == 40
+    own = [item.get("greyscale", series["greyscale"]) for item in series["stack"]]
+    assert [(g["window_center"], g["window_width"]) for g in own] == [(40, 400), (40, 400), (300, 900)]
+    assert sum("greyscale" in item for item in series["stack"]) == 1
