@@ -1,7 +1,7 @@
 // Classic Web Worker: decodes JPEG 2000 / HTJ2K codestreams with OpenJPEG compiled to WebAssembly
 // (tools/wasm: OpenJPEG 2.5.3 plus region decoding). In: {id, codestream, reduce, layers, region}
 // where region [x0, y0, x1, y1] is on the reference grid (omitted: the whole image). Out: the
-// samples, pixel-interleaved, 8-bit or 16-bit little-endian, or {id, error}.
+// samples, pixel-interleaved, 8-bit, 16-bit or (above 16 bits) 32-bit little-endian, or {id, error}.
 // keep: also return `coefficients` (Int32, reversible grey-scale only: the LL band of that
 // resolution, unclamped); lowres {data: Int32Array, reduce, x0, y0, width, height}: such
 // coefficients of a lower resolution (absolute coordinates there), so only the finer levels are

@@ -2,10 +2,14 @@
 // → VOI (window: C.11.2.1.2 LINEAR, C.11.2.1.3 LINEAR_EXACT and SIGMOID; or the VOI LUT Sequence,
 // C.11.2.1.1) → 8-bit grey, MONOCHROME1 inverted, padding (C.7.5.1.1.2) black; colour as RGB.
 // Python decides the parameters; this file applies them through one lookup table over every value
-// the samples can take, so a new window costs one table and one pass over the pixels.
+// the samples can take, so a new window costs one table and one pass over the pixels (above 16 bits,
+// a table would be too large: each sample goes through the same mapping on its own).
 
-/** Typed view of decoded samples: OpenJPEG hands out 16-bit little-endian for more than 8 bits. */
+/** Typed view of decoded samples: the decoder hands out 16-bit words above 8 bits, 32-bit above 16. */
 export function samplesOf(decoded) {
+  if (decoded.bitsPerSample > 16) {
+    return decoded.signed ? new Int32Array(decoded.pixels) : new Uint32Array(decoded.pixels);
+  }
   if (decoded.bitsPerSample > 8) {
     return decoded.signed ? new Int16Array(decoded.pixels) : new Uint16Array(decoded.pixels);
   }
@@ -31,7 +35,10 @@ export function storedValue(greyscale, decoded) {
   return greyscale.signed && !decoded.signed ? (v) => (v >= 2 ** (bits - 1) ? v - 2 ** bits : v) : (v) => v;
 }
 
-/** The range a decoded image's samples can take: the lookup table covers all of it. */
+/** More values than a lookup table should hold: above 16 bits each sample is mapped on its own. */
+const TABLE_BITS = 16;
+
+/** The range a decoded image's samples can take (up to 16 bits): the lookup table covers all of it. */
 function sampleRange(decoded) {
   const bits = decoded.bitsPerSample > 8 ? 16 : 8;
   return decoded.signed ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
@@ -58,17 +65,22 @@ export function autoWindow(decoded, greyscale) {
   const stored = storedValue(greyscale, decoded);
   const [plow, phigh] = greyscale.padding || [Infinity, -Infinity];
   const modality = modalityOf(greyscale);
-  const [first, last] = sampleRange(decoded);
-  const present = new Uint8Array(last - first + 1);
-  for (let i = 0; i < samples.length; i++) present[samples[i] - first] = 1;
   let low = Infinity, high = -Infinity;
-  for (let v = first; v <= last; v++) {
-    if (!present[v - first]) continue;
+  const take = (v) => {
     const s = stored(v);
-    if (s >= plow && s <= phigh) continue;
+    if (s >= plow && s <= phigh) return;
     const m = modality(s);
     if (m < low) low = m;
     if (m > high) high = m;
+  };
+  if (decoded.bitsPerSample > TABLE_BITS) {  // too many possible values to mark: the distinct ones, sorted
+    const sorted = samples.slice().sort();
+    for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) take(sorted[i]);
+  } else {
+    const [first, last] = sampleRange(decoded);
+    const present = new Uint8Array(last - first + 1);
+    for (let i = 0; i < samples.length; i++) present[samples[i] - first] = 1;
+    for (let v = first; v <= last; v++) if (present[v - first]) take(v);
   }
   if (low > high) low = high = 0;
   return { center: (low + high) / 2, width: Math.max(high - low, 1e-9), fn: "LINEAR_EXACT" };
@@ -87,9 +99,21 @@ export function chooseWindow(greyscale, user, fallback) {
   return fallback;
 }
 
-/** One RGBA word (little-endian) per possible decoded value: {lut, offset}. */
+/**
+ * One RGBA word (little-endian) per possible decoded value: {lut, offset}; above 16 bits, the mapping
+ * itself ({map}: a decoded value to its word), applied sample by sample.
+ */
 export function greyLookup(decoded, greyscale, window) {
+  const map = greyMapping(decoded, greyscale, window);
+  if (decoded.bitsPerSample > TABLE_BITS) return { map };
   const [first, last] = sampleRange(decoded);
+  const lut = new Uint32Array(last - first + 1);
+  for (let v = first; v <= last; v++) lut[v - first] = map(v);
+  return { lut, offset: first };
+}
+
+/** A decoded value → its RGBA word: stored value, modality value, VOI, polarity, padding. */
+function greyMapping(decoded, greyscale, window) {
   const stored = storedValue(greyscale, decoded);
   const modality = modalityOf(greyscale);
   let voi;
@@ -101,23 +125,22 @@ export function greyLookup(decoded, greyscale, window) {
     voi = (x) => data[Math.min(Math.max(Math.round(x) - from, 0), data.length - 1)] * 255 / top;
   }
   const [plow, phigh] = greyscale.padding || [Infinity, -Infinity];
-  const lut = new Uint32Array(last - first + 1);
-  for (let v = first; v <= last; v++) {
+  return (v) => {
     const s = stored(v);
     let y = Math.round(voi(modality(s)));
     if (greyscale.invert) y = 255 - y;
     if (s >= plow && s <= phigh) y = 0;
-    lut[v - first] = 0xff000000 | (y << 16) | (y << 8) | y;
-  }
-  return { lut, offset: first };
+    return (0xff000000 | (y << 16) | (y << 8) | y) >>> 0;
+  };
 }
 
-/** Paint a decoded tile (one component) through a lookup table from greyLookup. */
-export function paintGrey(canvas, decoded, { lut, offset }) {
+/** Paint a decoded tile (one component) through a lookup from greyLookup. */
+export function paintGrey(canvas, decoded, { lut, offset, map }) {
   const samples = samplesOf(decoded);
   const image = new ImageData(decoded.width, decoded.height);
   const out = new Uint32Array(image.data.buffer);
-  for (let i = 0; i < samples.length; i++) out[i] = lut[samples[i] - offset];
+  if (lut) for (let i = 0; i < samples.length; i++) out[i] = lut[samples[i] - offset];
+  else for (let i = 0; i < samples.length; i++) out[i] = map(samples[i]);
   put(canvas, image);
 }
 

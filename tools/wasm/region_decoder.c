@@ -10,8 +10,9 @@
  * Interface (one decode at a time per module instance):
  *   decode_region(data, length, reduce, layers, x0, y0, x1, y1): 0 or -1. The region is on the
  *     reference grid (full resolution); x1 <= x0 means the whole image. layers 0 means all.
- *   result_*(): the decoded samples, pixel-interleaved, 8-bit or 16-bit little-endian as the
- *     precision needs, and their geometry; last_error(): what OpenJPEG said when it failed.
+ *   result_*(): the decoded samples, pixel-interleaved, 8-bit, 16-bit or (above 16 bits of precision)
+ *     32-bit little-endian as the precision needs, and their geometry; last_error(): what OpenJPEG
+ *     said when it failed.
  *
  * Decoding only what a finer picture adds (one grey-scale component, reversible 5/3):
  *   keep_coefficients(1) before a decode keeps its samples unclamped and without the DC offset,
@@ -196,7 +197,8 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
             goto done;
         }
     }
-    sample_bytes = precision > 8 ? 2 : 1;
+    if (precision < 1 || precision > 31) { fail("a precision of more than 31 bits is not supported"); goto done; }
+    sample_bytes = precision > 16 ? 4 : precision > 8 ? 2 : 1;
     size_t count = (size_t)width * (size_t)height;
     pixels = (uint8_t *)opj_malloc(count * (size_t)components * (size_t)sample_bytes);
     if (!pixels) { fail("out of memory for the decoded samples"); goto done; }
@@ -215,9 +217,12 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
             size_t first = (size_t)y * (size_t)width;
             if (sample_bytes == 1) {
                 for (int x = 0; x < width; x++) pixels[(first + x) * components + c] = (uint8_t)opj_int_clamp(row[x], low, high);
-            } else {
+            } else if (sample_bytes == 2) {
                 uint16_t *out = (uint16_t *)pixels;
                 for (int x = 0; x < width; x++) out[(first + x) * components + c] = (uint16_t)opj_int_clamp(row[x], low, high);
+            } else {
+                OPJ_INT32 *out = (OPJ_INT32 *)pixels;
+                for (int x = 0; x < width; x++) out[(first + x) * components + c] = opj_int_clamp(row[x], low, high);
             }
         }
     }
