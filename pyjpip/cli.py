@@ -388,7 +388,9 @@ def _ingest(args) -> int:
             print(f"pyjpip ingest: {path}: {reason}", file=sys.stderr)
     for module, paths in report.missing_modules.items():  # one line, not one per file
         print(f"pyjpip ingest: {len(paths)} file(s) need {module}, which is not installed"
-              f"{missing_module_hint('ingest', module)}", file=sys.stderr)
+              f"{missing_module_hint('ingest', module)}"
+              f"{'' if args.no_verify else ' (JPEG 2000 sources need it only for the proof: --no-verify skips it)'}",
+              file=sys.stderr)
     if report.supplied:
         print(f"pyjpip ingest: {len(report.supplied)} object(s) had no Study or Series Instance UID and were given "
               "one derived from what they carry (patient, study and series attributes)", file=sys.stderr)

@@ -29,9 +29,9 @@ def test_fresh_environment_installs_what_ingest_needs(tmp_path):
     shutil.copy(get_testdata_file("SC_rgb_rle_16bit.dcm"), inputs / "rle.dcm")
     shutil.copy(get_testdata_file("JPGExtended.dcm"), inputs / "jpeg12.dcm")
 
-    def ingest(store: str):
+    def ingest(store: str, *options):
         return subprocess.run([str(environment / "bin" / "pyjpip"), "ingest", str(inputs), "--store",
-                               str(tmp_path / store), "--url-base", "http://store.test"],
+                               str(tmp_path / store), "--url-base", "http://store.test", *options],
                               capture_output=True, text=True, cwd=tmp_path)
 
     subprocess.run([*pip, str(package)], check=True, capture_output=True)
@@ -39,9 +39,14 @@ def test_fresh_environment_installs_what_ingest_needs(tmp_path):
                               "('numpy', 'imagecodecs', 'pylibjpeg') if u.find_spec(m)])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     assert modules == "[]", f"the plain install brought {modules}"
-    plain = ingest("plain")
-    assert plain.stdout.startswith("1 ingested, 0 already in the store, 2 failed"), plain.stdout + plain.stderr
+    plain = ingest("plain")  # the proof at ingest decodes every frame: numpy and the decoders are needed
+    assert plain.stdout.startswith("0 ingested, 0 already in the store, 3 failed"), plain.stdout + plain.stderr
     assert plain.stderr.strip().splitlines() == [
+        "pyjpip ingest: 3 file(s) need numpy, which is not installed; install it with: pip install 'pyjpip[ingest]' "
+        "(JPEG 2000 sources need it only for the proof: --no-verify skips it)"]
+    trusted = ingest("trusted", "--no-verify")  # JPEG 2000 is re-packetized without decoding anything
+    assert trusted.stdout.startswith("1 ingested, 0 already in the store, 2 failed"), trusted.stdout + trusted.stderr
+    assert trusted.stderr.strip().splitlines() == [
         "pyjpip ingest: 2 file(s) need numpy, which is not installed; install it with: pip install 'pyjpip[ingest]'"]
     subprocess.run([*pip, f"{package}[ingest]"], check=True, capture_output=True)
     full = ingest("full")

@@ -191,7 +191,7 @@ def test_bad_objects_get_a_failure_status_and_leave_the_store_as_it_was(small_ba
             assoc.release()
         # a syntax it does not take is refused at negotiation: nothing is sent
         ae = AE(ae_title="HOSTILE")
-        ae.add_requested_context(MR_IMAGE, ["1.2.840.10008.1.2.4.80"])  # JPEG-LS Lossless
+        ae.add_requested_context(MR_IMAGE, ["1.2.840.10008.1.2.4.100"])  # MPEG2 video: no JPIP image from it
         assoc = ae.associate("127.0.0.1", scp.port)
         assert not assoc.is_established and not assoc.accepted_contexts  # pynetdicom aborts with none accepted
         time.sleep(0.2)
