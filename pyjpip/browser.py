@@ -18,6 +18,7 @@ def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1, limit: 
     """Everything needed to decode and paint ``frame`` (counted from 1, as DICOM does). An object
     over ``limit`` bytes (default pyjpip.dicom.limits.MAXIMUM_ORDINARY_BYTES) is refused."""
     from pyjpip.codestream.markers import read_main_header
+    from pyjpip.dicom.image_pixel import integer
     from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES
     from pyjpip.dicom.pixel_data import check_codestream_against_attributes, read_encapsulated_image
     from pyjpip.layout.greyscale import GreyscalePipeline
@@ -37,8 +38,8 @@ def describe_image(data: bytes, source: str = "<bytes>", frame: int = 1, limit: 
             "PatientName": str(dataset.get("PatientName", "")),
             "Modality": str(dataset.get("Modality", "")),
             "SeriesDescription": str(dataset.get("SeriesDescription", "")),
-            "Rows": int(dataset.get("Rows", 0)),
-            "Columns": int(dataset.get("Columns", 0)),
+            "Rows": integer(dataset, "Rows", 0, source),
+            "Columns": integer(dataset, "Columns", 0, source),
             "PhotometricInterpretation": str(dataset.get("PhotometricInterpretation", "")),
         },
         "greyscale": GreyscalePipeline.from_dataset(dataset).to_dict(),

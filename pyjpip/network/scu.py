@@ -276,7 +276,10 @@ def fetch_codestream(url: str, dataset, transport=None, policy: URLPolicy | None
 
     policy = policy or DEFAULT_POLICY
     policy.check(url)
-    window = ViewWindow(fsiz=(int(dataset.Columns), int(dataset.Rows)), round="round-up")
+    from pyjpip.dicom.image_pixel import integer
+
+    window = ViewWindow(fsiz=(integer(dataset, "Columns", None, url[:200]), integer(dataset, "Rows", None, url[:200])),
+                        round="round-up")
     client = JPIPClient(url, stateless=False)
     own = transport is None
     transport = transport or HTTPTransport(timeout=30, policy=policy)
