@@ -270,14 +270,13 @@ def fetch_codestream(url: str, dataset, transport=None, policy: URLPolicy | None
     The URL is untrusted (it came in a data set): ``policy`` (default: http(s), any host, no
     credentials) is checked before anything is sent, and the transport made here follows no
     redirect. Either refusal is raised as it is (UntrustedURLError, RedirectRefusedError)."""
+    from pyjpip.dicom.image_pixel import integer
     from pyjpip.jpip.client import JPIPClient, ViewWindow, fetch_whole_window
     from pyjpip.jpip.picture import rebuild_served
     from pyjpip.transport.http_client import HTTPTransport
 
     policy = policy or DEFAULT_POLICY
     policy.check(url)
-    from pyjpip.dicom.image_pixel import integer
-
     window = ViewWindow(fsiz=(integer(dataset, "Columns", None, url[:200]), integer(dataset, "Rows", None, url[:200])),
                         round="round-up")
     client = JPIPClient(url, stateless=False)
