@@ -169,6 +169,15 @@ class Tile:
     coding_style: CodingStyle
     components: tuple[TileComponent, ...]
 
+    def has_samples(self, reduce: int = 0) -> bool:
+        """Whether any component has a sample in the tile once ``reduce`` resolution levels are
+        discarded (a component with fewer levels keeps its lowest resolution). Eq. B-12 and B-14 give
+        a tile-component or its resolution no area when no multiple of XRsiz (YRsiz) and 2^reduce
+        falls in the tile's span: the ISO conformance codestream b2_mono (5x3) has 9 tiles of 25
+        without samples, p1_06 (3x3 tiles) 7 of 16 at reduce 2. Such a tile has no packets to
+        decode; OpenJPEG refuses to decode a tile-part of one ("Failed to decode tile")."""
+        return any(not tc.resolutions[max(0, tc.decomposition_levels - reduce)].empty for tc in self.components)
+
 
 def tile_bounds(size: ImageAndTileSize, index: int) -> tuple[int, int, int, int]:
     """The tile's area on the reference grid (Eq. B-7..B-10)."""

@@ -2,10 +2,13 @@
 
 Every tile becomes one tile-part in RPCL order (CPRL when components' subsampling factors are not
 powers of two apart, which OpenJPEG's RPCL loops misread: see progression), where each precinct's
-packets are contiguous; each
-precinct contributes the packets its bin holds completely, then an empty packet for every packet
-it lacks. Segments describing the original layout (POC, PPM, PPT, PLT, PLM, TLM) are dropped,
-SOP segments are dropped with the SOP flag, and Psot is set to the real length.
+packets are contiguous; each precinct contributes the packets its bin holds completely, then an
+empty packet for every packet it lacks. Segments describing the original layout (POC, PPM, PPT,
+PLT, PLM, TLM) are dropped, SOP segments are dropped with the SOP flag, and Psot is set to the real
+length. A tile with no sample at the resolution asked for (geometry.Tile.has_samples) gets no
+tile-part: it has no packet to decode there, and OpenJPEG fails on a tile-part of one (b2_mono's
+source has none for its 9 tiles without samples; p1_06 at reduce 2, whose source has them,
+OpenJPEG cannot decode).
 """
 
 from __future__ import annotations
@@ -74,10 +77,12 @@ def rebuild_codestream(main_header: bytes, tile_headers: dict[int, bytes], preci
             view = memoryview(bytes(header_bytes) + b"\xff\x93")
             tile_header = HeaderSegments()
             read_header_segments(view, 0, len(view), Marker.SOD, components, tile_header, main=False)
-        else:
-            result.missing_tiles.append(t)
         coding, styles = tile_styles(main, tile_header)
         tile = make_tile(size, t, coding, styles)
+        if not tile.has_samples(reduce):
+            continue  # nothing to decode at this resolution: no tile-part (see the module's docstring)
+        if tile_header is None:
+            result.missing_tiles.append(t)
         start = len(out)
         out += struct.pack(">HHHIBB", Marker.SOT, 10, t, 0, 0, 1)
         if tile_header is not None:

@@ -6,7 +6,8 @@ the same code-block bytes can be regrouped into other precincts and another prog
 newly written packet headers, and decode to exactly the same samples: nothing is decoded, lossy
 stays lossy, Part 1 and HTJ2K alike (Kakadu's kdu_transcode does this). What a JPIP server needs
 is written here: precincts of 128 x 128 at every resolution (or the smallest that hold a source's
-code-blocks), RPCL, one tile-part per tile, PLT and TLM, no SOP/EPH, POC, PPM or PPT.
+code-blocks), RPCL, one tile-part per tile (none for a tile without samples:
+geometry.Tile.has_samples), PLT and TLM, no SOP/EPH, POC, PPM or PPT.
 
 Code-blocks keep their size: a code-block is never larger than its precinct allows (xcb' =
 min(xcb, PPx - 1), B.7), so new precincts are chosen no smaller than the code-blocks already are.
@@ -83,6 +84,8 @@ def repacketize(data: bytes, exponent: int = PRECINCT_EXPONENT, index: Codestrea
     packets_written = 0
     for tile_index in index.tiles:
         t = tile_index.tile.index
+        if not tile_index.tile.has_samples():
+            continue  # no packets to carry; a tile-part for it would not decode in OpenJPEG
         parts = codestream.tiles.get(t, [])
         first = parts[0].header if parts else None
         coding, styles = tile_styles(main, first)
