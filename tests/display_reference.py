@@ -54,12 +54,27 @@ def read(path) -> pydicom.Dataset:
         return pydicom.dcmread(str(path), force=True)
 
 
+def original_samples(path, ds=None) -> np.ndarray:
+    """The stored values of a single-frame file: pydicom's decoding; where pydicom has no decoder for it
+    (12-bit JPEG that libjpeg refuses: pydicom's JPEG-lossy.dcm), DCMTK's dcmdjpeg decoding of the same
+    file, an independent decoder. Raises what pydicom raises otherwise."""
+    ds = ds if ds is not None else read(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ds.pixel_array
+    except Exception:
+        if str(ds.file_meta.get("TransferSyntaxUID", "")) not in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"):
+            raise
+        from pixel_sources import dcmtk_decoded
+
+        return dcmtk_decoded(path)[0]
+
+
 def displayed(path) -> Display:
     """The 8-bit display of a single-frame image file. Raises what pydicom raises when it cannot decode it."""
     ds = read(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pixels = ds.pixel_array
+    pixels = original_samples(path, ds)
     photometric = str(ds.PhotometricInterpretation).strip()
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(pixels, ds)
