@@ -245,6 +245,8 @@ function showJpip(target) {
   const series = bareSeries(new URL(target, location.href).href, target);
   screen = new Screen(python, decoder, [series], { rows: 1, columns: 1, tool: "pan", wheelZooms: true });
   const viewport = screen.stacks[0].viewport;
+  // How the JP2 boxes have it shown (colour space, palette; a profile not applied is said).
+  viewport.addEventListener("header", () => { $("image-info").textContent = viewport.cell.dataset.colour || ""; });
   viewport.addEventListener("picture", ({ detail: { layer, picture, complete } }) => {
     if (layer !== "base") return;
     document.body.dataset.reduce = String(picture.reduce);

@@ -5,14 +5,16 @@
 // keep: also return `coefficients` (Int32, reversible grey-scale only: the LL band of that
 // resolution, unclamped); lowres {data: Int32Array, reduce, x0, y0, width, height}: such
 // coefficients of a lower resolution (absolute coordinates there), so only the finer levels are
-// decoded (`lowres: true` in the reply when they were used).
+// decoded (`lowres: true` in the reply when they were used). upsample: components subsampled more
+// than the first come on its sample grid (a JP2 file's 4:2:0 sYCC), each sample repeated; without it
+// such a codestream is refused.
 /* global RegionDecoder */
 importScripts("openjpeg/region_decoder.js");
 
 const ready = RegionDecoder({ locateFile: (file) => `openjpeg/${file}` });
 let working = false;  // a real job came: warming up stops
 
-function decode(codec, codestream, reduce, layers, region, keep = false, lowres = null) {
+function decode(codec, codestream, reduce, layers, region, keep = false, lowres = null, upsample = false) {
   const input = codec._malloc(codestream.byteLength);
   const low = lowres ? codec._malloc(lowres.data.byteLength) : 0;
   try {
@@ -22,6 +24,7 @@ function decode(codec, codestream, reduce, layers, region, keep = false, lowres 
       codec._set_lowres(low, lowres.reduce, lowres.x0, lowres.y0, lowres.width, lowres.height);
     }
     codec._keep_coefficients(keep ? 1 : 0);
+    codec._upsample_components(upsample ? 1 : 0);
     const [x0, y0, x1, y1] = region || [0, 0, 0, 0];
     return codec._decode_region(input, codestream.byteLength, reduce, layers, x0, y0, x1, y1);
   } finally {
@@ -49,15 +52,16 @@ const WARMUP_ROUNDS = 4;
   }
 })().catch(() => {});  // warming up is an optimisation: the first real job simply pays instead
 
-self.onmessage = async ({ data: { id, codestream, reduce = 0, layers = 0, region = null, keep = false, lowres = null } }) => {
+self.onmessage = async ({ data: { id, codestream, reduce = 0, layers = 0, region = null, keep = false, lowres = null,
+                                  upsample = false } }) => {
   working = true;
   try {
     const codec = await ready;
     const start = performance.now();
-    let status = decode(codec, codestream, reduce, layers, region, keep, lowres);
+    let status = decode(codec, codestream, reduce, layers, region, keep, lowres, upsample);
     let used = lowres ? codec._lowres_result() : 0;
     if (status !== 0 && used < 0) {  // the lower resolution given did not cover the synthesis: all of it
-      status = decode(codec, codestream, reduce, layers, region, keep);
+      status = decode(codec, codestream, reduce, layers, region, keep, null, upsample);
       used = 0;
     }
     const milliseconds = performance.now() - start;

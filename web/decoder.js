@@ -63,19 +63,21 @@ export class Decoder {
    * keep: also return `coefficients` (not split; reversible grey-scale only). lowres: the coefficients
    * kept from a lower resolution of the same codestream's image, complete there ({data, reduce, x0,
    * y0, width, height}): only what the finer levels add is decoded (`lowres: true` when so).
+   * upsample: subsampled components come on the first one's grid (decode-worker.js).
    */
-  async decode(codestream, { reduce = 0, layers = 0, region = null, split = true, keep = false, lowres = null } = {}) {
+  async decode(codestream, { reduce = 0, layers = 0, region = null, split = true, keep = false, lowres = null,
+                             upsample = false } = {}) {
     const scale = 2 ** reduce;
     const bands = split && region ? Math.min(this.size, Math.floor(
       ((region[2] - region[0]) / scale) * ((region[3] - region[1]) / scale) / SAMPLES_PER_BAND)) : 1;
-    if (bands < 2) return this.job(codestream, { reduce, layers, region, keep, lowres: lowresFor(lowres, region) });
+    if (bands < 2) return this.job(codestream, { reduce, layers, region, keep, lowres: lowresFor(lowres, region), upsample });
     const first = Math.ceil(region[1] / scale), last = Math.ceil(region[3] / scale);
     const edges = Array.from({ length: bands + 1 }, (_, i) => (first + Math.round(((last - first) * i) / bands)) * scale);
     edges[0] = region[1];
     edges[bands] = region[3];
     const parts = await Promise.all(edges.slice(0, -1).map((top, i) =>
       this.job(codestream, { reduce, layers, region: [region[0], top, region[2], edges[i + 1]],
-                             lowres: lowresFor(lowres, [region[0], top, region[2], edges[i + 1]]) })));
+                             lowres: lowresFor(lowres, [region[0], top, region[2], edges[i + 1]]), upsample })));
     const pixels = new Uint8Array(parts.reduce((total, part) => total + part.pixels.byteLength, 0));
     let offset = 0;
     for (const part of parts) {  // rows follow rows: the bands' samples simply follow each other
@@ -92,7 +94,7 @@ export class Decoder {
     while (this.workers.length < this.size) this.workers.push(new DecodeWorker());
   }
 
-  job(codestream, { reduce, layers, region, keep = false, lowres = null }) {
+  job(codestream, { reduce, layers, region, keep = false, lowres = null, upsample = false }) {
     if (this.workers.length < this.size && this.workers.every((w) => w.pending.size > 0)) {
       this.workers.push(new DecodeWorker());  // on demand: viewports decoding side by side
     }
@@ -101,7 +103,7 @@ export class Decoder {
     const copy = codestream.slice();
     return new Promise((resolve, reject) => {
       target.pending.set(id, { resolve, reject });
-      target.worker.postMessage({ id, codestream: copy, reduce, layers, region, keep, lowres },
+      target.worker.postMessage({ id, codestream: copy, reduce, layers, region, keep, lowres, upsample },
                                 lowres ? [copy.buffer, lowres.data.buffer] : [copy.buffer]);
     });
   }

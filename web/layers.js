@@ -64,7 +64,9 @@ export class Layer {
             // starts at once in the others.
             { reduce: picture.reduce, region: picture.grid_region, split: detail && layers !== 1, layers, lowres,
               // A complete base above full resolution keeps its coefficients: a detail starts from them.
-              keep: !detail && picture.final && picture.reduce > 0 });
+              keep: !detail && picture.final && picture.reduce > 0,
+              // A bare JP2 file's subsampled components (4:2:0 sYCC) on the first one's grid (jp2colour.js).
+              upsample: !!this.viewport.image?.colour });
           performance.measure(`decode-${this.canvas.className}`, { start: started, detail: decoded.milliseconds });
           if (generation !== this.generation) continue;  // superseded while decoding
           const [x0, y0, x1, y1] = picture.region;

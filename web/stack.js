@@ -12,10 +12,10 @@ export const PRESETS = {
 export const BARE_GREYSCALE = Object.freeze({ bits_stored: 0, signed: false, rescale_slope: 1, rescale_intercept: 0,
   window_center: null, window_width: null, voi_lut_function: "LINEAR", invert: false, voi_lut: null, padding: null });
 
-/** A bare JPEG 2000 image as a one-image series. */
+/** A bare JPEG 2000 image as a one-image series (its JP2 boxes, if any, say how it is shown: jp2colour.js). */
 export function bareSeries(url, description = url) {
   return { series: url, modality: "", description, stack: [{ url, corners: {} }], instance: 0,
-           greyscale: BARE_GREYSCALE, photometric: "MONOCHROME2", markers: {}, frame_time: 40 };
+           greyscale: BARE_GREYSCALE, photometric: "MONOCHROME2", markers: {}, frame_time: 40, bare: true };
 }
 const PREFETCH = [1, -1, 2, -2];
 const PREVIEW_LEVELS = 2;  // neighbours come at a quarter of the base resolution
@@ -72,7 +72,7 @@ export class Stack extends EventTarget {
     // An image's own display parameters where they differ from the series' (its window, rescale...).
     const loading = this.viewport.load(item.url, { greyscale: item.greyscale || this.series.greyscale,
                                                    photometric: this.series.photometric,
-                                                   overlays: item.overlays, keepView });
+                                                   overlays: item.overlays, keepView, bare: !!this.series.bare });
     this.annotations.refresh();  // load() has set the new image: its measurements, not the last one's
     this.dispatchEvent(new CustomEvent("position", { detail: position }));  // linked viewports follow (linking.js)
     return loading;

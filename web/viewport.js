@@ -8,6 +8,7 @@
 import * as geometry from "./geometry.js";
 import { listenGestures } from "./gestures.js";
 import { Layer } from "./layers.js";
+import { bareDisplay, paintJp2 } from "./jp2colour.js";
 import { autoWindow, chooseWindow, greyLookup, paintColour, paintGrey, paintOverlays } from "./paint.js";
 
 const MAX_DEVICE_PIXELS_PER_SAMPLE = 32;
@@ -54,11 +55,12 @@ export class Viewport extends EventTarget {
   /**
    * Show an image: url (a JPIP target URL), greyscale (pyjpip's GreyscalePipeline as an object, or
    * null for colour), photometric. keepView: keep zoom and pan (scrolling a stack of same-size images).
+   * bare: a JPEG 2000 image without DICOM attributes, shown as its JP2 boxes say (jp2colour.js).
    */
-  async load(url, { greyscale = null, photometric = "MONOCHROME2", overlays = null, keepView = false } = {}) {
+  async load(url, { greyscale = null, photometric = "MONOCHROME2", overlays = null, keepView = false, bare = false } = {}) {
     const token = (this.loading = {});
     const previous = this.image;
-    this.image = { url, greyscale, photometric, info: null, autoWindow: null,
+    this.image = { url, greyscale, photometric, info: null, autoWindow: null, bare, colour: null, given: greyscale,
                    overlays: (overlays || []).map((plane) => ({ ...plane, bits: Uint8Array.from(plane.data) })) };
     this.detail.cancel();
     this.base.cancel();
@@ -70,6 +72,11 @@ export class Viewport extends EventTarget {
       const info = await this.python.header(url, this.firstSize());
       if (token !== this.loading) return;  // another image, or closed
       this.image.info = info;
+      if (bare) {
+        const shown = bareDisplay(info, greyscale);
+        Object.assign(this.image, { greyscale: shown.greyscale, colour: shown.colour });
+        this.cell.dataset.colour = shown.label;
+      }
       this.dispatchEvent(new CustomEvent("header", { detail: info }));
       const sameSize = previous?.info && previous.info.width === info.width && previous.info.height === info.height;
       if (!keepView || !sameSize || !this.view) this.view = this.fitView();
@@ -92,7 +99,7 @@ export class Viewport extends EventTarget {
   }
 
   retry() {
-    if (this.image) this.load(this.image.url, { ...this.image, keepView: true });
+    if (this.image) this.load(this.image.url, { ...this.image, greyscale: this.image.given, keepView: true });
   }
 
   async requestBase() {
@@ -307,7 +314,9 @@ export class Viewport extends EventTarget {
   paintLayer(layer, lookup) {
     const { decoded } = layer.tile;
     const image = this.image;
-    if (!image.greyscale) {
+    if (image.colour) {
+      paintJp2(layer.canvas, decoded, image.colour);
+    } else if (!image.greyscale) {
       paintColour(layer.canvas, decoded, image.photometric);
     } else {
       if (decoded.components !== 1) throw new Error(`a grey-scale image decoded to ${decoded.components} components`);

@@ -21,6 +21,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from pyjpip.codestream.databins import DataBinClass
+from pyjpip.codestream.jp2_header import describe_colour
 from pyjpip.codestream.markers import read_main_header
 from pyjpip.errors import Superseded
 from pyjpip.jpip.client import JPIPClient, JPIPClientError, ViewWindow, fetch_window_async
@@ -58,9 +60,13 @@ class Picture:
                 "grid_region": None if self.grid_region is None else list(self.grid_region)}
 
 
-def describe_header(main_header: bytes) -> dict:
-    """The facts of a main header a viewer needs to plan its windows."""
+def describe_header(main_header: bytes, metadata: bytes = b"") -> dict:
+    """The facts of a main header a viewer needs to plan its windows; with the target's
+    metadata-bin 0, how a JP2 file's samples are shown (``colour``: jp2_header.describe_colour,
+    None for a raw codestream). A viewer showing a bare JPEG 2000 image uses it; one showing DICOM
+    pixels ignores it (the data set's attributes say how they are shown)."""
     header = read_main_header(main_header + b"\xff\x90")
+    colour = describe_colour(metadata)
     size = header.size
     levels = header_levels(header)
     return {
@@ -69,6 +75,7 @@ def describe_header(main_header: bytes) -> dict:
         "signed": size.components[0].signed, "high_throughput": header.high_throughput,
         "frames": [list(frame_size(size, r)) for r in range(levels + 1)],
         "colour_transform": bool(header.coding_style.multiple_component_transform),
+        "colour": None if colour is None else colour.to_dict(),
     }
 
 
@@ -131,7 +138,9 @@ class ImageStreams:
                 main, _, _ = client.cache.codestream_bins(client.url_stream or 0)
                 if main is None:
                     raise JPIPClientError(f"{url[:200]}: the server sent no main header")
-                self.headers[url] = describe_header(main)
+                metadata = client.cache.prefix((DataBinClass.METADATA, 0, 0))
+                self.headers[url] = describe_header(main, metadata if client.cache.complete(
+                    (DataBinClass.METADATA, 0, 0)) else b"")
                 self._sizes[url] = read_main_header(main + b"\xff\x90").size
             info = self.headers[url]
             if reduce is None:

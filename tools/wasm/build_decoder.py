@@ -39,7 +39,7 @@ LEFT_OUT = {"bench_dwt.c", "t1_generate_luts.c", "cidx_manager.c", "phix_manager
             "thix_manager.c", "tpix_manager.c"}
 EXPORTS = ["decode_region", "result_pixels", "result_width", "result_height", "result_components", "result_precision",
            "result_signed", "result_bytes", "last_error", "release", "malloc", "free", "keep_coefficients",
-           "set_lowres", "result_coefficients", "lowres_result"]
+           "set_lowres", "result_coefficients", "lowres_result", "upsample_components"]
 
 
 #: (file, text in OpenJPEG 2.5.3, replacement, why). Each must match exactly once.

@@ -24,6 +24,13 @@
  *     that resolution and below are not decoded and their synthesis is not done; the finer levels
  *     start from the given LL. lowres_result(): 1 used, 0 not applicable, -1 the area given did not
  *     cover what the synthesis reads (the decode failed; decode again without).
+ *
+ * Subsampled components (a JP2 file's 4:2:0 sYCC: ISO/IEC 15444-1 B.2, XRsiz and YRsiz):
+ *   upsample_components(1) before a decode returns every component on the first one's sample grid,
+ *     each sample repeated over the reference-grid points from its own up to the next one's
+ *     (component c's sample covering point X is floor(X / XRsiz_c), at any reduction), as
+ *     opj_decompress does for 4:2:0 and 4:2:2 images starting at even offsets. Without it a
+ *     codestream whose components differ in size is refused.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +50,7 @@ static int width = 0, height = 0, components = 0, precision = 0, is_signed = 0, 
 static char error_text[1024];
 static OPJ_INT32 *coefficients = NULL;
 static int keep = 0;
+static int upsample = 0;
 static const OPJ_INT32 *lowres = NULL;
 static int lowres_reduce = 0, lowres_x0 = 0, lowres_y0 = 0, lowres_w = 0, lowres_h = 0, lowres_state = 0;
 int pyjpip_unclamped = 0; /* read by tcd.c (patched): the reversible DC level shift does not clamp */
@@ -71,6 +79,23 @@ OPJ_BOOL pyjpip_lowres_write(opj_sparse_array_int32_t *sa, const opj_tcd_resolut
 }
 
 void keep_coefficients(int flag) { keep = flag; }
+
+void upsample_components(int flag) { upsample = flag; }
+
+/* For each of ``count`` samples of the first component from ``first0`` (absolute, at the decoded
+   resolution) the index of component c's sample covering it: floor(X * d0 / dc) - firstc, kept in
+   [0, size - 1]. */
+static int *sample_map(int count, int first0, int d0, int dc, int firstc, int size) {
+    int *map = (int *)opj_malloc((size_t)(count > 0 ? count : 1) * sizeof(int));
+    if (!map) return NULL;
+    for (int i = 0; i < count; i++) {
+        long long index = ((long long)(first0 + i) * d0) / dc - firstc;
+        map[i] = index < 0 ? 0 : index >= size ? size - 1 : (int)index;
+    }
+    return map;
+}
+
+static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
 
 void set_lowres(const OPJ_INT32 *samples, int reduce, int x0, int y0, int w, int h) {
     lowres = samples;
@@ -191,11 +216,14 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
     components = (int)image->numcomps;
     precision = (int)image->comps[0].prec;
     is_signed = (int)image->comps[0].sgnd;
+    int resized = 0;
     for (int c = 1; c < components; c++) {
-        if ((int)image->comps[c].w != width || (int)image->comps[c].h != height || !image->comps[c].data) {
+        if (!image->comps[c].data || (((int)image->comps[c].w != width || (int)image->comps[c].h != height) &&
+                                      (!upsample || !image->comps[c].w || !image->comps[c].h))) {
             fail("components of different sizes (subsampled) are not supported");
             goto done;
         }
+        resized |= (int)image->comps[c].w != width || (int)image->comps[c].h != height;
     }
     if (precision < 1 || precision > 31) { fail("a precision of more than 31 bits is not supported"); goto done; }
     sample_bytes = precision > 16 ? 4 : precision > 8 ? 2 : 1;
@@ -212,8 +240,32 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
         for (size_t i = 0; i < count; i++) coefficients[i] = image->comps[0].data[i] - shift;
     }
     for (int c = 0; c < components; c++) {
+        const opj_image_comp_t *comp = &image->comps[c];
+        OPJ_INT32 *own = comp->data;
+        if (resized && c > 0) {
+            /* First samples at the decoded resolution: ceil(ceil(x0 / XRsiz) / 2^reduce) (B-12, B-14). */
+            int scale = 1 << reduce, d0x = (int)image->comps[0].dx, d0y = (int)image->comps[0].dy;
+            int x0c = ceil_div(ceil_div(image->x0, comp->dx), scale), y0c = ceil_div(ceil_div(image->y0, comp->dy), scale);
+            int x00 = ceil_div(ceil_div(image->x0, d0x), scale), y00 = ceil_div(ceil_div(image->y0, d0y), scale);
+            int *columns = sample_map(width, x00, d0x, (int)comp->dx, x0c, (int)comp->w);
+            int *rows = sample_map(height, y00, d0y, (int)comp->dy, y0c, (int)comp->h);
+            own = (OPJ_INT32 *)opj_malloc((size_t)width * (size_t)height * sizeof(OPJ_INT32));
+            if (!columns || !rows || !own) {
+                opj_free(columns);
+                opj_free(rows);
+                opj_free(own);
+                fail("out of memory for the upsampled components");
+                goto done;
+            }
+            for (int y = 0; y < height; y++) {
+                const OPJ_INT32 *from = comp->data + (size_t)rows[y] * comp->w;
+                for (int x = 0; x < width; x++) own[(size_t)y * (size_t)width + x] = from[columns[x]];
+            }
+            opj_free(columns);
+            opj_free(rows);
+        }
         for (int y = 0; y < height; y++) {
-            const OPJ_INT32 *row = image->comps[c].data + (size_t)y * (size_t)width;
+            const OPJ_INT32 *row = own + (size_t)y * (size_t)width;
             size_t first = (size_t)y * (size_t)width;
             if (sample_bytes == 1) {
                 for (int x = 0; x < width; x++) pixels[(first + x) * components + c] = (uint8_t)opj_int_clamp(row[x], low, high);
@@ -225,12 +277,13 @@ int decode_region(const uint8_t *data, int length, int reduce, int layers, int x
                 for (int x = 0; x < width; x++) out[(first + x) * components + c] = opj_int_clamp(row[x], low, high);
             }
         }
+        if (own != comp->data) opj_free(own);
     }
     status = 0;
 done:
     if (status != 0) release();
     lowres = NULL; /* given for one decode */
-    keep = pyjpip_unclamped = 0;
+    keep = upsample = pyjpip_unclamped = 0;
     if (image) opj_image_destroy(image);
     if (stream) opj_stream_destroy(stream);
     if (codec) opj_destroy_codec(codec);
