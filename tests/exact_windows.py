@@ -104,6 +104,22 @@ def opj_planes(codestream: bytes, reduce: int) -> tuple[list | None, str]:
         return [pgx_array(p.read_bytes()) for p in outputs], ""
 
 
+def on_its_grid(size, component, shape, reduce: int) -> tuple[int, int]:
+    """The subsampling a decoded plane is on: the component's, or 1 x 1 where opj_decompress has
+    upsampled it (it takes 3 components with the second subsampled for 4:2:0 or 4:2:2 sYCC and
+    converts them to RGB on the first one's grid, a raw codestream too)."""
+    def extent(subsampling_x, subsampling_y):
+        (a, b), (c, d) = (span(size.x_offset, size.x_size, subsampling_x, reduce),
+                          span(size.y_offset, size.y_size, subsampling_y, reduce))
+        return d - c, b - a
+
+    own = (component.x_subsampling, component.y_subsampling)
+    if shape == extent(*own):
+        return own
+    assert shape == extent(1, 1), f"a plane of {shape}: neither the component's samples nor the image's"
+    return 1, 1
+
+
 def differences(expected: list, actual: list, size, reduce: int, region=None, skip=frozenset()) -> list:
     """(tile, component) whose samples differ, within ``region`` of the reference grid (x0, y0, x1,
     y1; None: the whole image); tile-components in ``skip`` are not compared."""
@@ -111,7 +127,7 @@ def differences(expected: list, actual: list, size, reduce: int, region=None, sk
     region = region or (size.x_offset, size.y_offset, size.x_size, size.y_size)
     found = []
     for c, (component, e, a) in enumerate(zip(size.components, expected, actual)):
-        xs, ys = component.x_subsampling, component.y_subsampling
+        xs, ys = on_its_grid(size, component, e.shape, reduce)
         origin_x, origin_y = span(size.x_offset, size.x_offset, xs, reduce)[0], span(size.y_offset, size.y_offset,
                                                                                      ys, reduce)[0]
         assert a.shape == e.shape, f"component {c}: {a.shape} decoded, {e.shape} expected"
@@ -189,8 +205,7 @@ def tile_by_tile_differences(original: bytes, actual: list, size, reduce: int, r
     for t in sorted({t for t, _ in pairs}):
         tile_planes = opj_tile_planes(original, t, reduce)
         for c in sorted(c for u, c in pairs if u == t):
-            component = size.components[c]
-            xs, ys = component.x_subsampling, component.y_subsampling
+            xs, ys = on_its_grid(size, size.components[c], actual[c].shape, reduce)
             tx0, ty0, tx1, ty1 = tile_bounds(size, t)
             x0, y0, x1, y1 = max(tx0, region[0]), max(ty0, region[1]), min(tx1, region[2]), min(ty1, region[3])
             if x1 <= x0 or y1 <= y0:
