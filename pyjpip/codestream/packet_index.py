@@ -209,12 +209,13 @@ def index_codestream(codestream: Codestream, use_packet_lengths: bool = True) ->
 
 
 def _index_tile(codestream: Codestream, index: TileIndex, parts: list[TilePart], changes, chunks, lengths,
-                openjpeg_positions: bool) -> int:
-    """Lay out the tile's packets; returns how many bytes (of bodies or packed headers) were left over."""
+                openjpeg_positions: bool, trial: bool = False) -> int:
+    """Lay out the tile's packets; returns how many bytes (of bodies or packed headers) were left over.
+    ``trial``: one of two readings tried (_readings): PLT lengths that fit the other are no news."""
     index.precincts.clear()
     if chunks is not None:
         return _index_packed(codestream, index, parts, changes, chunks, openjpeg_positions)
-    if lengths is not None and _index_from_lengths(index, parts, changes, lengths, openjpeg_positions):
+    if lengths is not None and _index_from_lengths(index, parts, changes, lengths, openjpeg_positions, trial):
         index.used_packet_lengths = True
         return 0
     index.precincts.clear()
@@ -228,7 +229,7 @@ def _readings(codestream: Codestream, index: TileIndex, parts: list[TilePart], c
     found = []
     for openjpeg_positions in (False, True):
         try:
-            left = _index_tile(codestream, index, parts, changes, chunks, lengths, openjpeg_positions)
+            left = _index_tile(codestream, index, parts, changes, chunks, lengths, openjpeg_positions, trial=True)
             found.append((dict(index.precincts), index.used_packet_lengths, left))
         except CodestreamError as error:
             found.append(error)
@@ -342,12 +343,14 @@ def _check_packet_count(tile: Tile, parts: list[TilePart], packed: bool) -> None
 
 
 def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, lengths: list[int],
-                        openjpeg_positions: bool = False) -> bool:
-    """Lay packets out from PLT lengths; False (and a log line) when they do not fit the tile-parts."""
+                        openjpeg_positions: bool = False, trial: bool = False) -> bool:
+    """Lay packets out from PLT lengths; False (and a log line: a warning unless ``trial``) when they do
+    not fit the tile-parts."""
+    say = log.debug if trial else log.warning
     part_number, position = 0, parts[0].body_start
     order = packet_order(index.tile, changes, openjpeg_positions=openjpeg_positions)
     if len(order) != len(lengths):
-        log.warning("tile %d: PLT lists %d packets but the tile has %d; reading packet headers instead",
+        say("tile %d: PLT lists %d packets but the tile has %d; reading packet headers instead",
                     index.tile.index, len(lengths), len(order))
         return False
     precincts = index.precincts
@@ -358,7 +361,7 @@ def _index_from_lengths(index: TileIndex, parts: list[TilePart], changes, length
             position, end_of_part = parts[part_number].body_start, parts[part_number].end
         end = position + length
         if end > end_of_part:
-            log.warning("tile %d: PLT lengths run past tile-part %d; reading packet headers instead",
+            say("tile %d: PLT lengths run past tile-part %d; reading packet headers instead",
                         index.tile.index, part_number)
             return False
         key = (component, resolution, precinct)
