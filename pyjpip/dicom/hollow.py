@@ -24,6 +24,7 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import UID
 
 from pyjpip.codestream.markers import MainHeader
+from pyjpip.dicom.image_pixel import MAXIMUM_FRAMES
 from pyjpip.dicom.limits import MAXIMUM_HOLLOW_BYTES, MAXIMUM_HOLLOW_FILE_BYTES, check_size, read_limited
 from pyjpip.dicom.pixel_data import check_codestream_against_attributes
 from pyjpip.errors import (DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError,
@@ -43,7 +44,6 @@ PHOTOMETRIC_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2", "YBR_ICT", "YBR_RCT
 MAXIMUM_INFLATED_BYTES = MAXIMUM_HOLLOW_BYTES
 #: Longer Pixel Data Provider URLs are refused: browsers and servers stop near 8 KB anyway.
 MAXIMUM_URL_LENGTH = 8192
-MAXIMUM_FRAMES = (1 << 31) - 1
 
 
 @dataclass(frozen=True)

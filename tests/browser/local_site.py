@@ -8,9 +8,11 @@ from pyjpip.transport.http_server import make_server
 
 
 @contextmanager
-def served(jpip_root=None):
-    """static/ (and JPIP + DICOMweb over ``jpip_root``) on 127.0.0.1; yields the base URL with a final '/'."""
-    server = make_server(str(ROOT / "static"), "127.0.0.1", 0, jpip_root=None if jpip_root is None else str(jpip_root))
+def served(jpip_root=None, static: bool = True, cors=None):
+    """static/ (unless not ``static``) and JPIP + DICOMweb over ``jpip_root`` on 127.0.0.1, with ``cors`` (a
+    pyjpip.transport.site.CORSPolicy) if given; yields the base URL with a final '/'."""
+    server = make_server(str(ROOT / "static") if static else None, "127.0.0.1", 0,
+                         jpip_root=None if jpip_root is None else str(jpip_root), **({"cors": cors} if cors else {}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import threading
 import warnings
 from collections import defaultdict
 from contextlib import ExitStack, contextmanager
@@ -27,6 +26,7 @@ import pydicom
 import pytest
 
 from display_reference import displayed, original_samples, read
+from local_site import served
 from paths import ROOT
 from test_first_page import BOOT_TIMEOUT_MS
 
@@ -147,16 +147,10 @@ def grey_variants(folder: Path) -> list[Path]:
 @contextmanager
 def store_server(store: Path):
     """A store's JPIP and DICOMweb, for the page of another origin (DICOMweb opened to it by CORS)."""
-    from pyjpip.transport.http_server import make_server
     from pyjpip.transport.site import CORSPolicy
 
-    server = make_server(None, "127.0.0.1", 0, jpip_root=str(store), cors=CORSPolicy(dicomweb=("*",)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(store, static=False, cors=CORSPolicy(dicomweb=("*",))) as base:
+        yield base.rstrip("/")
 
 
 HOST = """<!doctype html><meta charset="utf-8"><title>painted pixels</title>
