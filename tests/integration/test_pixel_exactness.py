@@ -309,6 +309,40 @@ def test_the_command_line_switch_and_the_storage_scp_prove_before_success(tmp_pa
         archive.close()
 
 
+def test_push_sends_only_what_its_proof_passed(tmp_path, monkeypatch):
+    """`pyjpip push` ingests into the sender's store with the proof: an object whose served frames would
+    differ is not ingested, so never sent; the others are sent and stored by the receiver."""
+    import pyjpip.dicom.ingest as ingest_module
+    from network_support import free_port
+    from pyjpip.archive import open_archive
+    from pyjpip.network.push import push
+    from pyjpip.network.scp import StorageSCP
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    good, _ = make(Case("push_good_8u", EXPLICIT, 8, 8), outbox)  # ingested after push_bad_2f: its one frame (the
+    # encoder's third call) is untouched, push_bad_2f's second frame is not
+    bad, _ = make(Case("push_bad_2f", EXPLICIT, 16, 12, frames=2), outbox)
+    monkeypatch.setattr(ingest_module, "encode_frame", tampered(ingest_module.encode_frame, frames=2))
+    received = tmp_path / "received"
+    archive = open_archive(str(received), None, False)
+    port = free_port()
+    server = StorageSCP("RECEIVER", str(received), archive).start("127.0.0.1", port)
+    try:
+        report, ingested, _ = push("127.0.0.1", port, [str(good), str(bad)], str(tmp_path / "own"), "http://own.test",
+                                   called_ae_title="RECEIVER", timeout=10)
+    finally:
+        server.shutdown()
+    try:
+        assert [p for p, _ in ingested.failed] == [str(bad)] and "frame 2" in ingested.failed[0][1]
+        assert [s.sop_instance_uid for s in report.sent] == [str(pydicom.dcmread(good).SOPInstanceUID)]
+        assert not report.failed
+        assert archive.part10(str(pydicom.dcmread(bad).SOPInstanceUID)) is None
+        assert archive.part10(str(pydicom.dcmread(good).SOPInstanceUID)) is not None
+    finally:
+        archive.close()
+
+
 SENT_BY_NETWORK = [Case("net_jpeg_lossless_12u", JPEG_LOSSLESS_SV1, 16, 12), Case("net_jpegls_16s", JPEG_LS_LOSSLESS, 16, 16, True),
                    Case("net_dif_1bit_2f", DEFLATED_IMAGE_FRAME, 1, 1, frames=2, rows=5, columns=7),
                    Case("net_rle_32u_narrow", RLE, 32, 32, full_range=False), Case("net_be_16s", BIG_ENDIAN, 16, 16, True),
