@@ -288,13 +288,21 @@ def _series_view(series, instance_index: int, cine: bool) -> dict:
     for n, i in enumerate(series.instances):
         # Each object's own display parameters (window, rescale, LUTs and polarity are attributes of the
         # instance, PS3.3 C.11), sent with its items where they differ from the series' first shown.
-        own = GreyscalePipeline.from_dataset(i.dataset).to_dict() if greyscale and i is not instance else greyscale
+        failure = None
+        try:
+            own = GreyscalePipeline.from_dataset(i.dataset).to_dict() if greyscale and i is not instance else greyscale
+        except DicomError as error:  # this image cannot be painted right: it says so in its cell, the others show
+            from pyjpip.errors import describe
+
+            own, failure = None, {key: describe(error)[key] for key in ("kind", "message")}
         for frame in range(1, i.frames + 1):
             plane = image_plane(i.dataset, frame)
             item = {"url": _frame_url(i, frame), "corners": corner_text(
                 i.dataset, instance=n + 1, instances=len(series.instances), frame=frame, frames=i.frames),
                 "plane": plane.to_dict() if plane else None}
-            if own != greyscale:
+            if failure:
+                item["error"] = failure
+            elif own != greyscale:
                 item["greyscale"] = own
             planes = overlay_planes(i.dataset, frame)
             if planes:

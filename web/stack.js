@@ -70,8 +70,9 @@ export class Stack extends EventTarget {
     this.viewport.base.canvas.dataset.instance = String(position);
     this.showWindow();
     // An image's own display parameters where they differ from the series' (its window, rescale...).
+    // item.error: an image whose attributes cannot be painted right (pyjpip.errors kind and message).
     const loading = this.viewport.load(item.url, { greyscale: item.greyscale || this.series.greyscale,
-                                                   photometric: this.series.photometric,
+                                                   photometric: this.series.photometric, error: item.error,
                                                    overlays: item.overlays, keepView, bare: !!this.series.bare });
     this.annotations.refresh();  // load() has set the new image: its measurements, not the last one's
     this.dispatchEvent(new CustomEvent("position", { detail: position }));  // linked viewports follow (linking.js)

@@ -57,16 +57,23 @@ export class Viewport extends EventTarget {
    * null for colour), photometric. keepView: keep zoom and pan (scrolling a stack of same-size images).
    * bare: a JPEG 2000 image without DICOM attributes, shown as its JP2 boxes say (jp2colour.js).
    */
-  async load(url, { greyscale = null, photometric = "MONOCHROME2", overlays = null, keepView = false, bare = false } = {}) {
+  async load(url, { greyscale = null, photometric = "MONOCHROME2", overlays = null, keepView = false, bare = false,
+                    error = null } = {}) {
     const token = (this.loading = {});
     const previous = this.image;
     this.image = { url, greyscale, photometric, info: null, autoWindow: null, bare, colour: null, given: greyscale,
-                   overlays: (overlays || []).map((plane) => ({ ...plane, bits: Uint8Array.from(plane.data) })) };
+                   error, overlays: (overlays || []).map((plane) => ({ ...plane, bits: Uint8Array.from(plane.data) })) };
     this.detail.cancel();
     this.base.cancel();
     this.failure.hidden = true;
     delete this.base.canvas.dataset.preview;
     this.setState("loading");
+    if (error) {  // the layout found this image's attributes unusable: nothing is fetched or painted
+      this.base.clear();
+      this.detail.clear();
+      this.fail(error);
+      return;
+    }
     try {
       // The header's request also brings the first picture's resolution (see requestBase).
       const info = await this.python.header(url, this.firstSize());

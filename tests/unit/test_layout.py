@@ -112,3 +112,25 @@ def test_corner_text():
     assert text["bottom_left"] == ["CT Se: 1 Axial 5mm", "Im: 3/40", "T: 5 mm"]
     assert text["bottom_right"] == ["W: 400 L: 40", "Zoom: 150%", "LOSSY"]
     assert corner_text(ds, instance=1, instances=1, frame=7, frames=30)["bottom_left"][1] == "Im: 1/1  Fr: 7/30"
+
+
+def test_an_instance_whose_display_attributes_are_unusable_fails_alone():
+    """Each instance is painted with its own grey-scale parameters (PS3.3 C.11); one that cannot be
+    (an unknown Presentation LUT Shape) is marked with the error its cell shows, the others are laid out."""
+    from pyjpip.browser import study_layout
+
+    datasets = []
+    for number in (1, 2, 3):
+        ds = instance(sop=f"1.9.{number}", number=number, position=[0, 0, number])
+        ds.Rows = ds.Columns = 64
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = 16, 12, 0
+        ds.WindowCenter, ds.WindowWidth = 40 * number, 400
+        ds.PixelDataProviderURL = f"http://store.test/jpip?target={number}.j2k"
+        datasets.append(ds)
+    datasets[2].PresentationLUTShape = "SIDEWAYS"
+    layout = study_layout(datasets)
+    stack = layout["series"][0]["stack"]
+    assert [("error" in item) for item in stack] == [False, False, True]
+    assert stack[2]["error"]["kind"] and "SIDEWAYS" in stack[2]["error"]["message"]
+    assert stack[0].get("greyscale", layout["series"][0]["greyscale"])["window_center"] == 40
