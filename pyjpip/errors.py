@@ -151,6 +151,15 @@ class PixelMismatchError(DicomError):
         super().__init__(message)
 
 
+class UnsafePathError(DicomError):
+    """A value from a data set that was to name a file is not a UID (PS3.5 9.1), so it names none
+    (pyjpip.dicom.uid_paths). ``attribute`` names its element."""
+
+    def __init__(self, message: str, attribute: str | None = None):
+        self.attribute = attribute
+        super().__init__(message)
+
+
 class DatasetTooLargeError(DicomError):
     """A data set (or what a deflated one inflates to) is larger than a limit set to stop abuse."""
 

@@ -23,7 +23,8 @@ from pyjpip.archive import FILES_FOLDER, Archive, ArrivedInstance, Recorded, now
 from pyjpip.dicom.dicomweb import DatasetCatalog
 from pyjpip.dicom.hollow import DEFLATED, deflate, read_hollow_file
 from pyjpip.dicom.limits import MAXIMUM_HOLLOW_FILE_BYTES, read_limited
-from pyjpip.errors import ArchiveError, DicomError
+from pyjpip.dicom.uid_paths import uid_path
+from pyjpip.errors import ArchiveError, DicomError, UnsafePathError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,11 @@ class FileArchive(Archive):
     def record(self, instance: ArrivedInstance) -> Recorded:
         data = hollow_file(instance)
         sop = instance.sop_instance_uid
-        path = os.path.join(self.root, _safe(instance.study_instance_uid), _safe(instance.series_instance_uid),
-                            _safe(sop) + ".dcm")
+        try:
+            path = uid_path(self.root, ("StudyInstanceUID", instance.study_instance_uid),
+                            ("SeriesInstanceUID", instance.series_instance_uid), ("SOPInstanceUID", sop), suffix=".dcm")
+        except UnsafePathError as error:
+            raise ArchiveError(str(error)) from None
         with self.lock:
             paths = self._paths()
             previous_path = paths.get(sop)
@@ -215,11 +219,3 @@ def write_durably(path: str, data: bytes) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-def _safe(uid: str) -> str:
-    """A UID as a file name: UIDs are digits and dots (PS3.5 9.1); anything else is refused."""
-    uid = str(uid).strip()
-    if not uid or len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid) or uid.startswith("."):
-        raise ArchiveError(f"{uid[:80]!r} is not a UID (digits and dots, at most 64): it cannot name a file")
-    return uid

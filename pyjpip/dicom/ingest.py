@@ -56,6 +56,7 @@ from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES, dcmread, read_limited
 from pyjpip.dicom.pixel_data import JPEG2000_TRANSFER_SYNTAXES, frame_codestream
 from pyjpip.dicom.pixel_proof import bits_needed, check_range, prove_frame
 from pyjpip.dicom.source_pixels import MAXIMUM_EXACT_PRECISION, PALETTE_ATTRIBUTES, read_source_pixels
+from pyjpip.dicom.uid_paths import uid_path
 from pyjpip.errors import CodestreamError, DatasetTooLargeError, DicomError, PixelAttributeError, UnsupportedPixelsError
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,9 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool,
     if "PixelData" not in dataset:
         raise DicomError("no Pixel Data to serve")
     sop = str(dataset.SOPInstanceUID)
+    # where it goes, from its UIDs only when they are UIDs (a data set's "../x" names no file)
+    relative = uid_path("", ("StudyInstanceUID", dataset.StudyInstanceUID),
+                        ("SeriesInstanceUID", dataset.SeriesInstanceUID), ("SOPInstanceUID", sop))
     known = store.index["instances"].get(sop)
     if known and known["source_sha256"] == digest and known.get("url_base") == store.url_base and all(
             os.path.exists(os.path.join(store.root, known[k])) for k in ("image", "hollow")) and (
@@ -182,7 +186,6 @@ def _ingest_file(path: str, store: Store, deflate: bool, high_throughput: bool,
     served = serve_pixels(dataset, syntax, path, high_throughput, verify, maximum_bytes)
     frames = served.frames
     header = read_main_header(frames[0])
-    relative = os.path.join(str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), sop)
     if len(frames) == 1:
         image = os.path.join("images", relative + ".j2k")
         content = frames[0]

@@ -34,6 +34,7 @@ from pyjpip.dicom.hollow import (
     parse_explicit_little_endian,
 )
 from pyjpip.dicom.limits import MAXIMUM_ORDINARY_BYTES
+from pyjpip.dicom.uid_paths import is_uid
 from pyjpip.errors import DamagedDatasetError, DatasetTooLargeError, DicomError, NotHollowError, UntrustedURLError
 
 log = logging.getLogger(__name__)
@@ -246,11 +247,6 @@ def _check(found: Hollow | Ordinary, received: Received) -> Hollow | Ordinary | 
         return Refusal(CANNOT_UNDERSTAND, f"SOP Instance UID {dataset.SOPInstanceUID} is not the command's "
                                           f"{received.sop_instance_uid}", "SOPInstanceUID")
     return found
-
-
-def is_uid(value: str) -> bool:
-    """PS3.5 9.1: at most 64 characters, components of digits separated by dots, none empty."""
-    return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in value.split("."))
 
 
 def _names_htj2k(url: str) -> bool:

@@ -21,6 +21,7 @@ from pyjpip.archive import Archive, ArrivedInstance
 from pyjpip.dicom import storage
 from pyjpip.dicom.hollow import JPIP_TRANSFER_SYNTAXES, read_file_meta
 from pyjpip.dicom.limits import MAXIMUM_HOLLOW_FILE_BYTES, read_limited
+from pyjpip.dicom.uid_paths import uid_path
 from pyjpip.errors import ArchiveError, CodestreamError, DicomError
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class StorageSCP:
                                                               "(start it with --http-port or --url-base)")
         incoming = os.path.join(self.store, "incoming")
         os.makedirs(incoming, exist_ok=True)
-        path = os.path.join(incoming, f"{sop}.dcm")
+        path = uid_path(incoming, ("AffectedSOPInstanceUID", sop), suffix=".dcm")  # classify checked it: a guard
         with open(path, "wb") as f:
             f.write(storage.part10_for_ingest(ordinary, sop_class, sop))
         try:

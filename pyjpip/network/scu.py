@@ -230,8 +230,8 @@ def _prepare(item: presentation.Outgoing, options: list[str], scratch: str, jpip
         if item.transfer_syntax in DEFLATED:
             body = inflate(body, item.path)
         meta.TransferSyntaxUID = UID(first)
-        converted = os.path.join(scratch, f"{item.sop_instance_uid}.dcm")
-        with open(converted, "wb") as f:
+        descriptor, converted = tempfile.mkstemp(suffix=".dcm", dir=scratch)  # named by no value of the file
+        with os.fdopen(descriptor, "wb") as f:
             f.write(part10(meta, body))  # deflated again when ``first`` deflates
         return first, converted
     return _with_pixels(item, data, options, jpip_transport, url_policy)

@@ -370,3 +370,24 @@ def test_a_storage_scp_takes_every_encoding_and_serves_it_exactly(tmp_path):
         entry = index[str(pydicom.dcmread(path).SOPInstanceUID)]
         assert entry["verified"] is True
         assert_served_as(store, entry, expected_samples(case, values, path), case.name)
+
+
+# --- paths from DICOM values (issue 23) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("keyword, value", [("StudyInstanceUID", "../../outside"), ("SeriesInstanceUID", "/tmp/abs"),
+                                            ("SOPInstanceUID", "1.2/../../3"), ("StudyInstanceUID", "1." + "2" * 70),
+                                            ("SeriesInstanceUID", "..\\..\\x")])
+def test_ingest_and_push_name_files_only_by_uids(tmp_path, keyword, value):
+    """A data set's UIDs become folders and file names only when they are UIDs (PS3.5 9.1): a relative,
+    absolute or otherwise odd value is refused naming the attribute, and nothing is written anywhere."""
+    path, _ = make(Case("hostile_uid", EXPLICIT, 8, 8), tmp_path)
+    ds = pydicom.dcmread(path)
+    setattr(ds, keyword, value)
+    ds.save_as(path)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    store = tmp_path / "a" / "b" / "store"
+    report = ingest([str(path)], str(store), "http://store.test")
+    (_, reason), = report.failed
+    assert reason.startswith(f"{keyword} ") and "is not a UID" in reason, reason
+    written = sorted(p for p in tmp_path.rglob("*") if p not in before)
+    assert set(written) <= {store / "index.json", store, *store.parents}, written
