@@ -143,12 +143,17 @@ def resolve_window(request: JPIPRequest, index: CodestreamIndex) -> ResolvedWind
 
 
 def _components(request: JPIPRequest, count: int, changed: dict) -> tuple[int, ...]:
+    """The components served (C.4.5): the ranges asked for, within the image's ``count``. Every range
+    is clipped to ``count`` before it is walked, so the work is bounded by the image, not by the request
+    (comps=0-4294967295 names four billion). JPIP-comps says what is served when it differs from what
+    was named: a range reaching past the last component, or an open range (``n-``) is served as far as
+    there are components and is not a change."""
     if request.comps is None:
         return tuple(range(count))
     chosen = sorted({c for first, last in request.comps
-                     for c in range(first, (count - 1 if last is None else min(last, count - 1)) + 1)})
-    asked = sorted({c for first, last in request.comps for c in range(first, (first if last is None else last) + 1)})
-    if chosen != asked:
+                     for c in range(min(first, count), (count - 1 if last is None else min(last, count - 1)) + 1)})
+    beyond = any(first >= count or (last is not None and last >= count) for first, last in request.comps)
+    if beyond:
         changed["JPIP-comps"] = ",".join(map(str, chosen)) if chosen else ""
     return tuple(chosen)
 

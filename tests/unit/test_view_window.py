@@ -95,6 +95,31 @@ def test_resolve_window_reports_what_it_changed():
     assert resolve_window(parse_query("fsiz=0,0"), index).empty
 
 
+def test_a_component_range_costs_what_the_image_has_not_what_it_names():
+    """comps=0-4294967295 (issue 23): the ranges were expanded into sets before being clamped to the
+    image's components, so one request could take gigabytes. Now the work and memory are bounded by the
+    component count whatever the range says."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    tile = SimpleNamespace(tile=SimpleNamespace(components=[SimpleNamespace(decomposition_levels=3)],
+                                                coding_style=SimpleNamespace(layers=1)))
+    index = SimpleNamespace(size=SIZE, tiles=[tile])
+    tracemalloc.start()
+    try:
+        served = resolve_window(parse_query("fsiz=498,351&comps=0-3000000"), index)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert served.components == (0,) and served.changed == {"JPIP-comps": "0"}
+    assert peak < 1 << 20, f"{peak} bytes for a one-component image"
+    huge = resolve_window(parse_query("fsiz=498,351&comps=0-4294967295,7-,5"), index)
+    assert huge.components == (0,) and huge.changed == {"JPIP-comps": "0"}
+    assert resolve_window(parse_query("fsiz=498,351&comps=0"), index).changed == {}
+    assert resolve_window(parse_query("fsiz=498,351&comps=0-"), index).changed == {}
+    assert resolve_window(parse_query("fsiz=498,351&comps=3-9"), index).changed == {"JPIP-comps": ""}
+
+
 def windows_of(size, levels):
     """fsiz, roff, rsiz, round: whole frames, regions, roundings between levels."""
     full = frame_size(size, 0)
