@@ -8,7 +8,9 @@ gets. No sockets and no files here, so every rule is tested with bytes.
 
 A Storage SCP given a URL policy (pyjpip.network.url_policy: the schemes and hosts its viewers may
 fetch pixels from) refuses a hollow object whose Pixel Data Provider URL is outside it, with
-Refused: Not Authorized, and stores nothing.
+Refused: Not Authorized, and stores nothing. Without one, the default policy (http or https, any
+host) still refuses what every policy refuses: credentials in the URL, characters a URL cannot hold,
+hosts written to hide what they are.
 
 One case is recognised on purpose: an object in an ordinary syntax that carries a Pixel Data
 Provider URL and no pixels. DCMTK's storescu sends exactly that when it converts a .94 file to
@@ -165,9 +167,15 @@ def _hollow_in_jpip_syntax(received: Received, source: str, maximum: int) -> Hol
 
 
 def _allowed(found, url_policy):
-    """A hollow object whose Pixel Data Provider URL the policy refuses is refused: Not Authorized."""
-    if url_policy is None or not isinstance(found, Hollow):
+    """A hollow object whose Pixel Data Provider URL the policy refuses is refused: Not Authorized.
+    Without a policy, the default one (any host): what every policy refuses (credentials, characters a
+    URL cannot hold, hosts written to hide what they are) is refused all the same."""
+    if not isinstance(found, Hollow):
         return found
+    if url_policy is None:
+        from pyjpip.network.url_policy import DEFAULT_POLICY
+
+        url_policy = DEFAULT_POLICY
     try:
         url_policy.check(found.url)
     except UntrustedURLError as error:
