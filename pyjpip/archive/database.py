@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 from pyjpip.archive import Archive, ArrivedInstance, Recorded, now
-from pyjpip.dicom.dicomweb import INSTANCE_KEYWORDS, SERIES_KEYWORDS, STUDY_KEYWORDS, Catalog, study_order
+from pyjpip.dicom.dicomweb import INSTANCE_KEYWORDS, SERIES_KEYWORDS, STUDY_KEYWORDS, Catalog, dicom_json, study_order
 from pyjpip.errors import ArchiveError
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ class DatabaseArchive(Archive):
         blob = body[meta_length:]
         at = instance.received_at or now()
         sop = instance.sop_instance_uid
-        full = dataset.to_json_dict()  # once: every level's JSON is picked from it
+        full = dicom_json(dataset)  # once: every level's JSON is picked from it
         try:
             with self.database.transaction() as cursor:
                 if self.database.dialect == "postgresql":

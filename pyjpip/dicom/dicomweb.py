@@ -109,7 +109,7 @@ class DatasetCatalog(Catalog):
                 for ds in _ordered(self._chosen(study, series))]
 
     def metadata(self, study: str, series: str | None = None) -> list[dict]:
-        return [ds.to_json_dict() for ds in _ordered(self._chosen(study, series))]
+        return [dicom_json(ds) for ds in _ordered(self._chosen(study, series))]
 
     def part10(self, study: str, series: str, instance: str) -> bytes | None:
         found = self.objects.get(instance)
@@ -217,6 +217,40 @@ class DicomWebStore:
         return error_response(404, f"{path}: not a DICOMweb resource of this server")
 
 
+def dicom_json(dataset: Dataset) -> dict:
+    """A data set in the DICOM JSON Model (PS3.18 F.2), as pydicom's to_json_dict writes it, but for
+    Person Name: pydicom 3.0.2 raises IndexError for an empty value among several ("Doe\\", a
+    backslash sent by a peer), which reached the sender as the C-STORE's failure. Here each PN value
+    is its component groups (F.2.2), an empty one null (F.2.5)."""
+    result = {}
+    for element in dataset:
+        key = f"{element.tag:08X}"
+        if element.VR == "PN":
+            result[key] = _person_name_json(element)
+        elif element.VR == "SQ":
+            result[key] = {"vr": "SQ", "Value": [dicom_json(item) for item in element.value]}
+        else:
+            result[key] = element.to_json_dict(None, 1024)
+    return result
+
+
+def _person_name_json(element) -> dict:
+    if element.VM > 1:
+        values = list(element.value)
+    else:
+        values = [] if element.value is None or str(element.value) == "" else [element.value]
+    out = {"vr": "PN"}
+    if values:
+        out["Value"] = [_person_name(value) for value in values]
+    return out
+
+
+def _person_name(value) -> dict | None:
+    groups = str(value if value is not None else "").split("=")
+    named = {key: group for key, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups) if group}
+    return named or None
+
+
 def _ordered(datasets: list[Dataset]) -> list[Dataset]:
     def key(ds):
         number = ds.get("InstanceNumber")
@@ -229,7 +263,7 @@ def _pick(dataset: Dataset, keywords) -> dict:
     for keyword in keywords:
         if keyword in dataset:
             picked[keyword] = dataset[keyword]
-    return picked.to_json_dict()
+    return dicom_json(picked)
 
 
 def _studies(datasets: list[Dataset]) -> list[dict]:

@@ -99,3 +99,34 @@ def test_metadata_is_kept_until_the_store_changes(tmp_path):
     instances = json.loads(metadata())
     assert len(instances) == 2 and {i["00080018"]["Value"][0] for i in instances} == {
         str(first.SOPInstanceUID), str(second.SOPInstanceUID)}
+
+
+@pytest.mark.parametrize("files", [False, True], ids=["database", "files"])
+def test_a_person_name_with_an_empty_value_is_stored_and_listed(tmp_path, files):
+    """A backslash in a Person Name (issue 23): 'Doe^John\\' is two values, the second empty. pydicom 3.0.2's
+    DICOM JSON raised IndexError on it, which a Storage SCP returned to the peer as the C-STORE's failure.
+    It is stored, and listed with the empty value as null (PS3.18 F.2.5)."""
+    from pyjpip.archive import ArrivedInstance, open_archive
+    from pyjpip.dicom import storage
+    from pyjpip.dicom.dicomweb import dicom_json
+    from pyjpip.dicom.hollow import JPIP_REFERENCED, read_file_meta, write_hollow
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    del ds.PixelData
+    ds.PatientName = "Doe^John\\"
+    data = write_hollow(ds, "http://sender.example/jpip?target=a.j2k", JPIP_REFERENCED)
+    _, start = read_file_meta(data)
+    decision = storage.classify(storage.Received(JPIP_REFERENCED, str(ds.SOPClassUID), str(ds.SOPInstanceUID),
+                                                 data[start:], "SENDER", "PYJPIP"))
+    assert isinstance(decision, storage.Hollow)
+    assert dicom_json(decision.dataset)["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Doe^John"}, None]}
+    archive = open_archive(str(tmp_path / "store"), None, files)
+    try:
+        assert archive.record(ArrivedInstance.from_hollow(decision, "SENDER", "PYJPIP")).outcome == "created"
+        catalog = archive.catalog()
+        catalog.generation()  # what a server asks first: the files catalog reads the store then
+        listed = catalog.metadata(str(ds.StudyInstanceUID))
+        (listed,) = json.loads(listed) if isinstance(listed, (bytes, str)) else listed
+        assert listed["00100010"]["Value"] == [{"Alphabetic": "Doe^John"}, None]
+    finally:
+        archive.close()
