@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -73,12 +74,12 @@ def main() -> None:
     args = parser.parse_args()
     import pixel_sources
 
+    pixel_sources.samples = smooth  # image-like content for this bench's objects (make() draws from it)
     folder = tempfile.mkdtemp(prefix="bench-sources-")
     rows = []
     try:
         for label, case in SOURCES:
-            pixel_sources.samples = smooth  # image-like content for this bench's objects
-            path, _ = make(case, __import__("pathlib").Path(folder))
+            path, _ = make(case, Path(folder))
             megabytes = os.path.getsize(path) / 1e6
             timings = {True: [], False: []}
             for _ in range(args.runs):

@@ -376,7 +376,7 @@ def _encoded(dataset, syntax: UID, high_throughput: bool, source: str, verify: b
                                   "NumberOfFrames")
     if pixels.derivation:
         notes.append(pixels.derivation)
-    return ServedPixels(frames, "encoded", pixels.photometric, pixels.derivation, pixels._palette is not None, notes)
+    return ServedPixels(frames, "encoded", pixels.photometric, pixels.derivation, pixels.palette_expanded, notes)
 
 
 def describe_served(hollow, served: ServedPixels, header) -> None:

@@ -77,6 +77,11 @@ class SourcePixels:
     def count(self) -> int:
         return self.image.number_of_frames
 
+    @property
+    def palette_expanded(self) -> bool:
+        """Whether the frames are PALETTE COLOR indices expanded through their tables."""
+        return self._palette is not None
+
     def frames(self) -> Iterator:
         for number, frame in enumerate(self._decode(), 1):
             yield self._served(frame, number)

@@ -254,8 +254,8 @@ def test_re_packetized_jpeg2000_is_proven_too(tmp_path, monkeypatch):
 
     case = Case("proof_j2k", J2K_LOSSLESS, 16, 12, rows=64, columns=80)
     path, _ = make(case, tmp_path)
-    other, _ = make(Case("proof_j2k_other", J2K_LOSSLESS, 16, 12, rows=64, columns=80), tmp_path / "other"
-                    if (tmp_path / "other").mkdir() is None else tmp_path)
+    (tmp_path / "other").mkdir()
+    other, _ = make(Case("proof_j2k_other", J2K_LOSSLESS, 16, 12, rows=64, columns=80), tmp_path / "other")
     from pyjpip.dicom.pixel_data import read_encapsulated_image
     wrong = read_encapsulated_image(other.read_bytes()).frames[0]
     real = ingest_module.repacketize
