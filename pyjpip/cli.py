@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="origins whose pages may read JPIP answers, comma-separated (default *; '' for none)")
     serve.add_argument("--cors-dicomweb", metavar="ORIGINS", default="",
                        help="origins whose pages may read DICOMweb answers (default: same origin only)")
+    _viewer_options(serve)
     serve.add_argument("--workers", type=int, default=0, metavar="N",
                        help="production: N worker processes (gunicorn with uvicorn's asyncio HTTP server) "
                             "instead of the dev server")
@@ -205,7 +206,8 @@ def _serve(args) -> int:
     site_options = dict(cache_dir=args.cache, database_url=args.db, proxies=_proxies(args.proxy),
                         sessions_dir=args.sessions, channel_path=args.channel_path,
                         session_limit=args.max_sessions, idle_timeout=args.session_idle,
-                        cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)))
+                        cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)),
+                        viewer=_viewer_config(args))
     if args.workers:
         return _serve_production(args, site_options)
     server = make_server(args.static, args.host, args.port, jpip_root=args.root, max_connections=args.max_connections,
@@ -238,6 +240,34 @@ def _serve_production(args, site_options: dict) -> int:
     run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=args.idle_seconds,
                  max_connections=args.max_connections, head_seconds=args.head_seconds, on_ready=ready)
     return 0
+
+
+def _viewer_options(parser) -> None:
+    """The viewer's settings (served at /viewer-config.json, and the site's Content-Security-Policy)."""
+    group = parser.add_argument_group("viewer", "what the viewer page may fetch, who may embed it, where it signs in")
+    group.add_argument("--viewer-pixel-origin", action="append", default=[], metavar="ORIGIN",
+                       help="an origin other than this site's that hollow objects' Pixel Data Provider URLs may name "
+                            "(scheme://host[:port]; repeatable; default: none, pixels from this site only)")
+    group.add_argument("--viewer-token-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a --viewer-pixel-origin that takes this site's bearer token (repeatable; default none)")
+    group.add_argument("--viewer-allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="an origin other than this site's that ?dicom=, ?jpip= and ?dicomweb= may name "
+                            "(repeatable; default: this site only)")
+    group.add_argument("--embed-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a page origin that may frame the viewer and drive its postMessage API (repeatable; "
+                            "default: this site only)")
+    group.add_argument("--oidc-issuer", metavar="URL", help="the OpenID Connect issuer the viewer signs in with")
+    group.add_argument("--oidc-client-id", metavar="ID", help="the viewer's client id at that issuer")
+    group.add_argument("--oidc-scope", default="openid", metavar="S", help="the scope asked for (default openid)")
+    group.add_argument("--oidc-audience", metavar="AUD", help="the audience asked for, if the issuer needs one")
+
+
+def _viewer_config(args):
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    return ViewerConfig.from_options(args.viewer_pixel_origin, args.viewer_allow_origin, args.embed_origin,
+                                     args.viewer_token_origin, getattr(args, "auth_issuer", None) or args.oidc_issuer,
+                                     args.oidc_client_id, args.oidc_scope, args.oidc_audience)
 
 
 _GATEWAY_HELP = ("when an SCP takes no JPIP syntax and the pixels are fetched to go with the object, fetch "

@@ -18,9 +18,14 @@ import { toolChooser } from "./annotations.js";
 import { SpatialLinks } from "./linking.js";
 import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
+import { loadConfig } from "./viewer-config.js";
+import { FetchPolicy } from "./fetch-policy.js";
+import { setToken } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+const settings = loadConfig();  // what this viewer may fetch, who may embed it (pyjpip serve's options)
+const policy = settings.then((config) => new FetchPolicy(config, location.origin));
 
 function setState(state) {
   document.body.dataset.state = state;
@@ -228,17 +233,19 @@ const host = listenToHost({
     if (!LAYOUTS[layout]) throw new Error(`layout ${layout} is not one of ${Object.keys(LAYOUTS).join(", ")}`);
     screen?.arrange(...LAYOUTS[layout]);
   },
-});
+  token: ({ token, expires_at: expiresAt = null }) => setToken(token, { expiresAt }),
+}, settings);
 
 function startWorker({ dicom = false, packages = "bundle" } = {}) {
-  const python = new PythonWorker({ dicom, packages });
+  const python = new PythonWorker({ dicom, packages, config: settings });
   python.addEventListener("ready", () => status("Python ready…"));
   python.addEventListener("failure", (event) => showError(new Error(event.detail)));
   return python;
 }
 
 /** ?jpip=<target URL>: a bare JPEG 2000 image, streamed and refined by JPIP. */
-function showJpip(target) {
+async function showJpip(target) {
+  (await policy).checkSource(target, "?jpip=");
   const python = startWorker(), decoder = new Decoder();
   $("image-choice").replaceChildren(new Option(target, target));
   status("Starting Python…");
@@ -257,10 +264,10 @@ function showJpip(target) {
 
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
 async function showStudy(studyUid) {
+  const root = (await policy).checkSource(params.get("dicomweb") || "/dicomweb", "?dicomweb=").href;
   const python = startWorker(), decoder = new Decoder();
   status("Starting Python…");
   $("image-choice").parentElement.hidden = true;  // the series strip chooses here
-  const root = new URL(params.get("dicomweb") || "/dicomweb", location.href).href;
   const layout = await python.study(root, studyUid);
   performance.mark("layout-ready");
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
@@ -278,9 +285,11 @@ async function showStudy(studyUid) {
  * at that resolution (the Resolution menu changes it), auto (or none) at the one that fits.
  */
 async function showObjects(urls, { reduce = null } = {}) {
+  const checked = await policy;
+  const hrefs = urls.map((url) => checked.checkSource(url, "?dicom=").href);
   const python = startWorker({ dicom: true, packages: params.get("packages") || "bundle" }), decoder = new Decoder();
   status("Starting Python…");
-  const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
+  const layout = await python.objects(hrefs);
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   $("image-info").textContent = layout.description;
   if (layout.series.length > 1) $("series-strip").hidden = false;
@@ -318,7 +327,7 @@ function resolutionChooser(viewport, reduce) {
 
 /** The demo objects (data/index.json) in the Image menu; choosing one opens it. */
 async function demoChoice(current) {
-  const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
+  const demos = await (await policy).fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
   const select = $("image-choice");
   select.replaceChildren(...demos.map((d) => new Option(d.title, `data/${d.file}`)));
   if (current && !demos.some((d) => `data/${d.file}` === current)) select.prepend(new Option(current, current));

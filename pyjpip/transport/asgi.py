@@ -268,8 +268,22 @@ def app_from_environment():
     site = make_site(static, root, cache_dir=os.environ.get("PYJPIP_CACHE") or None,
                      database_url=os.environ.get("PYJPIP_DB") or None, proxies=proxies,
                      sessions_dir=os.environ.get("PYJPIP_SESSIONS") or None, cors=cors,
-                     channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"))
+                     channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"), viewer=_viewer_from_environment())
     return asgi_app(site, send_seconds=float(os.environ.get("PYJPIP_IDLE_SECONDS", "60")))
+
+
+def _viewer_from_environment():
+    """The viewer's settings: PYJPIP_VIEWER_PIXEL_ORIGINS, PYJPIP_VIEWER_TOKEN_ORIGINS,
+    PYJPIP_VIEWER_ALLOW_ORIGINS, PYJPIP_EMBED_ORIGINS (comma-separated origins), PYJPIP_OIDC_ISSUER,
+    PYJPIP_OIDC_CLIENT_ID, PYJPIP_OIDC_SCOPE, PYJPIP_OIDC_AUDIENCE (as `pyjpip serve`'s options)."""
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    env = os.environ.get
+    return ViewerConfig.from_options(_origins("PYJPIP_VIEWER_PIXEL_ORIGINS", ()), _origins("PYJPIP_VIEWER_ALLOW_ORIGINS", ()),
+                                     _origins("PYJPIP_EMBED_ORIGINS", ()), _origins("PYJPIP_VIEWER_TOKEN_ORIGINS", ()),
+                                     env("PYJPIP_AUTH_ISSUER") or env("PYJPIP_OIDC_ISSUER") or None,
+                                     env("PYJPIP_OIDC_CLIENT_ID") or None, env("PYJPIP_OIDC_SCOPE") or "openid",
+                                     env("PYJPIP_OIDC_AUDIENCE") or None)
 
 
 _application = None

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 from pyjpip.response import Response, error_response
+from pyjpip.transport.viewer_config import PATH as VIEWER_CONFIG_PATH, ViewerConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Site:
     proxies: dict[str, str] = field(default_factory=dict)
     cors: CORSPolicy = field(default_factory=CORSPolicy)
     limits: Limits = field(default_factory=Limits)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
     def __post_init__(self):
         if self.static_root is not None:
@@ -110,6 +112,7 @@ class Site:
             response = error_response(500, f"internal error: {type(error).__name__}: {error}")
         if kind == "site":
             response.headers.append(("X-Content-Type-Options", "nosniff"))
+            response.headers.extend(self._viewer_headers())
         response.headers.extend(self.cors.headers(kind, headers.get("Origin")))
         return response
 
@@ -136,7 +139,21 @@ class Site:
             return self.dicomweb.handle(unquote(path), query)
         if self.static_root is None:
             return error_response(404, "this server has no static site; JPIP is at /jpip")
+        if path == VIEWER_CONFIG_PATH:
+            return self._viewer_config()
         return self._static(path, headers)
+
+    def _viewer_config(self) -> Response:
+        """/viewer-config.json: the viewer's settings (pyjpip.transport.viewer_config)."""
+        body = self.viewer.to_json()
+        return Response(200, [("Content-Type", "application/json"), ("Cache-Control", "no-cache")],
+                        iter([body]), len(body))
+
+    def _viewer_headers(self) -> list[tuple[str, str]]:
+        """Content Security Policy and framing for the site's files (pyjpip.transport.content_security)."""
+        from pyjpip.transport.content_security import site_headers
+
+        return site_headers(self.viewer) if self.static_root is not None else []
 
     def _is_jpip(self, path: str) -> bool:
         """/jpip, a target under it, or the channel path this server names in JPIP-cnew (path=,
@@ -270,7 +287,7 @@ def forward(url: str, accept: str | None) -> Response:
 def make_site(static_root: str | None = None, jpip_root: str | None = None, *, cache_dir: str | None = None,
               database_url: str | None = None, proxies: dict[str, str] | None = None,
               sessions_dir: str | None = None, cors: CORSPolicy | None = None, limits: Limits | None = None,
-              channel_path: str = "jpip", **jpip_options) -> Site:
+              channel_path: str = "jpip", viewer: ViewerConfig | None = None, **jpip_options) -> Site:
     """The site for these folders, as both adapters build it."""
     from pyjpip.dicom.dicomweb import DicomWebStore
     from pyjpip.jpip.server import JPIPServer
@@ -291,4 +308,5 @@ def make_site(static_root: str | None = None, jpip_root: str | None = None, *, c
     # The store's catalog: an archive database, received files or an ingested store's index.json
     # (answers 404 when ROOT is none of them).
     dicomweb = DicomWebStore(jpip_root, database_url) if jpip_root else None
-    return Site(jpip, dicomweb, static_root, dict(proxies or {}), cors or CORSPolicy(), limits or Limits())
+    return Site(jpip, dicomweb, static_root, dict(proxies or {}), cors or CORSPolicy(), limits or Limits(),
+                viewer or ViewerConfig())

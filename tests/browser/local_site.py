@@ -8,11 +8,23 @@ from pyjpip.transport.http_server import make_server
 
 
 @contextmanager
-def served(jpip_root=None, static: bool = True, cors=None):
+def served(jpip_root=None, static: bool = True, cors=None, viewer=None, hits=None):
     """static/ (unless not ``static``) and JPIP + DICOMweb over ``jpip_root`` on 127.0.0.1, with ``cors`` (a
-    pyjpip.transport.site.CORSPolicy) if given; yields the base URL with a final '/'."""
+    pyjpip.transport.site.CORSPolicy) and ``viewer`` (a pyjpip.transport.viewer_config.ViewerConfig) if
+    given; every request's (method, path) is appended to the list ``hits`` if given. Yields the base URL
+    with a final '/'."""
+    options = {**({"cors": cors} if cors else {}), **({"viewer": viewer} if viewer else {})}
     server = make_server(str(ROOT / "static") if static else None, "127.0.0.1", 0,
-                         jpip_root=None if jpip_root is None else str(jpip_root), **({"cors": cors} if cors else {}))
+                         jpip_root=None if jpip_root is None else str(jpip_root), **options)
+    if hits is not None:
+        site = server.RequestHandlerClass.keywords["site"]
+        answer = site.handle
+
+        def counted(method, path, *args, **kwargs):
+            hits.append((method, path))
+            return answer(method, path, *args, **kwargs)
+
+        site.handle = counted
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
