@@ -256,7 +256,8 @@ def _viewer_options(parser) -> None:
     group.add_argument("--embed-origin", action="append", default=[], metavar="ORIGIN",
                        help="a page origin that may frame the viewer and drive its postMessage API (repeatable; "
                             "default: this site only)")
-    group.add_argument("--oidc-issuer", metavar="URL", help="the OpenID Connect issuer the viewer signs in with")
+    group.add_argument("--oidc-issuer", metavar="URL", help="the OpenID Connect issuer the viewer signs in with "
+                       "(default: the --auth-issuer, when there is one)")
     group.add_argument("--oidc-client-id", metavar="ID", help="the viewer's client id at that issuer")
     group.add_argument("--oidc-scope", default="openid", metavar="S", help="the scope asked for (default openid)")
     group.add_argument("--oidc-audience", metavar="AUD", help="the audience asked for, if the issuer needs one")
@@ -265,9 +266,12 @@ def _viewer_options(parser) -> None:
 def _viewer_config(args):
     from pyjpip.transport.viewer_config import ViewerConfig
 
+    # The viewer signs in where the server's tokens come from: --oidc-issuer, or the one --auth-issuer.
+    trusted = getattr(args, "auth_issuers", None) or []
+    issuer = args.oidc_issuer or (trusted[0] if args.oidc_client_id and len(trusted) == 1 else None)
     return ViewerConfig.from_options(args.viewer_pixel_origin, args.viewer_allow_origin, args.embed_origin,
-                                     args.viewer_token_origin, getattr(args, "auth_issuer", None) or args.oidc_issuer,
-                                     args.oidc_client_id, args.oidc_scope, args.oidc_audience)
+                                     args.viewer_token_origin, issuer, args.oidc_client_id, args.oidc_scope,
+                                     args.oidc_audience)
 
 
 _GATEWAY_HELP = ("when an SCP takes no JPIP syntax and the pixels are fetched to go with the object, fetch "

@@ -20,7 +20,8 @@ import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
 import { loadConfig } from "./viewer-config.js";
 import { FetchPolicy } from "./fetch-policy.js";
-import { setToken } from "./session.js";
+import { onToken, setToken } from "./session.js";
+import { completeSignIn, scheduleRefresh, startSignIn } from "./sign-in.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -36,7 +37,52 @@ function status(text) {
   $("status").textContent = text;
 }
 
+/**
+ * The server asked who the user is (HTTP 401): the page says so and offers its sign-in (OpenID
+ * Connect, when configured) or waits for its embedder's token; the layout stays, and whatever failed
+ * for want of a token is asked again once one comes.
+ */
+function needSignIn(reason) {
+  $("sign-in-reason").textContent = reason;
+  $("sign-in").hidden = false;
+  document.body.dataset.signIn = "needed";
+  settings.then((config) => {
+    const button = $("sign-in-button");
+    button.hidden = !config.oidc;
+    button.onclick = () => startSignIn(config.oidc).catch(showError);
+    if (!config.oidc) $("sign-in-reason").textContent = `${reason} (the page embedding this viewer gives it its token)`;
+  });
+  host.emit("unauthenticated", { reason });
+}
+
+let reopen = null;  // what to do when a token comes after the study itself could not be opened
+
+onToken((token) => {
+  if (!token || $("sign-in").hidden) return;
+  $("sign-in").hidden = true;
+  delete document.body.dataset.signIn;
+  // After the worker has the token (its listener runs after this one): failed viewports ask again.
+  setTimeout(() => {
+    if (reopen) {
+      const again = reopen;
+      reopen = null;
+      $("message").hidden = true;
+      again().catch(showError);
+      return;
+    }
+    for (const stack of screen?.stacks || []) {
+      if (!stack.viewport.failure.hidden && stack.viewport.failure.dataset.kind === "unauthenticated") stack.viewport.retry();
+    }
+  });
+});
+
 function showError(error) {
+  if (error?.kind === "unauthenticated") {
+    reopen = main;
+    setState("sign-in");
+    needSignIn(`Sign in to see this study: ${error.message}`);
+    return;
+  }
   const text = error && error.message ? error.message : String(error);
   $("message").textContent = text;
   $("message").hidden = false;
@@ -130,7 +176,10 @@ class Screen {
                                 final: picture.final, bytes: picture.body_bytes });
       });
       stack.viewport.addEventListener("window", (event) => host.emit("window", { viewport: index, ...event.detail }));
-      stack.addEventListener("failure", (event) => host.emit("error", { viewport: index, message: event.detail }));
+      stack.addEventListener("failure", (event) => {
+        host.emit("error", { viewport: index, message: event.detail });
+        if (stack.viewport.failure.dataset.kind === "unauthenticated") needSignIn("Session expired: sign in again");
+      });
       cell.addEventListener("focus", () => this.focus(stack));
       return stack;
     });
@@ -236,8 +285,13 @@ const host = listenToHost({
   token: ({ token, expires_at: expiresAt = null }) => setToken(token, { expiresAt }),
 }, settings);
 
+const workers = new Map();  // one Python worker per kind, kept when the page opens again after sign-in
+
 function startWorker({ dicom = false, packages = "bundle" } = {}) {
+  const key = `${dicom} ${packages}`;
+  if (workers.has(key)) return workers.get(key);
   const python = new PythonWorker({ dicom, packages, config: settings });
+  workers.set(key, python);
   python.addEventListener("ready", () => status("Python ready…"));
   python.addEventListener("failure", (event) => showError(new Error(event.detail)));
   return python;
@@ -343,6 +397,12 @@ async function demoChoice(current) {
 }
 
 async function main() {
+  const config = await settings;
+  if (config.oidc) {
+    const back = await completeSignIn(config.oidc);  // this load is the sign-in's return: the study again
+    if (back) return location.replace(back);
+    scheduleRefresh(config.oidc, () => needSignIn("Session expired: sign in again"));
+  }
   if (params.get("jpip")) return showJpip(params.get("jpip"));
   if (params.get("study")) return showStudy(params.get("study"));
   // One path for ?dicom= and the default page (the first demo object): the worker, as for a study.

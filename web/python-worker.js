@@ -14,7 +14,8 @@
 // Out: {type: "ready"}, {id, type: "study" | "header" | "done", ...},
 //      {id, type: "picture", codestream, reduce, frame, region, layers, final, ...}  (decodable),
 //      {id, type: "error", kind, message, detail}: kind from pyjpip.errors ("network", "damaged",
-//      "not-hollow", "refused", "too-large", "invalid", "internal"); "superseded" is never sent
+//      "not-hollow", "refused", "too-large", "invalid", "unauthenticated" (HTTP 401: sign in),
+//      "forbidden", "internal"); "superseded" is never sent
 //      {type: "configure", config, token}         the viewer's settings (viewer-config.js) and access
 //                                                 token, sent first: no fetch is made before it comes
 //      {type: "token", token}                     a new (refreshed) access token, or null
@@ -51,7 +52,8 @@ async function fetchBytes(url) {
     if (error.kind === "refused") throw error;
     throw failure("network", `GET ${url} failed: ${error.message || error}`);
   }
-  if (response.status === 401) throw failure("unauthorized", `GET ${url}: HTTP 401: sign in to see this study`);
+  if (response.status === 401) throw failure("unauthenticated", `${new URL(url).host} asks who you are: sign in to see this study`);
+  if (response.status === 403) throw failure("forbidden", `${new URL(url).host} refused: this account may not see this study (HTTP 403)`);
   if (!response.ok) throw failure("network", `GET ${url}: HTTP ${response.status} ${response.statusText}`.trim());
   return new Uint8Array(await response.arrayBuffer());
 }

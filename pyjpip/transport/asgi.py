@@ -281,9 +281,15 @@ def _viewer_from_environment():
     env = os.environ.get
     return ViewerConfig.from_options(_origins("PYJPIP_VIEWER_PIXEL_ORIGINS", ()), _origins("PYJPIP_VIEWER_ALLOW_ORIGINS", ()),
                                      _origins("PYJPIP_EMBED_ORIGINS", ()), _origins("PYJPIP_VIEWER_TOKEN_ORIGINS", ()),
-                                     env("PYJPIP_AUTH_ISSUER") or env("PYJPIP_OIDC_ISSUER") or None,
+                                     env("PYJPIP_OIDC_ISSUER") or _single_issuer(env("PYJPIP_AUTH_ISSUER")),
                                      env("PYJPIP_OIDC_CLIENT_ID") or None, env("PYJPIP_OIDC_SCOPE") or "openid",
                                      env("PYJPIP_OIDC_AUDIENCE") or None)
+
+
+def _single_issuer(value: str | None) -> str | None:
+    """The one issuer PYJPIP_AUTH_ISSUER names (the viewer signs in there), or None for none or several."""
+    issuers = (value or "").replace(",", " ").split()
+    return issuers[0] if len(issuers) == 1 else None
 
 
 _application = None

@@ -131,6 +131,10 @@ async def fetch_bytes(url: str) -> bytes:
         raise
     except Exception as exc:  # fetch rejects with a JS TypeError on network failure
         raise TransportError(f"GET {url} failed: {exc}") from exc
+    if response.status in (401, 403):
+        from pyjpip.browser import refused_access
+
+        raise refused_access(url, response.status)
     if not response.ok:
         raise TransportError(f"GET {url}: HTTP {response.status} {response.statusText}".rstrip())
     try:
