@@ -8,21 +8,24 @@ from pyjpip.transport.http_server import make_server
 
 
 @contextmanager
-def served(jpip_root=None, static: bool = True, cors=None, viewer=None, hits=None):
+def served(jpip_root=None, static: bool = True, cors=None, viewer=None, hits=None, authorization=None, **site_options):
     """static/ (unless not ``static``) and JPIP + DICOMweb over ``jpip_root`` on 127.0.0.1, with ``cors`` (a
     pyjpip.transport.site.CORSPolicy) and ``viewer`` (a pyjpip.transport.viewer_config.ViewerConfig) if
-    given; every request's (method, path) is appended to the list ``hits`` if given. Yields the base URL
-    with a final '/'."""
-    options = {**({"cors": cors} if cors else {}), **({"viewer": viewer} if viewer else {})}
+    given; every request's (method, path) is appended to the list ``hits`` if given, its (path,
+    Authorization header or None) to ``authorization``. Yields the base URL with a final '/'."""
+    options = {**({"cors": cors} if cors else {}), **({"viewer": viewer} if viewer else {}), **site_options}
     server = make_server(str(ROOT / "static") if static else None, "127.0.0.1", 0,
                          jpip_root=None if jpip_root is None else str(jpip_root), **options)
-    if hits is not None:
+    if hits is not None or authorization is not None:
         site = server.RequestHandlerClass.keywords["site"]
         answer = site.handle
 
-        def counted(method, path, *args, **kwargs):
-            hits.append((method, path))
-            return answer(method, path, *args, **kwargs)
+        def counted(method, path, query, headers, *args, **kwargs):
+            if hits is not None:
+                hits.append((method, path))
+            if authorization is not None and method != "OPTIONS":
+                authorization.append((path, headers.get("Authorization")))
+            return answer(method, path, query, headers, *args, **kwargs)
 
         site.handle = counted
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -386,3 +386,43 @@ def test_the_iframe_api_ignores_an_origin_that_is_not_an_embedder(page):
         assert page.evaluate("window.replies") == [] and page.evaluate("window.events") == []
         assert page.frame_locator("#frame").locator("#viewport").get_attribute("data-layout") == "1x1"
         assert len(warnings) == 2
+
+
+# --- tokens ------------------------------------------------------------------------------------------
+
+TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # its shape only: no server here checks it
+
+
+@pytest.mark.parametrize("token_origin", [False, True])
+def test_a_token_from_the_address_fragment_goes_to_this_site_only(watched_page, foreign, token_origin):
+    """#access_token= is taken once and leaves the address bar; the token goes with this site's requests,
+    to a pixel origin only when it is declared to take it (--viewer-token-origin)."""
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    study, store, pixels, hits, _ = foreign
+    pixel_origin = origin_of(pixels)
+    config = ViewerConfig.from_options([pixel_origin], token_origins=[pixel_origin] if token_origin else [])
+    own = []
+    with served(store, viewer=config, authorization=own) as viewer:
+        page = watched_page
+        viewer_page(page, viewer, pixel_origin)
+        pixel_requests = []
+        page.on("request", lambda r: r.url.startswith(pixel_origin) and r.method != "OPTIONS"
+                and pixel_requests.append(r.all_headers().get("authorization")))
+        page.goto(f"{viewer}?study={study}#access_token={TOKEN}&expires_in=600")
+        page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+        assert page.evaluate("document.body.dataset.state") == "painted", page.locator("#message").text_content()
+        assert page.evaluate("location.href") == f"{viewer}?study={study}", "the token stayed in the address"
+    metadata = [value for path, value in own if path.endswith("/metadata")]
+    assert metadata == [f"Bearer {TOKEN}"]
+    assert pixel_requests and set(pixel_requests) == ({f"Bearer {TOKEN}"} if token_origin else {None})
+
+
+def test_a_token_in_the_query_is_never_taken(watched_page):
+    own = []
+    with served(None, authorization=own) as viewer:
+        page = watched_page
+        viewer_page(page, viewer)
+        page.goto(f"{viewer}?access_token={TOKEN}&dicom=data/ct_phantom_2048.dcm")
+        page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+    assert own and all(value is None for _, value in own)
