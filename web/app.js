@@ -9,7 +9,12 @@
 //   dicom=<url>&reduce=<levels>|auto  one ordinary object decoded whole at that resolution (the
 //                               default page: the first demo image), packages=bundle|wheels;
 //   layout=1x1|1x2|2x2          the grid, instead of the hanging protocol's.
-// Embedded in an iframe, the page answers postMessage (embed.js).
+// Embedded in an iframe, the page answers postMessage (embed.js) from its own origin and configured
+// embedders. What the page may fetch (its own site, configured pixel and source origins), who may
+// embed it and where it signs in come from the site's /viewer-config.json (viewer-config.js); every
+// fetch passes fetch-policy.js (pyjpip.transport.pyodide_fetch for the worker's Python); a URL of
+// another origin in ?dicom=, ?jpip=, ?dicomweb= is refused unless configured (--viewer-allow-origin).
+// A token: #access_token=... (session.js), the embedder's {command: "token"}, or sign-in.js.
 import { Decoder } from "./decoder.js";
 import { roundDownReduce } from "./geometry.js";
 import { paintColour, paintGreyscale } from "./paint.js";

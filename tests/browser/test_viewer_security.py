@@ -426,3 +426,34 @@ def test_a_token_in_the_query_is_never_taken(watched_page):
         page.goto(f"{viewer}?access_token={TOKEN}&dicom=data/ct_phantom_2048.dcm")
         page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
     assert own and all(value is None for _, value in own)
+
+
+def test_wasm_unsafe_eval_is_the_one_script_source_beyond_self_the_viewer_needs(page, jpip_site):
+    """Under the site's policy a bare image paints (test_first_page and test_viewer run under it too);
+    the same policy without 'wasm-unsafe-eval' stops Pyodide's and OpenJPEG's WebAssembly."""
+    from paths import ROOT
+    from pyjpip.transport.content_security import content_security_policy
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    strict = content_security_policy(ViewerConfig()).replace(" 'wasm-unsafe-eval'", "")
+    assert "script-src 'self';" in strict
+    with served(ROOT / "static" / "data") as viewer:
+        page.goto(f"{viewer}?jpip=/jpip?target=ct_phantom_2048.j2k")
+        page.wait_for_function("['painted', 'error'].includes(document.body.dataset.state)", timeout=BOOT_TIMEOUT_MS)
+        assert page.evaluate("document.body.dataset.state") == "painted"
+    hits = []
+    with served(ROOT / "static" / "data", hits=hits) as viewer:
+        violations = []
+        page.on("console", lambda m: "WebAssembly" in m.text and "Content Security" in m.text
+                and violations.append(m.text))
+        page.route(f"{viewer}**", lambda route: route.fulfill(
+            response=(fetched := route.fetch()), headers={**fetched.headers, "content-security-policy": strict}))
+        page.goto(f"{viewer}?jpip=/jpip?target=ct_phantom_2048.j2k")
+        for _ in range(100):
+            if violations:
+                break
+            page.wait_for_timeout(200)
+        assert violations, "Chromium did not say the WebAssembly was refused"
+        page.wait_for_timeout(2000)
+        assert page.evaluate("document.body.dataset.state") != "painted"
+        assert not [path for _, path in hits if path == "/jpip"], "no image is asked for without Python"
