@@ -151,16 +151,27 @@ def server_class():
                 wrapped = self.tls_context.wrap_socket(request, server_side=True)
                 wrapped.settimeout(None)
                 return wrapped
+            except (ssl.SSLEOFError, ConnectionError, TimeoutError) as error:
+                # Closed, or silent, before a handshake: a port probe (a monitor, a reachability check)
+                # or a slow client; logged, not a failed authentication.
+                log.info("connection from %s:%s closed without a TLS handshake (%s)", client_address[0],
+                         client_address[1], getattr(error, "reason", None) or type(error).__name__)
+                self._close(request)
+                return None
             except (ssl.SSLError, OSError) as error:
                 reason = f"TLS handshake failed: {getattr(error, 'reason', None) or error}"
                 log.warning("connection from %s:%s closed: %s", client_address[0], client_address[1], reason)
                 self.on_tls_failure(client_address[0], reason)
-                try:
-                    request.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                request.close()
+                self._close(request)
                 return None
+
+        @staticmethod
+        def _close(request) -> None:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            request.close()
 
         def _guard_lock(self):
             if "_lock" not in vars(self):
