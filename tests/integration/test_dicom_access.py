@@ -345,3 +345,49 @@ def test_silent_connections_from_one_host_do_not_shut_out_another_sender(ct_base
         assert send(scp.port, hollow(ct_base, URL_A), "SAMEHOST")[0] == 0
         log = scp.log.read_text()
     assert "connections from 127.0.0.1 are not associated yet (at most 8 a peer)" in log
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+def test_every_store_refusal_rejection_start_and_stop_is_one_audit_message(ct_base, tmp_path):
+    """PS3.15 A.5.3: each event of store-scp's life is exactly one message with the right participants
+    and objects, in the order the events happened."""
+    log_path = tmp_path / "audit.log"
+    stored = hollow(ct_base, URL_A, patient_id="PID-1", patient_name="Doe^Jane")
+    sop = sop_of(stored)
+    dataset = read_hollow(stored).dataset
+    study = str(dataset.StudyInstanceUID)
+    forged = hollow(ct_base, URL_B, study=study, sop=sop, patient_id="PID-1", patient_name="Doe^Jane")
+    credentials = hollow(ct_base, "http://user:secret@pixels.test/jpip?target=a.j2k")
+    with store_scp(tmp_path / "store", "--audit-file", log_path) as scp:
+        assert send(scp.port, stored, "MODALITY") == (0, "")
+        assert send(scp.port, forged, "INTRUDER", source="127.0.0.2")[0] == storage.NOT_AUTHORIZED
+        assert send(scp.port, credentials, "MODALITY")[0] == storage.NOT_AUTHORIZED
+        assert send(scp.port, stored, "MODALITY", called="WRONG") == ("rejected", (1, 1, 7))
+        time.sleep(0.3)
+    messages = [audit.parse(line) for line in log_path.read_text().splitlines()]
+    assert [(m["event_id"], m["action"], m["outcome"]) for m in messages] == [
+        ("110100", "E", 0),   # application start
+        ("110104", "C", 0),   # stored
+        ("110104", "U", 8),   # an update refused: not this sender's instance
+        ("110104", "C", 8),   # refused: its Pixel Data Provider URL carries credentials
+        ("110113", "E", 4),   # association rejected: called AE title
+        ("110100", "E", 0),   # application stop
+    ]
+    assert [m["event_type"] for m in (messages[0], messages[4], messages[5])] == ["110120", "110126", "110121"]
+
+    def requestor(message):
+        (found,) = [(p["UserID"], p.get("NetworkAccessPointID")) for p in message["participants"]
+                    if p["UserIsRequestor"] == "true"]
+        return found
+
+    assert [requestor(m) for m in messages[1:5]] == [("MODALITY", "127.0.0.1"), ("INTRUDER", "127.0.0.2"),
+                                                     ("MODALITY", "127.0.0.1"), ("MODALITY", "127.0.0.1")]
+    for message in messages[1:4]:
+        assert [(p["UserID"], p["role"]) for p in message["participants"] if p["UserIsRequestor"] == "false"] == \
+            [("PYJPIP", "110152")]
+    for message, instance in zip(messages[1:4], (sop, sop, sop_of(credentials))):
+        assert [i for o in message["objects"] for i in o["instances"]] == [(str(ct_base.SOPClassUID), instance)]
+    assert {o["id"] for o in messages[1]["objects"]} == {study, "PID-1"}
+    assert {o["id"] for o in messages[2]["objects"]} == {study, "PID-1"}
+    assert [p["UserID"] for p in messages[0]["participants"]] == ["PYJPIP"]
