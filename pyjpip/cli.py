@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     scp.add_argument("--static", metavar="DIR", help="with --http-port, serve the viewer site too")
     scp.add_argument("--deflate", action="store_true", help="ingested objects become .95/.205 (deflated)")
     scp.add_argument("--max-associations", type=int, default=64, metavar="N",
-                     help="connections and associations at once, in all (default 64)")
+                     help="associations at once (default 64); past that A-ASSOCIATE-RJ 'local limit exceeded', and "
+                          "connections past it and --max-connecting-per-peer are closed at once")
     scp.add_argument("--max-connecting-per-peer", type=int, default=8, metavar="N",
                      help="connections one peer address may hold before they are associations (waiting for the "
                           "A-ASSOCIATE-RQ or in the TLS handshake; default 8): silent connections from one host "

@@ -125,7 +125,7 @@ def parse_sender(text: str) -> Sender:
         raise SenderConfigurationError(f"--sender {given!r}: the permission after ':' is one of "
                                        f"{', '.join(PERMISSIONS)} (an IPv6 address goes in brackets)")
     title, at, where = text.partition("@")
-    networks = tuple(_network(w.strip().removeprefix("[").removesuffix("]"), given)
+    networks = tuple(_network(w.strip().removeprefix("[").removesuffix("]"), f"--sender {given!r}")
                      for w in where.split(",")) if at else ()
     return _sender(title, networks, permission, f"--sender {given!r}")
 

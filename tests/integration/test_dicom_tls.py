@@ -156,3 +156,23 @@ def test_dcmtk_storescu_over_tls_to_pyjpip(pki, tmp_path):
         run = subprocess.run(["storescu", "+tla", "+cf", str(pki / "ca.pem"), "-aec", "PYJPIP", "127.0.0.1",
                               str(scp.port), str(ordinary)], capture_output=True, text=True, timeout=60)
         assert run.returncode != 0
+
+
+def test_push_over_mutual_tls(pki, tmp_path):
+    """`pyjpip push --tls --tls-ca --tls-certfile --tls-keyfile`: ingested into the sender's store, its
+    hollow object sent over mutual TLS; without the client certificate nothing is stored."""
+    sources = tmp_path / "modality"
+    sources.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), sources / "ct.dcm")
+    store = tmp_path / "scp-store"
+    with store_scp(store, "--files", *tls_options(pki, mutual=True)) as scp:
+        common = ["push", "127.0.0.1", scp.port, sources, "--store", tmp_path / "own", "--url-base",
+                  "http://127.0.0.1:9", "--tls", "--tls-ca", pki / "ca.pem"]
+        run = subprocess.run(pyjpip_command(*common), capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert run.returncode == 1 and "0 of 1 pushed" in run.stdout, run.stdout + run.stderr
+        run = subprocess.run(pyjpip_command(*common, "--tls-certfile", pki / "client.pem", "--tls-keyfile",
+                                            pki / "client.key"), capture_output=True, text=True, cwd=ROOT,
+                             timeout=300)
+        assert run.returncode == 0 and "1 of 1 pushed" in run.stdout, run.stdout + run.stderr
+    kept = FileArchive(str(store)).part10(str(pydicom.dcmread(sources / "ct.dcm").SOPInstanceUID))
+    assert read_hollow(kept).url.startswith("http://127.0.0.1:9/jpip?target=images/")
