@@ -12,6 +12,14 @@ FULL; PostgreSQL: row upserts with ON CONFLICT plus an advisory lock per SOP Ins
 parallel associations lose and duplicate nothing, and a re-sent instance updates its row in place.
 A URL that changes for the same SOP Instance UID is kept in location_history.
 
+Who may change an instance (issue 23): the instance row keeps the sender that created it (calling AE
+title and address); a re-send from another sender without update permission is refused inside the
+same transaction (pyjpip.archive.update_refusal), an identical re-send changes nothing. Patients:
+the patient row is made by its first object and never renamed; each study keeps the patient
+attributes its own first object gave (study.patient_attributes, which QIDO-RS answers), and an
+object that says otherwise, for another study of the same Patient ID or within its own study, is
+recorded in patient_conflict.
+
 Schema changes are numbered migrations applied in order and recorded in schema_migrations; an
 archive opened by a newer pyjpip is migrated, one opened by an older one is refused.
 """

@@ -6,6 +6,12 @@ stream (PS3.5 A.7, A.12), which inflates to exactly what was sent. The file meta
 Application Entity Title (PS3.10 7.1). Writes are atomic and durable (a temporary file, fsync,
 rename, fsync of the folder) so an instance acknowledged is an instance kept, even if the process
 is killed the next moment.
+
+The file meta's Source AE Title and Source Presentation Address name the sender that first stored
+an instance, kept through updates: another sender's re-send is refused unless it may update
+(pyjpip.archive.update_refusal), decided under the archive's lock. Patient conflicts (a study's
+objects disagreeing with another study of the same Patient ID, or among themselves) are appended
+to files/patient-conflicts.jsonl; each study is listed with what its first kept object said.
 """
 
 from __future__ import annotations
