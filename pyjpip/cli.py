@@ -518,9 +518,9 @@ def _store_scp(args) -> int:
           f"{' and '.join(w for w in where if w)}  (Ctrl-C stops)", flush=True)
     if policy.restricted:
         print(f"pyjpip store-scp: Pixel Data Provider URLs taken: {policy.describe()}", flush=True)
+    tls = ("TLS with client certificates" if args.tls_ca else "TLS") if tls_context else "no TLS"
     print(f"pyjpip store-scp: called AE {'any' if args.any_called_ae else args.ae_title}; senders: "
-          f"{senders.describe()}; {'TLS' + (' with client certificates' if args.tls_ca else '') if tls_context else 'no TLS'}"
-          f"; audit: {trail.describe()}", flush=True)
+          f"{senders.describe()}; {tls}; audit: {trail.describe()}", flush=True)
     _stop_on_sigterm()
     try:
         scp.start(args.host, args.port, block=True, maximum_associations=args.max_associations)

@@ -249,7 +249,8 @@ def _stat_all(root: str):
             continue
 
 
-def hollow_file(instance: ArrivedInstance, source_ae_title: str | None = None, source_address: str | None = None) -> bytes:
+def hollow_file(instance: ArrivedInstance, source_ae_title: str | None = None,
+                source_address: str | None = None) -> bytes:
     """Part 10 bytes for ``instance``: this SCP's file meta, then the sender's data set bytes (its
     own deflate stream when the object came deflated and is kept so). The meta names the sender
     that first stored the instance (Source AE Title, Source Presentation Address: kept through

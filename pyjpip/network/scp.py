@@ -215,7 +215,8 @@ class StorageSCP:
         requestor = event.assoc.requestor
         calling = requestor.ae_title.strip() if requestor.ae_title else "-"
         participants = [audit.Participant(calling, True, str(requestor.address), role=audit.SOURCE),
-                        audit.Participant(self.ae_title, False, str(event.assoc.acceptor.address), role=audit.DESTINATION)]
+                        audit.Participant(self.ae_title, False, str(event.assoc.acceptor.address),
+                                          role=audit.DESTINATION)]
         if status == storage.SUCCESS:
             outcome = audit.SUCCESS
         elif status == storage.NOT_AUTHORIZED:
