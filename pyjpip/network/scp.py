@@ -214,7 +214,8 @@ class StorageSCP:
         AE at its address) as Source, this SCP as Destination, the study, patient and instance."""
         requestor = event.assoc.requestor
         calling = requestor.ae_title.strip() if requestor.ae_title else "-"
-        participants = [audit.Participant(calling, True, str(requestor.address), role=audit.SOURCE),
+        participants = [audit.Participant(calling, True, str(requestor.address), role=audit.SOURCE,
+                                          alternative_user_id=_certificate_subject(event)),
                         audit.Participant(self.ae_title, False, str(event.assoc.acceptor.address),
                                           role=audit.DESTINATION)]
         if status == storage.SUCCESS:
@@ -339,6 +340,17 @@ def no_delay(event) -> None:
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError) as error:  # a socket already closed, or not TCP
         log.debug("TCP_NODELAY not set: %s", error)
+
+
+def _certificate_subject(event) -> str | None:
+    """With mutual TLS, who the requestor's certificate says it is ("CN=..."), else None."""
+    from pyjpip.network.secure_transport import peer_identity
+
+    try:
+        name = peer_identity(event.assoc.dul.socket.socket)
+    except AttributeError:
+        return None
+    return f"CN={name}" if name else None
 
 
 def _peer(event) -> str:

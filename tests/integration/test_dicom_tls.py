@@ -98,9 +98,12 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(pki, ct_base, tmp_pat
         time.sleep(0.3)
         log = scp.log.read_text()
     assert "TLS handshake failed" in log and "CERTIFICATE" in log.upper()
-    alerts = [audit.parse(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-    alerts = [a for a in alerts if a["event_id"] == "110113"]
+    messages = [audit.parse(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    alerts = [a for a in messages if a["event_id"] == "110113"]
     assert len(alerts) == 1 and "TLS handshake failed" in open(tmp_path / "audit.log").read()
+    (stored,) = [m for m in messages if m["event_id"] == "110104"]
+    (source,) = [p for p in stored["participants"] if p["UserIsRequestor"] == "true"]
+    assert (source["UserID"], source["AlternativeUserID"]) == ("PYJPIP", "CN=CLIENT")  # the certificate's subject
 
 
 def test_the_scu_verifies_the_scps_certificate(pki, ct_base, tmp_path):
