@@ -266,6 +266,12 @@ def test_every_painted_pixel_equals_the_reference(watched_page, demo_site, tmp_p
         # The demo set: its own store and server (the site's), ingested without a refusal (demo_site).
         stores.append(demo_store)
         bases.append(site.rstrip("/"))
+        # The page: a viewer site configured to open these servers' studies and fetch their pixels
+        # (issue 23: a viewer fetches from its own origin and configured ones only).
+        from pyjpip.transport.viewer_config import ViewerConfig
+
+        site = stack.enter_context(served(None, viewer=ViewerConfig.from_options(pixel_origins=bases,
+                                                                                 source_origins=bases)))
         demo_index = json.loads((demo_store / "index.json").read_text())["instances"]
         for entry in demo_index.values():
             labels.setdefault(Path(entry["source"]), f"demo/{Path(entry['source']).name}")
