@@ -10,6 +10,7 @@
 
 import json
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from test_first_page import BOOT_TIMEOUT_MS
 
 pytestmark = pytest.mark.cpython_only
 REFUSED = "are not on this viewer's list of pixel servers"
+TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # its shape only: no server here checks it
 
 
 def origin_of(base: str) -> str:
@@ -266,7 +268,7 @@ def test_the_settings_contract_is_the_same_on_both_sides(page):
 # --- Content Security Policy, framing, the iframe API ----------------------------------------------
 
 HOST_PAGE = """<!doctype html><title>host</title>
-<iframe id="frame" src="{viewer}?layout=1x1" width="640" height="480"></iframe>
+<iframe id="frame" src="{frame}" width="640" height="480"></iframe>
 <script>
   window.replies = []; window.events = [];
   window.addEventListener("message", (e) => {{ if (e.data && e.data.pyjpip === 1) (e.data.event ? window.events : window.replies).push(e.data); }});
@@ -277,7 +279,7 @@ HOST_PAGE = """<!doctype html><title>host</title>
 @contextmanager
 def host_site(viewer):
     """A page of another origin (localhost, another port) framing the viewer (127.0.0.1)."""
-    body = HOST_PAGE.format(viewer=viewer).encode()
+    body = HOST_PAGE.format(frame=f"{viewer}?layout=1x1").encode()
 
     def answer(handler):
         handler.send_response(200)
@@ -326,7 +328,7 @@ def test_a_configured_embedder_frames_and_drives_the_viewer(page, site):
     holder = {}
 
     def answer(handler):
-        body = HOST_PAGE.format(viewer=holder["viewer"]).encode()
+        body = HOST_PAGE.format(frame=holder["frame"]).encode()
         handler.send_response(200)
         handler.send_header("Content-Type", "text/html; charset=utf-8")
         handler.send_header("Content-Length", str(len(body)))
@@ -336,7 +338,7 @@ def test_a_configured_embedder_frames_and_drives_the_viewer(page, site):
     with little_server(answer) as host:
         embedder = f"http://localhost:{host.port}"
         with served(viewer=ViewerConfig.from_options(embed_origins=[embedder])) as viewer:
-            holder["viewer"] = viewer
+            holder["frame"] = f"{viewer}?layout=1x1"
             page.goto(f"{embedder}/host.html")
             page.frame_locator("#frame").locator("body[data-state='painted']").wait_for(timeout=BOOT_TIMEOUT_MS)
             embed_commands(page)
@@ -344,6 +346,43 @@ def test_a_configured_embedder_frames_and_drives_the_viewer(page, site):
             assert all(r["ok"] for r in page.evaluate("window.replies"))
             page.frame_locator("#frame").locator("#viewport[data-layout='1x2']").wait_for(timeout=30_000)
             page.wait_for_function("window.events.some((e) => e.event === 'state')", timeout=BOOT_TIMEOUT_MS)
+
+
+def test_the_embedder_gives_the_token_and_it_goes_with_this_sites_requests(page):
+    """{command: "token"} from a configured embedder: the viewer's next JPIP requests carry it."""
+    from paths import ROOT
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    holder, seen = {}, []
+
+    def answer(handler):
+        body = HOST_PAGE.format(frame=holder["frame"]).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with little_server(answer) as host:
+        embedder = f"http://localhost:{host.port}"
+        config = ViewerConfig.from_options(embed_origins=[embedder])
+        with served(ROOT / "static" / "data", viewer=config, authorization=seen) as viewer:
+            holder["frame"] = f"{viewer}?jpip=/jpip?target=ct_phantom_2048.j2k"
+            page.goto(f"{embedder}/host.html")
+            page.frame_locator("#frame").locator("body[data-state='painted']").wait_for(timeout=BOOT_TIMEOUT_MS)
+            assert seen and all(value is None for _, value in seen)
+            before = len(seen)
+            page.evaluate("""(token) => document.getElementById('frame').contentWindow.postMessage(
+              {pyjpip: 1, id: 7, command: 'token', token, expires_at: Date.now() / 1000 + 600}, '*')""", TOKEN)
+            page.wait_for_function("window.replies.some((r) => r.id === 7)", timeout=30_000)
+            assert page.evaluate("window.replies")[0]["ok"] is True
+            page.evaluate("""document.getElementById('frame').contentWindow.postMessage(
+              {pyjpip: 1, id: 8, command: 'zoom', factor: 8}, '*')""")
+            deadline = time.monotonic() + 60
+            while not [v for path, v in seen[before:] if path == "/jpip"] and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            after = [value for path, value in seen[before:] if path == "/jpip"]
+            assert after and set(after) == {f"Bearer {TOKEN}"}
 
 
 @contextmanager
@@ -389,8 +428,6 @@ def test_the_iframe_api_ignores_an_origin_that_is_not_an_embedder(page):
 
 
 # --- tokens ------------------------------------------------------------------------------------------
-
-TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # its shape only: no server here checks it
 
 
 @pytest.mark.parametrize("token_origin", [False, True])
