@@ -208,7 +208,10 @@ class StudyDirectory:
         if self.root is None:
             return None
         name = target[1:] if target.startswith("/") and not target.startswith("//") else target
-        path = os.path.realpath(os.path.join(self.root, name))
+        try:
+            path = os.path.realpath(os.path.join(self.root, name))
+        except (ValueError, OSError):  # a name no file has (a NUL): the target store refuses it
+            return None
         with self.lock:
             self._refresh()
             return self.targets.get(path)
