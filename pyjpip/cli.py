@@ -16,7 +16,8 @@ from pyjpip.errors import PyjpipError
 EXTRAS = {"pynetdicom": {"*": "network"}, "psycopg": {"*": "postgresql"}, "glymur": {"*": "png"},
           "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"},
           "gunicorn": {"*": "server"}, "uvicorn": {"*": "server"},
-          "uvicorn_worker": {"*": "server"}, "h11": {"*": "server"}}
+          "uvicorn_worker": {"*": "server"}, "h11": {"*": "server"}, "joserfc": {"*": "auth"},
+          "cryptography": {"*": "auth"}}
 
 
 def missing_module_hint(command: str, module: str | None) -> str:

@@ -136,6 +136,8 @@ class TokenValidator:
                  key_seconds: float = 600.0, refetch_seconds: float = 30.0,
                  fetch: Callable[[str], dict] = fetch_json, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic):
+        import joserfc  # noqa: F401 - missing, it is said at startup, not as a 500 on the first token
+
         issuers = [i for i in issuers if i]
         if not issuers:
             raise ValueError("no issuer to trust: give --auth-issuer URL")

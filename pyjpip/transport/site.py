@@ -188,8 +188,9 @@ class Site:
     # -- access (issue 23): one place for every surface -------------------------------------------------
 
     def _is_data(self, path: str) -> bool:
-        name = unquote(path, errors="replace")
-        return name.startswith(DATA_PREFIX) or name.rstrip("/") == DATA_PREFIX.rstrip("/")
+        """Whether a path names the site's data, however written (//data/x, /%64ata/x: as _static reads it)."""
+        parts = [p for p in unquote(path, errors="replace").split("/") if p]
+        return bool(parts) and parts[0] == DATA_PREFIX.strip("/")
 
     def _participants(self, identity, peer) -> list:
         if identity is None or identity.anonymous:

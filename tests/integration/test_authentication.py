@@ -141,8 +141,10 @@ def test_no_token_is_401_with_a_bearer_challenge(server):
     assert b"no token" in body
     response, _ = server.request("/jpip?target=bare.j2k&fsiz=64,64")
     assert response.status == 401
-    response, _ = server.request("/data/index.json")
-    assert response.status == 401, "the site's data files need read access"
+    for path in ("/data/index.json", "//data/index.json", "/%64ata/mr_small_jp2k.dcm", "/./data/index.json"):
+        response, _ = server.request(path)
+        assert response.status in (401, 404) and response.status != 200, path
+    assert server.request("/data/index.json")[0].status == 401, "the site's data files need read access"
     response, _ = server.request("/index.html")
     assert response.status == 200, "the viewer's own files stay public, so it can load and sign in"
 
@@ -377,3 +379,70 @@ def test_an_open_server_refuses_clients_not_on_its_host(store):
     assert site.handle("GET", "/dicomweb/studies", "", {}, lambda n: b"", peer="127.0.0.1").status == 200
     site = make_site(None, str(store[0]), access=AccessSettings(no_auth=True))
     assert site.handle("GET", "/dicomweb/studies", "", {}, lambda n: b"", peer="192.0.2.7").status == 200
+
+
+def test_the_site_data_is_served_to_a_reader(server, idp):
+    response, body = server.request("/data/index.json", idp.mint(subject="ivy"))
+    assert response.status == 200 and json.loads(body)
+
+
+# -- a sender's Pixel Data Provider URLs for a receiver's users ------------------------------------------
+
+def test_a_sender_that_trusts_the_receivers_issuer_serves_the_receivers_users(store):
+    """The sender's JPIP server trusts its own IdP and the receiver's (--auth-issuer twice): a receiver's
+    clinician's token opens the pixels a pushed hollow object points at; a token of a third IdP does not."""
+    root, _, targets = store
+    with IdentityProvider(audience=AUDIENCE, user="sender-staff") as own, \
+            IdentityProvider(audience=AUDIENCE, user="receiver-clinician") as receiver, \
+            IdentityProvider(audience=AUDIENCE, user="stranger") as third:
+        access = AccessSettings(issuers=(own.issuer, receiver.issuer), audience=AUDIENCE)
+        with dev_server(root, access=access) as address:
+            server = Server(address, None)
+            path = f"/jpip?target={targets[CT]}&fsiz=64,64&type=jpp-stream"
+            assert server.request(path, own.mint())[0].status == 200
+            assert server.request(path, receiver.mint())[0].status == 200
+            response, body = server.request(path, third.mint())
+            assert response.status == 401 and b"is not trusted" in body
+
+
+# -- the production app configured by its environment ----------------------------------------------------
+
+def test_the_production_app_takes_its_access_settings_from_the_environment(store, idp, policy_file, tmp_path):
+    import os
+
+    from network_support import wait_for_port
+
+    root, datasets, _ = store
+    port = free_port()
+    audit_file = tmp_path / "audit.log"
+    env = {**os.environ, "PYJPIP_ROOT": str(root), "PYJPIP_AUTH_ISSUER": idp.issuer, "PYJPIP_AUTH_AUDIENCE": AUDIENCE,
+           "PYJPIP_AUTH_ACCESS_POLICY": str(policy_file), "PYJPIP_AUDIT_FILE": str(audit_file)}
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-k", "pyjpip.transport.asgi.Worker",
+                                "pyjpip.transport.asgi:application"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(port, process)
+        server = Server(("127.0.0.1", port), None)
+        response, body = server.request("/dicomweb/studies")
+        assert response.status == 401 and b"no token" in body
+        response, body = server.request("/dicomweb/studies", idp.mint(expires_in=-300))
+        assert response.status == 401 and b"expired at" in body, body
+        response, body = server.request("/dicomweb/studies", idp.mint(claims=studies_claim(datasets[MR])))
+        assert response.status == 200
+        assert [s["0020000D"]["Value"][0] for s in json.loads(body)] == [datasets[MR].StudyInstanceUID]
+        messages = [audit.parse(line) for line in audit_file.read_text().splitlines()]
+        assert {m["event_id"] for m in messages} >= {"110114", "110112"}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_store_scp_http_port_takes_the_same_options(tmp_path, idp):
+    from network_support import store_scp
+
+    with store_scp(tmp_path / "scp-store", "--auth-issuer", idp.issuer, "--auth-audience", AUDIENCE,
+                   http=True) as running:
+        server = Server(("127.0.0.1", running.http_port), None)
+        assert server.request("/dicomweb/studies")[0].status == 401
+        response, body = server.request("/dicomweb/studies", idp.mint())
+        assert response.status == 200 and json.loads(body) == []
