@@ -5,7 +5,7 @@ Three actions are all pyjpip distinguishes (issue 23):
 - ``read``: see studies: DICOMweb (QIDO-RS lists, WADO-RS metadata and hollow objects), JPIP pixels,
   the site's data files;
 - ``store``: add objects (a Storage SCP's HTTP side, a future STOW-RS);
-- ``administer``: configuration and every other identity's sessions (implies the other two).
+- ``administer``: everything the others may, on every study whatever the access policy (implies both).
 
 Each action is granted by one OAuth 2.0 scope (RFC 6749 3.3: space-separated, case-sensitive
 strings the authorization server defines). The defaults are ``pyjpip.read``, ``pyjpip.store`` and

@@ -322,7 +322,7 @@ def test_a_rotated_key_is_picked_up_and_the_old_one_refused_without_restart(kind
 # -- trusted proxy header --------------------------------------------------------------------------------
 
 def test_a_trusted_proxy_header_is_honoured_only_from_the_pinned_address(store, policy_file):
-    root, datasets, _ = store
+    root, datasets, targets = store
     ct = datasets[CT]
     pinned = AccessSettings(trusted_proxies=("127.0.0.0/8",), trusted_user_header="X-Forwarded-User",
                             trusted_scopes_header="X-Forwarded-Groups")
@@ -337,6 +337,11 @@ def test_a_trusted_proxy_header_is_honoured_only_from_the_pinned_address(store, 
         assert response.status == 403, "the proxy's groups carry no read scope"
         assert server.request("/dicomweb/studies")[0].status == 401
         assert any(p.user_id == "hana" for m in trail.messages for p in m.participants)
+        for _ in range(2):  # the default policy: any reader; the access is audited once, with its study
+            response, _ = server.request(f"/jpip?target={targets[CT]}&fsiz=64,64", headers={"X-Forwarded-User": "hana"})
+            assert response.status == 200
+        (accessed,) = [m for m in trail.messages if m.event_id == "110103" and f"JPIP target {targets[CT]}" in m.detail]
+        assert [o.id for o in accessed.objects if o.id == ct.StudyInstanceUID] and accessed.outcome == audit.SUCCESS
     elsewhere = AccessSettings(trusted_proxies=("192.0.2.10",), trusted_user_header="X-Forwarded-User")
     with dev_server(root, access=elsewhere) as address:
         response, body = Server(address, None).request("/dicomweb/studies", headers={"X-Forwarded-User": "admin"})
