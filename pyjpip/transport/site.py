@@ -122,6 +122,8 @@ class Site:
 
         if self.static_root is not None:
             self.static_root = os.path.realpath(self.static_root)
+        if hasattr(self.access, "build"):  # AccessSettings: built here (each production worker its own)
+            self.access = self.access.build()
         if self.access is None:
             self.access = AccessControl.open(self.audit)
         elif self.audit is not None:
@@ -156,10 +158,9 @@ class Site:
         identity = None
         if protected:
             identity = self._identify(headers, peer, path)
-            if isinstance(identity, Response):
-                return identity
-            refused = self._require_read(identity, peer, path, query)
+            refused = identity if isinstance(identity, Response) else self._require_read(identity, peer, path, query)
             if refused is not None:
+                refused.close_connection = refused.close_connection or method == "POST"  # its body is not read
                 return refused
         if proxied is not None:
             if method not in ("GET", "HEAD"):
@@ -470,7 +471,5 @@ def make_site(static_root: str | None = None, jpip_root: str | None = None, *, c
     # The store's catalog: an archive database, received files or an ingested store's index.json
     # (answers 404 when ROOT is none of them).
     dicomweb = DicomWebStore(jpip_root, database_url) if jpip_root else None
-    if access is not None and hasattr(access, "build"):  # AccessSettings: built here, in the worker
-        access = access.build()
     return Site(jpip, dicomweb, static_root, dict(proxies or {}), cors or CORSPolicy(), limits or Limits(),
                 access, audit_trail)

@@ -451,3 +451,15 @@ def test_store_scp_http_port_takes_the_same_options(tmp_path, idp):
         assert server.request("/dicomweb/studies")[0].status == 401
         response, body = server.request("/dicomweb/studies", idp.mint())
         assert response.status == 200 and json.loads(body) == []
+
+
+def test_a_refused_post_does_not_leave_its_body_on_the_connection(server, idp):
+    """A JPIP POST refused before its body is read closes the connection (else the body would be read
+    as the next request)."""
+    body = b"target=bare.j2k&fsiz=64,64"
+    response, _ = server.request("/jpip", method="POST", body=body,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 401 and response.getheader("Connection") == "close"
+    response, data = server.request("/jpip", idp.mint(), method="POST", body=body,
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 200, data
