@@ -346,8 +346,15 @@ class Site:
         elif method == "HEAD":
             return error_response(405, "HEAD is not answered for JPIP; send GET or POST")
         owner = None if identity is None or identity.anonymous else identity.key
-        return self.jpip.handle(method, query, time.monotonic(), path_target, owner=owner,
-                                authorize=self._target_check(identity, peer) if identity is not None else None)
+        response = self.jpip.handle(method, query, time.monotonic(), path_target, owner=owner,
+                                    authorize=self._target_check(identity, peer) if identity is not None else None)
+        if response.status == 403:  # another identity's channel: refused by the core, recorded here
+            message = b"".join(response.body)
+            response.body = iter([message])
+            self.audit.record(audit.security_alert(audit.MINOR_FAILURE, self._participants(identity, peer),
+                                                   audit.USE_OF_RESTRICTED_FUNCTION,
+                                                   detail=f"JPIP: {message.decode(errors='replace').strip()}"))
+        return response
 
     def _proxied(self, path: str) -> str | None:
         """The upstream URL for a path under a proxy prefix (never a path that leaves it)."""

@@ -280,6 +280,8 @@ def test_a_channel_opened_by_one_user_is_refused_to_another(server, idp, store):
     assert response.status == 403 and b"opened by another user" in body
     response, body = server.request(f"/jpip?cid={cid}&cclose={cid}", grace)
     assert response.status == 403
+    wait_for(server.messages, lambda m: event(m, "event_id") == "110113" and "opened by another user"
+             in (event(m, "detail") or "") and any(p["UserID"] == "grace" for p in event(m, "participants")))
     response, _ = server.request(f"/jpip?cid={cid}&fsiz=128,128", frank)
     assert response.status == 200, "the owner's channel is still open and usable"
     response, _ = server.request(f"/jpip?cid={cid}&cclose={cid}", frank)
