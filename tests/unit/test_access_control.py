@@ -257,3 +257,18 @@ def test_the_identity_provider_checks_redirect_uri_and_pkce():
         assert status == 400, "a code is used once"
         status, refreshed = _token(provider, grant_type="refresh_token", refresh_token=answer["refresh_token"])
         assert status == 200 and check.validate(refreshed["access_token"]).may(READ)
+
+
+def test_a_channels_owner_is_kept_by_the_shared_session_folder(tmp_path):
+    """Workers sharing --sessions learn who opened a channel from the folder, not from their memory."""
+    from pyjpip.archive.sessions import FolderSessions
+
+    one, other = FolderSessions(str(tmp_path)), FolderSessions(str(tmp_path))
+    session = one.open("a.j2k", "tid", 0.0, 10)
+    session.owner = "bearer:https://idp.example#alice"
+    one.save(session)
+    seen, _ = other.enter(session.cid, 0.0)
+    try:
+        assert seen.owner == "bearer:https://idp.example#alice"
+    finally:
+        other.leave(seen)
