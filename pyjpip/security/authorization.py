@@ -169,8 +169,13 @@ class StudyDirectory:
                 generation = None
             if generation != self.generation:
                 patients = {}
+                try:
+                    studies = self.catalog.studies() if generation is not None else []
+                except Exception as error:  # noqa: BLE001 - a store that cannot list has no study to give
+                    log.warning("the store's studies cannot be listed: %s", error)
+                    studies = []
                 if generation is not None:
-                    for entry in self.catalog.studies():
+                    for entry in studies:
                         study = (entry.get("0020000D", {}).get("Value") or [None])[0]
                         patient = (entry.get("00100020", {}).get("Value") or [None])[0]
                         if isinstance(study, str):
@@ -187,11 +192,13 @@ class StudyDirectory:
                 if stamp is not None:
                     try:
                         with open(index) as f:
-                            entries = json.load(f).get("instances", {})
+                            data = json.load(f)
                     except (OSError, ValueError) as error:
                         log.warning("%s unreadable: %s; its targets belong to no study", index, error)
-                        entries = {}
-                    for entry in entries.values():
+                        data = {}
+                    # another kind of index.json (the demo site's list of files) names no study's images
+                    entries = data.get("instances") if isinstance(data, dict) else None
+                    for entry in (entries.values() if isinstance(entries, dict) else ()):
                         if isinstance(entry, dict) and isinstance(entry.get("image"), str):
                             path = os.path.realpath(os.path.join(self.root, entry["image"]))
                             targets[path] = str(entry.get("study"))

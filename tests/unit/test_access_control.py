@@ -272,3 +272,16 @@ def test_a_channels_owner_is_kept_by_the_shared_session_folder(tmp_path):
         assert seen.owner == "bearer:https://idp.example#alice"
     finally:
         other.leave(seen)
+
+
+def test_a_root_whose_index_json_is_not_a_stores_gives_its_targets_to_no_study(tmp_path):
+    """The demo site's data folder has an index.json that is a list of files: its images are bare targets."""
+    from pyjpip.security.authorization import StudyDirectory
+
+    (tmp_path / "index.json").write_text(json.dumps([{"file": "a.j2k"}]))
+    assert StudyDirectory(None, str(tmp_path)).study_of_target("a.j2k") is None
+    (tmp_path / "index.json").write_text("{not json")
+    assert StudyDirectory(None, str(tmp_path)).study_of_target("a.j2k") is None
+    (tmp_path / "index.json").write_text(json.dumps({"instances": {"1.2": {"image": "images/a.j2k",
+                                                                           "study": "1.2.3"}}}))
+    assert StudyDirectory(None, str(tmp_path)).study_of_target("/images/a.j2k") == "1.2.3"
