@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
     _ordinary_limit_option(scp)
     _verify_option(scp)
-    _access_options(scp, " (with --http-port)")
+    _access_options(scp, " (with --http-port)", audit=False)
     _url_policy_options(scp, "store only hollow objects whose Pixel Data Provider URL is on HOST (host, "
                         "host:port or *.domain; repeatable; default: any host)",
                         "store only hollow objects whose Pixel Data Provider URL is SCHEME (http or https; "
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _access_options(parser, where: str = "") -> None:
+def _access_options(parser, where: str = "", audit: bool = True) -> None:
     """Who may ask (issue 23): bearer JWTs, a trusted proxy's header, or explicitly no one checked."""
     group = parser.add_argument_group("authentication and authorization" + where)
     group.add_argument("--auth-issuer", action="append", default=[], metavar="URL", dest="auth_issuers",
@@ -233,9 +233,10 @@ def _access_options(parser, where: str = "") -> None:
                             "(default: any authenticated reader reads every study)")
     group.add_argument("--no-auth", action="store_true", help="no authentication: anyone who reaches the port "
                        "reads everything (open demos)")
-    group.add_argument("--audit-file", metavar="PATH", help="append DICOM audit messages (PS3.15 A.5) to PATH")
-    group.add_argument("--audit-syslog", metavar="URL", help="send them to syslog: udp://host:514, tcp://host:601 "
-                       "or tls://host:6514")
+    if audit:  # (store-scp has its own, for the DICOM side and the HTTP side alike)
+        group.add_argument("--audit-file", metavar="PATH", help="append DICOM audit messages (PS3.15 A.5) to PATH")
+        group.add_argument("--audit-syslog", metavar="URL", help="send them to syslog: udp://host:514, "
+                           "tcp://host:601 or tls://host:6514")
 
 
 def _access_settings(args, host: str, what: str):
@@ -554,7 +555,7 @@ def _store_scp(args) -> int:
         http_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost") else args.host
         access = _access_settings(args, http_host, "store-scp --http-port")
         server = make_server(args.static, http_host, args.http_port, jpip_root=args.store, database_url=args.db,
-                             access=access)
+                             access=access, audit_trail=trail)  # one trail for the DICOM and HTTP sides
         threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
         port = server.server_address[1]
         if url_base is None:
