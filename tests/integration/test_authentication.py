@@ -447,12 +447,17 @@ def test_the_production_app_takes_its_access_settings_from_the_environment(store
 def test_store_scp_http_port_takes_the_same_options(tmp_path, idp):
     from network_support import store_scp
 
+    audit_file = tmp_path / "scp-audit.log"
     with store_scp(tmp_path / "scp-store", "--auth-issuer", idp.issuer, "--auth-audience", AUDIENCE,
-                   http=True) as running:
+                   "--audit-file", audit_file, http=True) as running:
         server = Server(("127.0.0.1", running.http_port), None)
         assert server.request("/dicomweb/studies")[0].status == 401
-        response, body = server.request("/dicomweb/studies", idp.mint())
+        response, body = server.request("/dicomweb/studies", idp.mint(subject="judy"))
         assert response.status == 200 and json.loads(body) == []
+        messages = [audit.parse(line) for line in audit_file.read_text().splitlines()]
+        logins = [m for m in messages if m["event_id"] == "110114"]
+        assert [m["outcome"] for m in logins] == [audit.MINOR_FAILURE, audit.SUCCESS], "the DICOM side's trail"
+        assert any(p["UserID"] == "judy" for p in logins[1]["participants"])
 
 
 def test_a_refused_post_does_not_leave_its_body_on_the_connection(server, idp):
