@@ -23,7 +23,8 @@ Endpoints (OpenID Connect Discovery 1.0, RFC 6749, RFC 7636):
 
 - ``GET /.well-known/openid-configuration``: issuer, authorization_endpoint, token_endpoint, jwks_uri;
 - ``GET /jwks``: the public keys (RFC 7517), each with its ``kid``;
-- ``GET /authorize?response_type=code&client_id=..&redirect_uri=..&state=..&code_challenge=..&code_challenge_method=S256``:
+- ``GET /authorize?response_type=code&client_id=..&redirect_uri=..&state=..&code_challenge=..``
+  ``&code_challenge_method=S256`` (``&scope=..&nonce=..`` optional):
   the redirect_uri must be one registered for the client (``clients={"viewer": ["http://127.0.0.1:8000/"]}``,
   or ``idp.register(client_id, redirect_uri)``), PKCE S256 is required; the configured ``user`` is
   logged in at once (``login_form=True`` shows a one-button form instead, POSTed back to /authorize)
@@ -42,6 +43,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import threading
@@ -269,9 +271,10 @@ class IdentityProvider:
                 if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
                     return back(error="invalid_request", error_description="PKCE with S256 is required")
                 if provider.login_form and not form:
-                    hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in params.items())
+                    hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                                     for k, v in params.items())
                     page = (f'<!doctype html><title>Sign in</title><form method="post" action="/authorize">'
-                            f'{hidden}<p>Sign in as {provider.user}</p><button id="login">Sign in</button></form>')
+                            f'{hidden}<p>Sign in as {html.escape(provider.user)}</p><button id="login">Sign in</button></form>')
                     return self._answer(200, page.encode(), "text/html; charset=utf-8")
                 code = secrets.token_urlsafe(24)
                 scope = " ".join(s for s in (params.get("scope") or provider.scope).split() if s != "openid") \

@@ -424,8 +424,8 @@ def test_the_production_app_takes_its_access_settings_from_the_environment(store
     audit_file = tmp_path / "audit.log"
     env = {**os.environ, "PYJPIP_ROOT": str(root), "PYJPIP_AUTH_ISSUER": idp.issuer, "PYJPIP_AUTH_AUDIENCE": AUDIENCE,
            "PYJPIP_AUTH_ACCESS_POLICY": str(policy_file), "PYJPIP_AUDIT_FILE": str(audit_file)}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-k", "pyjpip.transport.asgi.Worker",
-                                "pyjpip.transport.asgi:application"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+                                "-k", "pyjpip.transport.asgi.Worker", "pyjpip.transport.asgi:application"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_port(port, process)
