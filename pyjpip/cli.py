@@ -16,7 +16,8 @@ from pyjpip.errors import PyjpipError
 EXTRAS = {"pynetdicom": {"*": "network"}, "psycopg": {"*": "postgresql"}, "glymur": {"*": "png"},
           "numpy": {"*": "ingest", "fetch": "png"}, "imagecodecs": {"*": "ingest"},
           "gunicorn": {"*": "server"}, "uvicorn": {"*": "server"},
-          "uvicorn_worker": {"*": "server"}, "h11": {"*": "server"}}
+          "uvicorn_worker": {"*": "server"}, "h11": {"*": "server"}, "joserfc": {"*": "auth"},
+          "cryptography": {"*": "auth"}}
 
 
 def missing_module_hint(command: str, module: str | None) -> str:
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="close a JPIP session unused this long (default 600)")
     serve.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
                        help="close a connection idle (or not reading) this long (default 60)")
+    _access_options(serve)
 
     scp = commands.add_parser("store-scp", help="a Storage SCP: receive hollow and ordinary objects into a store")
     scp.add_argument("--ae-title", default="PYJPIP", help="this SCP's AE title (default PYJPIP)")
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="refuse hollow data sets (inflated) larger than N bytes (default 64 MiB)")
     _ordinary_limit_option(scp)
     _verify_option(scp)
+    _access_options(scp, " (with --http-port)", audit=False)
     _url_policy_options(scp, "store only hollow objects whose Pixel Data Provider URL is on HOST (host, "
                         "host:port or *.domain; repeatable; default: any host)",
                         "store only hollow objects whose Pixel Data Provider URL is SCHEME (http or https; "
@@ -206,6 +209,53 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _access_options(parser, where: str = "", audit: bool = True) -> None:
+    """Who may ask (issue 23): bearer JWTs, a trusted proxy's header, or explicitly no one checked."""
+    group = parser.add_argument_group("authentication and authorization" + where)
+    group.add_argument("--auth-issuer", action="append", default=[], metavar="URL", dest="auth_issuers",
+                       help="accept bearer JWTs from this OpenID issuer, keys from its /.well-known/"
+                            "openid-configuration (repeatable: e.g. a receiver's IdP trusted by a sender)")
+    group.add_argument("--auth-audience", metavar="AUD", help="the aud the tokens must carry (this server)")
+    group.add_argument("--auth-jwks-url", action="append", default=[], metavar="URL", dest="auth_jwks_urls",
+                       help="the issuer's JWKS instead of discovery (ISSUER=URL with several issuers)")
+    group.add_argument("--auth-leeway", type=float, default=60.0, metavar="S",
+                       help="clock skew allowed on exp/nbf/iat (default 60 s)")
+    group.add_argument("--auth-scope-claim", metavar="NAME",
+                       help="the claim holding scopes or roles (default scope, then scp; a.b walks into objects, "
+                            "e.g. realm_access.roles); pyjpip.read, pyjpip.store, pyjpip.admin grant the actions")
+    group.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR|CIDR", dest="trusted_proxies",
+                       help="an authenticating proxy whose user header is believed (repeatable; from any other "
+                            "peer the header is ignored)")
+    group.add_argument("--trusted-user-header", metavar="NAME", help="the proxy's user header, e.g. X-Forwarded-User")
+    group.add_argument("--trusted-scopes-header", metavar="NAME",
+                       help="the proxy's header of scopes or groups (default: read only)")
+    group.add_argument("--access-policy", metavar="FILE|MODULE:CALLABLE",
+                       help="which studies an identity may see: a JSON claims policy or a site's own callable "
+                            "(default: any authenticated reader reads every study)")
+    group.add_argument("--no-auth", action="store_true", help="no authentication: anyone who reaches the port "
+                       "reads everything (open demos)")
+    if audit:  # (store-scp has its own, for the DICOM side and the HTTP side alike)
+        group.add_argument("--audit-file", metavar="PATH", help="append DICOM audit messages (PS3.15 A.5) to PATH")
+        group.add_argument("--audit-syslog", metavar="URL", help="send them to syslog: udp://host:514, "
+                           "tcp://host:601 or tls://host:6514")
+
+
+def _access_settings(args, host: str, what: str):
+    """The AccessSettings the options say; refuses a non-loopback address without a choice."""
+    from pyjpip.security.access import AccessSettings, is_loopback
+
+    settings = AccessSettings(tuple(args.auth_issuers), args.auth_audience, tuple(args.auth_jwks_urls),
+                              args.auth_leeway, args.auth_scope_claim, tuple(args.trusted_proxies),
+                              args.trusted_user_header, args.trusted_scopes_header, args.access_policy, args.no_auth,
+                              args.audit_file, args.audit_syslog)
+    if not settings.chosen and not is_loopback(host):
+        raise ValueError(f"{what} on {host} (not loopback) needs an authentication choice: --auth-issuer URL "
+                         "--auth-audience AUD, --trusted-proxy ADDR --trusted-user-header NAME, or --no-auth")
+    settings.check()
+    settings.build()  # a policy file or module that is wrong, an audit file that cannot be: said now
+    return settings
+
+
 def _serve(args) -> int:
     from pyjpip.transport.http_server import make_server
 
@@ -213,18 +263,19 @@ def _serve(args) -> int:
         raise FileNotFoundError("nothing to serve: give a ROOT folder of JPEG 2000 files, --static DIR, or both")
     from pyjpip.transport.site import CORSPolicy
 
+    access = _access_settings(args, args.host, "serve")
     site_options = dict(cache_dir=args.cache, database_url=args.db, proxies=_proxies(args.proxy),
                         sessions_dir=args.sessions, channel_path=args.channel_path,
                         session_limit=args.max_sessions, idle_timeout=args.session_idle,
                         cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)),
-                        viewer=_viewer_config(args))
+                        access=access, viewer=_viewer_config(args))
     if args.workers:
         return _serve_production(args, site_options)
     server = make_server(args.static, args.host, args.port, jpip_root=args.root, max_connections=args.max_connections,
                          idle_seconds=args.idle_seconds, **site_options)
     host, port = server.server_address[:2]
     what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
-    print(f"pyjpip serving {what} at http://{host}:{port}/  (Ctrl-C stops)", flush=True)
+    print(f"pyjpip serving {what} at http://{host}:{port}/  ({access.describe()}; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -245,7 +296,8 @@ def _serve_production(args, site_options: dict) -> int:
 
     def ready(address):
         print(f"pyjpip serving at http://{address[0]}:{address[1]}/ with {args.workers} workers "
-              f"(sessions {'in ' + args.sessions if args.sessions else 'per worker'})", flush=True)
+              f"(sessions {'in ' + args.sessions if args.sessions else 'per worker'}; "
+              f"{site_options['access'].describe()})", flush=True)
 
     run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=args.idle_seconds,
                  max_connections=args.max_connections, head_seconds=args.head_seconds, on_ready=ready)
@@ -534,7 +586,9 @@ def _store_scp(args) -> int:
         from pyjpip.transport.http_server import make_server
 
         http_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost") else args.host
-        server = make_server(args.static, http_host, args.http_port, jpip_root=args.store, database_url=args.db)
+        access = _access_settings(args, http_host, "store-scp --http-port")
+        server = make_server(args.static, http_host, args.http_port, jpip_root=args.store, database_url=args.db,
+                             access=access, audit_trail=trail)  # one trail for the DICOM and HTTP sides
         threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
         port = server.server_address[1]
         if url_base is None:

@@ -11,7 +11,10 @@ it falls back to an ordinary object on "not-hollow", offers Retry on "network", 
 - ``refused``: a URL or redirect pyjpip will not follow (policy, not failure);
 - ``too-large``: over a limit set against abuse;
 - ``superseded``: a newer request replaced this one (not a failure);
-- ``invalid``: a request or object that cannot be used as asked; ``archive``: a store failed.
+- ``invalid``: a request or object that cannot be used as asked; ``archive``: a store failed;
+- ``unauthenticated``: no credentials, or credentials that do not hold (HTTP 401, RFC 6750 3);
+- ``forbidden``: an authenticated identity without the right to do this (HTTP 403 or, for a
+  study it may not see, 404).
 """
 
 from __future__ import annotations
@@ -205,3 +208,53 @@ class RedirectRefusedError(TransportError):
         where = f" to {location[:200]!r}" if location else ""
         super().__init__(f"{url[:200]}: the server answered {status}, a redirect{where}; redirects are not "
                          "followed (give the URL of the server that answers)")
+
+
+class AuthenticationError(PyjpipError):
+    """A request's credentials are missing or do not hold (RFC 6750 3.1): answered 401 with
+    ``WWW-Authenticate: Bearer`` naming ``error`` (None when there were no credentials at all: RFC 6750
+    3.1 says no error code then) and the message as ``error_description``."""
+
+    kind = "unauthenticated"
+    status: ClassVar[int] = 401
+    error: ClassVar[str | None] = "invalid_token"
+
+
+class MissingCredentialsError(AuthenticationError):
+    """The request carries no token (nor a trusted proxy's user header) for a resource that needs one."""
+
+    error = None
+
+
+class InvalidTokenError(AuthenticationError):
+    """A bearer token that is malformed, expired, not yet valid, for another audience, from an issuer
+    not trusted, signed by an unknown key or with a bad signature (RFC 6750 3.1 invalid_token).
+    ``reason`` says which, in words a user can act on."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class KeysUnavailableError(AuthenticationError):
+    """The issuer's keys (its JWKS) could not be fetched or read: not the client's fault (503)."""
+
+    status = 503
+    error = None
+
+
+class AccessDeniedError(PyjpipError):
+    """An authenticated identity may not do what it asked: a scope it lacks (403 insufficient_scope,
+    RFC 6750 3.1, ``scope`` the one needed), or a study the access policy does not give it (``status``
+    404: whether the study exists is not told)."""
+
+    kind = "forbidden"
+
+    def __init__(self, message: str, status: int = 403, scope: str | None = None):
+        self.status = status
+        self.scope = scope
+        super().__init__(message)
+
+
+class AccessPolicyError(PyjpipError):
+    """An access policy (a JSON file or a module:callable) cannot be loaded or is malformed."""

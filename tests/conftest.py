@@ -29,3 +29,13 @@ def conformance_files() -> list[Path]:
     if not files:
         pytest.fail(f"no conformance codestreams in {CONFORMANCE}")
     return files
+
+
+@pytest.fixture
+def identity_provider():
+    """A real OpenID provider on a free loopback port, keys made for this test (tests/identity_provider.py
+    says what it serves and how a test mints good and bad tokens)."""
+    from identity_provider import IdentityProvider
+
+    with IdentityProvider() as provider:
+        yield provider

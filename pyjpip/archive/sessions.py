@@ -242,7 +242,7 @@ class FolderSessions(SessionStore):
                 self.close(cid)
 
     def _write(self, session: Session) -> None:
-        header = json.dumps({"target": session.target, "tid": session.tid}).encode() + b"\n"
+        header = json.dumps({"target": session.target, "tid": session.tid, "owner": session.owner}).encode() + b"\n"
         records = b"".join(RECORD.pack(k[0], k[1], k[2], end) for k, end in session.model.held.items())
         path = self._path(session.cid, "session")
         temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
@@ -260,4 +260,4 @@ class FolderSessions(SessionStore):
         whole = len(body) - len(body) % RECORD.size  # a record cut by a crash mid-write is dropped
         for bin_class, codestream, identifier, amount in RECORD.iter_unpack(body[:whole]):
             model.add((bin_class, codestream, identifier), amount)
-        return Session(cid, header["target"], header["tid"], model, last_used=time.time())
+        return Session(cid, header["target"], header["tid"], model, last_used=time.time(), owner=header.get("owner"))

@@ -79,31 +79,45 @@ class JPIPServer:
         self.idle_timeout = idle_timeout
         self.channel_path = channel_path.strip("/")
 
-    def handle(self, method: str, query: str | bytes, now: float, path_target: str | None = None) -> Response:
+    def handle(self, method: str, query: str | bytes, now: float, path_target: str | None = None, *,
+               owner: str | None = None, authorize=None) -> Response:
         """Answer one request. ``query`` is the URL query for GET or the body for POST; ``path_target``
-        is the target named by the URL path, used when the query has no target field (C.2.2)."""
+        is the target named by the URL path, used when the query has no target field (C.2.2).
+
+        ``owner`` is who asks (an identity's key; None: no authentication): a channel opened by one
+        owner is refused to every other (403). ``authorize(target)`` is called with the target of
+        every request, before anything of it is read or a cached answer is sent, and raises
+        RequestError to refuse it."""
         if method not in ("GET", "POST"):
             return error_response(405, f"method {method} is not used by JPIP; send GET or POST")
         try:
             request = parse_query(query)
-            return self._serve(request, now, path_target)
+            return self._serve(request, now, path_target, owner, authorize)
         except RequestError as error:
             log.info("JPIP %d: %s", error.status, error)
             return error_response(error.status, str(error))
 
-    def _serve(self, request: JPIPRequest, now: float, path_target: str | None) -> Response:
+    def _serve(self, request: JPIPRequest, now: float, path_target: str | None, owner: str | None = None,
+               authorize=None) -> Response:
         self.sessions.expire(now, self.idle_timeout)
         if request.type is not None and not any(t.split(";")[0].strip() in JPP_TYPES and ";" not in t
                                                  for t in request.type):
             raise RequestError(415, f"type={','.join(request.type)!r}: this server returns image/jpp-stream only")
+        if owner is not None and request.cclose is not None and (
+                request.cid is None or any(c not in ("*", request.cid) for c in request.cclose)):
+            raise RequestError(403, "cclose: an authenticated user closes only the channel of its request "
+                                    "(cid=C&cclose=C)")
         if request.cid is None:
-            return self._answer(request, now, path_target, None, 0)
+            return self._answer(request, now, path_target, None, 0, owner, authorize)
         entered = self.sessions.enter(request.cid, now)
         if entered is None:
             raise RequestError(503, f"channel {request.cid!r} does not exist or has been closed")
         session, ticket = entered
+        if session.owner != owner:
+            self.sessions.leave(session)
+            raise RequestError(403, f"channel {request.cid!r} was opened by another user; open your own (cnew)")
         try:
-            response = self._answer(request, now, path_target, session, ticket)
+            response = self._answer(request, now, path_target, session, ticket, owner, authorize)
         except BaseException:
             self.sessions.leave(session)
             raise
@@ -112,7 +126,7 @@ class JPIPServer:
         return response
 
     def _answer(self, request: JPIPRequest, now: float, path_target: str | None, session: Session | None,
-                ticket: int) -> Response:
+                ticket: int, owner: str | None = None, authorize=None) -> Response:
         headers: list[tuple[str, str]] = []
         if session is not None and request.target and request.target != session.target:
             raise RequestError(400, f"channel {request.cid!r} is bound to target {session.target!r}, "
@@ -120,6 +134,8 @@ class JPIPServer:
         target = session.target if session else (request.target or path_target)
         if not target:
             raise RequestError(400, "no target: give target=<file> (or a cid from JPIP-cnew)")
+        if authorize is not None:
+            authorize(target)
         source, tid = self.store.open(target)
         cache_key = None
         if session is None and request.cnew is None:  # a stateless answer depends only on the request
@@ -139,6 +155,9 @@ class JPIPServer:
         if request.cnew is not None and session is None:
             if "http" in request.cnew:
                 session = self.sessions.open(target, tid, now, self.session_limit)
+                if owner is not None:
+                    session.owner = owner
+                    self.sessions.save(session)
                 entered = self.sessions.enter(session.cid, now)
                 if entered is None:
                     raise RequestError(503, "the new channel was closed at once (the session store is full)")

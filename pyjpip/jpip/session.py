@@ -25,6 +25,7 @@ class Session:
     last_used: float = 0.0
     generation: int = 0  # moved on by every request (memory store): a running response sees it was superseded
     handle: object = None  # the store's own, for the request that holds the channel
+    owner: str | None = None  # who opened it (an identity's key): no one else may use or close it
 
 
 class SessionStore:

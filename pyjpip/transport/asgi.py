@@ -77,8 +77,9 @@ def asgi_app(site: Site, *, send_seconds: float = 60.0, threads: int = 32):
             body = await _request_body(method, headers, receive, site.limits.post)
             path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
             query = scope["query_string"].decode("latin-1")
+            peer = (scope.get("client") or (None,))[0]
             response = await loop.run_in_executor(executor, site.handle, method, path, query, headers,
-                                                  lambda n: body[:n])
+                                                  lambda n: body[:n], peer)
         gone = asyncio.create_task(_disconnected(receive))
         try:
             await asyncio.wait_for(send(_start(response)), send_seconds)
@@ -265,10 +266,14 @@ def app_from_environment():
     proxies = dict(item.split("=", 1) for item in os.environ.get("PYJPIP_PROXY", "").split() if "=" in item)
     defaults = CORSPolicy()
     cors = CORSPolicy(_origins("PYJPIP_CORS_JPIP", defaults.jpip), _origins("PYJPIP_CORS_DICOMWEB", defaults.dicomweb))
+    from pyjpip.security.access import AccessSettings
+
+    access = AccessSettings.from_environment()
     site = make_site(static, root, cache_dir=os.environ.get("PYJPIP_CACHE") or None,
                      database_url=os.environ.get("PYJPIP_DB") or None, proxies=proxies,
                      sessions_dir=os.environ.get("PYJPIP_SESSIONS") or None, cors=cors,
-                     channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"), viewer=_viewer_from_environment())
+                     channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"), access=access,
+                     viewer=_viewer_from_environment())
     return asgi_app(site, send_seconds=float(os.environ.get("PYJPIP_IDLE_SECONDS", "60")))
 
 

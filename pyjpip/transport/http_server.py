@@ -44,7 +44,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self):
         parts = urlsplit(self.path)
         response = self.site.handle(self.command, parts.path, parts.query, self.headers,
-                                    lambda n: self.rfile.read(n))
+                                    lambda n: self.rfile.read(n), peer=self.client_address[0])
         self._send(response, body=self.command != "HEAD")
 
     do_GET = do_POST = do_HEAD = do_OPTIONS = do_PUT = do_DELETE = do_PATCH = _dispatch

@@ -43,7 +43,8 @@ def test_serve_serves_the_site_with_browser_content_types():
     process = subprocess.Popen([sys.executable, "-m", "pyjpip", "serve", "--static", str(ROOT / "static"),
                                 "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert process.stdout.readline().strip().endswith(f"http://127.0.0.1:{port}/  (Ctrl-C stops)")
+        assert process.stdout.readline().strip().endswith(
+            f"http://127.0.0.1:{port}/  (no authentication: loopback only; Ctrl-C stops)")
         base = f"http://127.0.0.1:{port}"
         for path, content_type in [("/", "text/html; charset=utf-8"), ("/app.js", "text/javascript; charset=utf-8"),
                                    ("/pyodide/pyodide.asm.wasm", "application/wasm"),
