@@ -286,7 +286,8 @@ def _viewer_from_environment():
     env = os.environ.get
     return ViewerConfig.from_options(_origins("PYJPIP_VIEWER_PIXEL_ORIGINS", ()), _origins("PYJPIP_VIEWER_ALLOW_ORIGINS", ()),
                                      _origins("PYJPIP_EMBED_ORIGINS", ()), _origins("PYJPIP_VIEWER_TOKEN_ORIGINS", ()),
-                                     env("PYJPIP_OIDC_ISSUER") or _single_issuer(env("PYJPIP_AUTH_ISSUER")),
+                                     env("PYJPIP_OIDC_ISSUER") or (_single_issuer(env("PYJPIP_AUTH_ISSUER"))
+                                                                   if env("PYJPIP_OIDC_CLIENT_ID") else None),
                                      env("PYJPIP_OIDC_CLIENT_ID") or None, env("PYJPIP_OIDC_SCOPE") or "openid",
                                      env("PYJPIP_OIDC_AUDIENCE") or None)
 

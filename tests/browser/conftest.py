@@ -29,13 +29,19 @@ def wait_for_function_under_csp(page):
     suite runs the viewer under its real policy rather than with the policy bypassed."""
     import time
 
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     def wait_for_function(expression, arg=None, timeout=None, polling=None):
         deadline = time.monotonic() + (30_000 if timeout is None else timeout) / 1000
         interval = polling / 1000 if isinstance(polling, (int, float)) else 0.05
         while True:
-            value = page.evaluate(expression, arg)
+            try:
+                value = page.evaluate(expression, arg)
+            except PlaywrightError as error:  # the page navigated meanwhile (a sign-in's return): ask the new one
+                if "context was destroyed" not in str(error) and "navigat" not in str(error):
+                    raise
+                value = None
             if value:
                 return value
             if time.monotonic() > deadline:

@@ -74,3 +74,17 @@ def test_the_site_serves_its_settings_and_puts_the_policy_on_its_files_only(tmp_
     assert headers["Referrer-Policy"] == "no-referrer"
     jpip = site.handle("GET", "/jpip", "target=x", {}, lambda n: b"")
     assert "Content-Security-Policy" not in dict(jpip.headers)
+
+
+def test_the_production_app_reads_the_same_settings_from_its_environment(monkeypatch):
+    from pyjpip.transport.asgi import _viewer_from_environment
+
+    monkeypatch.setenv("PYJPIP_VIEWER_PIXEL_ORIGINS", "https://pacs.example, https://other.example:8443")
+    monkeypatch.setenv("PYJPIP_EMBED_ORIGINS", "https://portal.example")
+    monkeypatch.setenv("PYJPIP_AUTH_ISSUER", "https://id.example/realms/h")
+    assert _viewer_from_environment().oidc is None  # the server checks tokens; the viewer signs in only with a client id
+    monkeypatch.setenv("PYJPIP_OIDC_CLIENT_ID", "viewer")
+    config = _viewer_from_environment()
+    assert config.pixel_origins == ("https://pacs.example", "https://other.example:8443")
+    assert config.embed_origins == ("https://portal.example",)
+    assert config.oidc.issuer == "https://id.example/realms/h" and config.oidc.client_id == "viewer"
