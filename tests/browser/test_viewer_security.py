@@ -494,3 +494,30 @@ def test_wasm_unsafe_eval_is_the_one_script_source_beyond_self_the_viewer_needs(
         page.wait_for_timeout(2000)
         assert page.evaluate("document.body.dataset.state") != "painted"
         assert not [path for _, path in hits if path == "/jpip"], "no image is asked for without Python"
+
+
+ELEMENT_PAGE = """<!doctype html><meta charset="utf-8"><title>element</title>
+<script type="module">
+  await import("/jpip-viewer.js");
+  const viewer = document.createElement("jpip-viewer");
+  viewer.token = new URLSearchParams(location.hash.slice(1)).get("t");
+  viewer.setAttribute("src", "/jpip?target=ct_phantom_2048.j2k");
+  viewer.style.cssText = "display:block;width:300px;height:300px";
+  viewer.addEventListener("jpip-painted", () => { window.painted = true; });
+  document.body.append(viewer);
+</script>"""
+
+
+def test_the_elements_token_property_goes_with_its_requests(watched_page):
+    from paths import ROOT
+
+    seen = []
+    with served(ROOT / "static" / "data", authorization=seen) as viewer:
+        page = watched_page
+        viewer_page(page, viewer)
+        page.route(f"{viewer}element.html", lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                          body=ELEMENT_PAGE))
+        page.goto(f"{viewer}element.html#t={TOKEN}")
+        page.wait_for_function("window.painted === true", timeout=BOOT_TIMEOUT_MS)
+    jpip = [value for path, value in seen if path == "/jpip"]
+    assert jpip and set(jpip) == {f"Bearer {TOKEN}"}
