@@ -305,3 +305,140 @@ def test_production_closes_silent_and_trickling_connections_but_keeps_idle_ones(
         time.sleep(4.5)  # the client takes nothing more: after 3 s the server lets go of the connection
         assert server_end(*ends) is None or server_end(*ends)[0] != "01"  # its end closed, not waiting
         stalled.close()
+
+
+def answers(raw: socket.socket, seconds: float = 1.5) -> bytes:
+    """Everything the server sends on ``raw`` until it closes or is quiet for ``seconds``."""
+    raw.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := raw.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_a_get_body_is_never_read_as_a_second_request(address):
+    """Request smuggling (RFC 9112 6.3): a GET's Content-Length frames its body, which the server
+    drops; the dev server on http.server parsed the body as the next request and answered it."""
+    smuggled = b"GET /jpip?target=p0_04.j2k&fsiz=8,8 HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"GET /jpip?target=p0_01.j2k&fsiz=8,8 HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled))
+        data = answers(raw)
+    assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 200 "), data[:400]
+    assert b"JPIP-tid" in data or b"jpip-tid" in data
+
+
+def test_bare_lf_line_endings_are_refused(address):
+    """RFC 9112 2.2 lets a server take a bare LF; taking it is how front and back ends come to
+    disagree about where a request ends, so this server answers 400."""
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"GET /jpip?target=p0_01.j2k&fsiz=8,8 HTTP/1.1\nHost: x\n\n")
+        data = answers(raw)
+    assert data.startswith(b"HTTP/1.1 400 "), data[:300]
+    assert b"bare LF" in data
+    with socket.create_connection(address, timeout=10) as raw:  # one bare LF among CRLFs too
+        raw.sendall(b"GET /jpip?target=p0_01.j2k&fsiz=8,8 HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n")
+        assert answers(raw).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_20_kB_request_line_is_answered_414(address):
+    """The dev server answered a 20 kB path with 500 (the static site's open() raised 'File name too
+    long'); a request line over 8190 bytes is 414 on both servers, and a shorter path that no file
+    system takes is just not found."""
+    for target in (b"/" + b"a" * 20000, b"/jpip?target=p0_01.j2k&model=" + b"P0," * 6700):
+        with socket.create_connection(address, timeout=10) as raw:
+            raw.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = answers(raw)
+        assert data.startswith(b"HTTP/1.1 414 "), data[:300]
+        assert b"POST" in data
+    for path in ("/" + "a" * 5000, "/" + "a/" * 3000, "/jpip/" + "b" * 5000 + "?fsiz=8,8"):
+        response, body = fetch(address, path)
+        assert response.status == 404, body[:300]
+
+
+def silent_sockets(address, count: int, source: str) -> list[socket.socket]:
+    opened = []
+    for _ in range(count):
+        raw = socket.socket()
+        raw.bind((source, 0))
+        raw.settimeout(10)
+        raw.connect(address)
+        opened.append(raw)
+    return opened
+
+
+def test_one_address_silent_sockets_do_not_shut_out_another(address):
+    """1,024 silent connections from 127.0.0.2 (every slot of --max-connections 1024): past the
+    per-address cap they are closed at once, and 127.0.0.1 is answered at once."""
+    opened = silent_sockets(address, 1024, "127.0.0.2")
+    try:
+        started = time.monotonic()
+        connection = http.client.HTTPConnection(*address, timeout=10, source_address=("127.0.0.1", 0))
+        connection.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")
+        response = connection.getresponse()
+        assert response.status == 200, response.read()[:300]
+        assert response.read().endswith(b"\x00\x02\x00")
+        assert time.monotonic() - started < 2.0
+        connection.close()
+        refused, waiting, deadline = 0, list(opened), time.monotonic() + 10
+        while waiting and refused < 1024 - 64 * 2 and time.monotonic() < deadline:
+            for raw in list(waiting):  # those over the cap are told why and closed, as they are accepted
+                raw.setblocking(False)
+                try:
+                    data = raw.recv(300)
+                except BlockingIOError:
+                    continue
+                waiting.remove(raw)
+                refused += 1
+                assert data.startswith(b"HTTP/1.1 503 ") and b"connections from 127.0.0.2" in data, data
+            time.sleep(0.05)
+        assert refused >= 1024 - 64 * 2  # 64 per worker at most are held (two workers in production)
+    finally:
+        for raw in opened:
+            raw.close()
+
+
+def test_one_address_cannot_take_every_jpip_session(address):
+    """Sessions are shared out per client: the peer address here (no authentication)."""
+    def cnew(source):
+        connection = http.client.HTTPConnection(*address, timeout=10, source_address=(source, 0))
+        connection.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8&cnew=http")
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        return response, body
+
+    opened = []
+    try:
+        for _ in range(256):
+            response, body = cnew("127.0.0.2")
+            if response.status != 200:
+                break
+            opened.append(("127.0.0.2", response.getheader("JPIP-cnew").split(",")[0].split("=")[1]))
+        assert response.status == 503 and b"127.0.0.2 holds" in body, body[:300]
+        assert 0 < len(opened) <= 32 and int(response.getheader("Retry-After")) > 0
+        response, body = cnew("127.0.0.1")
+        assert response.status == 200 and response.getheader("JPIP-cnew"), body[:300]
+        opened.append(("127.0.0.1", response.getheader("JPIP-cnew").split(",")[0].split("=")[1]))
+    finally:
+        for source, cid in opened:
+            fetch(address, f"/jpip?cid={cid}&cclose={cid}")
+
+
+def test_secure_headers_on_every_answer(address):
+    """nosniff and no-referrer on every answer (JPIP, DICOMweb, the site, errors); patient data
+    (JPIP and DICOMweb answers) no-store; the site's files revalidated (no-cache). No CSP or frame
+    headers here: the viewer's pages set those."""
+    for path, cache in (("/jpip?target=p0_01.j2k&fsiz=8,8", "no-store"), ("/dicomweb/studies", "no-store"),
+                        ("/jpip?target=missing.j2k", "no-store"), ("/", "no-cache"), ("/no-such-file", "no-cache")):
+        response, _ = fetch(address, path)
+        assert response.getheader("X-Content-Type-Options") == "nosniff", path
+        assert response.getheader("Referrer-Policy") == "no-referrer", path
+        assert response.getheader("Cache-Control") == cache, path
+        assert len(response.msg.get_all("Cache-Control")) == 1, path
+    with socket.create_connection(address, timeout=10) as raw:  # refused by the HTTP layer itself
+        raw.sendall(b"GET / HTTP/1.1\nHost: x\n\n")
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in answers(raw)
