@@ -391,7 +391,8 @@ def run_gunicorn(make, host: str, port: int, workers: int, *, idle_seconds: floa
                 self.cfg.set(key, value)
 
         def load(self):
-            return asgi_app(make(), send_seconds=idle_seconds, hsts_seconds=hsts_seconds)
+            # HSTS only where the workers end TLS themselves (behind a proxy that does, it sends it).
+            return asgi_app(make(), send_seconds=idle_seconds, hsts_seconds=hsts_seconds if certfile else 0)
 
     Application().run()
 

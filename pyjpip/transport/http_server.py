@@ -77,4 +77,6 @@ def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: i
     settings = uvicorn_settings(idle_seconds=idle_seconds, max_connections=max_connections, head_seconds=head_seconds,
                                 per_address=max_connections_per_client, trusted=trusted_proxies, tls=tls,
                                 hsts_seconds=hsts_seconds)
-    return DevServer(asgi_app(site, send_seconds=idle_seconds, hsts_seconds=hsts_seconds), host, port, settings)
+    # HSTS only where this server ends TLS itself (behind a proxy that does, the proxy sends it).
+    app = asgi_app(site, send_seconds=idle_seconds, hsts_seconds=hsts_seconds if tls else 0)
+    return DevServer(app, host, port, settings)
