@@ -442,3 +442,12 @@ def test_secure_headers_on_every_answer(address):
     with socket.create_connection(address, timeout=10) as raw:  # refused by the HTTP layer itself
         raw.sendall(b"GET / HTTP/1.1\nHost: x\n\n")
         assert b"\r\nX-Content-Type-Options: nosniff\r\n" in answers(raw)
+
+
+def test_serve_without_the_server_extra_says_what_to_install(root):
+    """The dev server is uvicorn and h11 now: without them, `pyjpip serve` names the extra."""
+    blocked = ("import sys; sys.modules['uvicorn'] = None; from pyjpip.cli import main; "
+               f"sys.exit(main(['serve', {str(root)!r}, '--port', '0']))")
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "install it with: pip install 'pyjpip[server]'" in result.stderr, result.stderr

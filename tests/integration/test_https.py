@@ -92,3 +92,39 @@ def test_a_wrong_key_stops_serve_with_a_clear_message(root, pki, tmp_path):
                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert result.returncode == 1 and "not a usable PEM certificate chain and matching private key" in \
             result.stderr, result.stderr[-2000:]
+
+
+def test_store_scp_http_port_is_the_same_strict_server_over_tls(pki, tmp_path):
+    """store-scp --http-port runs the dev server: the same parser and limits (a GET's body is not a
+    request, bare LF is 400), and HTTPS with --http-certfile/--http-keyfile."""
+    import socket
+    import time
+
+    from network_support import store_scp
+
+    with store_scp(tmp_path / "store", "--http-certfile", str(pki.certificate), "--http-keyfile", str(pki.key),
+                   http=True) as scp:
+        address = ("127.0.0.1", scp.http_port)
+        response, body = get(address, pki, "/dicomweb/studies")
+        assert response.status == 200 and body == b"[]"
+        assert response.getheader("Strict-Transport-Security") == "max-age=31536000"
+        assert response.getheader("Cache-Control") == "no-store"
+
+        def exchange(data: bytes) -> bytes:
+            with pki.client().wrap_socket(socket.create_connection(address, timeout=10),
+                                          server_hostname="localhost") as raw:
+                raw.sendall(data)
+                raw.settimeout(1.5)
+                received = b""
+                try:
+                    while chunk := raw.recv(65536):
+                        received += chunk
+                except (TimeoutError, ssl.SSLError, ConnectionError):
+                    pass
+                return received
+
+        smuggled = b"GET /dicomweb/studies HTTP/1.1\r\nHost: x\r\n\r\n"
+        answer = exchange(b"GET /dicomweb/studies HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(smuggled), smuggled))
+        assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        assert exchange(b"GET /dicomweb/studies HTTP/1.1\nHost: x\n\n").startswith(b"HTTP/1.1 400 ")
