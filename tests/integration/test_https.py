@@ -128,3 +128,30 @@ def test_store_scp_http_port_is_the_same_strict_server_over_tls(pki, tmp_path):
                           % (len(smuggled), smuggled))
         assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200 "), answer[:300]
         assert exchange(b"GET /dicomweb/studies HTTP/1.1\nHost: x\n\n").startswith(b"HTTP/1.1 400 ")
+
+
+def test_silent_sockets_do_not_shut_out_https_clients(root, pki):
+    """1,024 connections from 127.0.0.2 that never start a TLS handshake: 127.0.0.1 is answered at once.
+    (They are closed by the event loop's handshake timeout, not counted per address: only a
+    connection that finished its handshake reaches the HTTP layer.)"""
+    import socket
+    import time
+
+    with dev_server(root, certfile=str(pki.certificate), keyfile=str(pki.key)) as address:
+        opened = []
+        try:
+            for _ in range(1024):
+                raw = socket.socket()
+                raw.bind(("127.0.0.2", 0))
+                raw.connect(address)
+                opened.append(raw)
+            started = time.monotonic()
+            connection = http.client.HTTPSConnection("localhost", address[1], timeout=10, context=pki.client(),
+                                                     source_address=("127.0.0.1", 0))
+            connection.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")
+            response = connection.getresponse()
+            assert response.status == 200 and response.read().endswith(b"\x00\x02\x00")
+            assert time.monotonic() - started < 2.0
+        finally:
+            for raw in opened:
+                raw.close()
