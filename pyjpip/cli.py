@@ -101,7 +101,14 @@ def main(argv: list[str] | None = None) -> int:
                      "chain (as serve --certfile)")
     scp.add_argument("--http-keyfile", metavar="FILE", help="the private key of --http-certfile (default: in it)")
     scp.add_argument("--deflate", action="store_true", help="ingested objects become .95/.205 (deflated)")
-    scp.add_argument("--max-associations", type=int, default=64)
+    scp.add_argument("--max-associations", type=int, default=64, metavar="N",
+                     help="associations at once (default 64); past that A-ASSOCIATE-RJ 'local limit exceeded', and "
+                          "connections past it and --max-connecting-per-peer are closed at once")
+    scp.add_argument("--max-connecting-per-peer", type=int, default=8, metavar="N",
+                     help="connections one peer address may hold before they are associations (waiting for the "
+                          "A-ASSOCIATE-RQ or in the TLS handshake; default 8): silent connections from one host "
+                          "cannot shut the others out")
+    _dicom_access_options(scp)
     scp.add_argument("--transfer-syntax", action="append", metavar="UID", dest="transfer_syntaxes",
                      help="accept only these transfer syntaxes (repeatable; default: the four JPIP ones, then "
                           "uncompressed, deflated, JPEG 2000, HTJ2K, RLE, JPEG, JPEG-LS and deflated frames)")
@@ -119,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     scu.add_argument("port", type=int)
     scu.add_argument("inputs", nargs="+", metavar="FILE-OR-FOLDER")
     scu.add_argument("--ae-title", default="PYJPIP", help="this SCU's AE title (default PYJPIP)")
-    scu.add_argument("--called-ae", default="ANY-SCP", help="the SCP's AE title (default ANY-SCP)")
+    scu.add_argument("--called-ae", default="PYJPIP", help="the SCP's AE title (default PYJPIP; pyjpip's SCP "
+                                                            "accepts only its own)")
     scu.add_argument("--timeout", type=float, default=30.0)
+    _dicom_tls_client_options(scu)
     _url_policy_options(scu, *_GATEWAY_HELP)
 
     push = commands.add_parser("push", help="ingest ordinary DICOM into your store and send its hollow objects, "
@@ -132,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--url-base", required=True, metavar="URL",
                       help="where your store's JPIP server is reached by the receivers, e.g. http://me.example:8000")
     push.add_argument("--ae-title", default="PYJPIP")
-    push.add_argument("--called-ae", default="ANY-SCP")
+    push.add_argument("--called-ae", default="PYJPIP", help="the SCP's AE title (default PYJPIP)")
     push.add_argument("--deflate", action="store_true", help="send .95/.205 (deflated) hollow objects")
     push.add_argument("--htj2k", action="store_true", help="encode HTJ2K (.204/.205) where re-encoding is needed")
     push.add_argument("--timeout", type=float, default=30.0)
+    _dicom_tls_client_options(push)
     _ordinary_limit_option(push)
     _verify_option(push)
     _url_policy_options(push, *_GATEWAY_HELP)
@@ -441,13 +451,78 @@ def _proxies(given: list[str]) -> dict[str, str]:
     return proxies
 
 
+def _dicom_access_options(scp) -> None:
+    """store-scp: called and calling AE titles, senders' permissions, timeouts, TLS, audit (issue 23)."""
+    scp.add_argument("--any-called-ae", action="store_true",
+                     help="accept associations whatever AE title they call (default: only --ae-title; others get "
+                          "A-ASSOCIATE-RJ 'called AE title not recognised')")
+    scp.add_argument("--sender", action="append", default=[], metavar="AE[@ADDRESS-or-CIDR][:create|update]",
+                     dest="senders",
+                     help="a calling AE title that may store, the addresses or networks it may come from "
+                          "(comma-separated; IPv6 in brackets) and its permission: create (new instances, and its own "
+                          "again) or update (also replace another sender's instance); repeatable. With any "
+                          "--sender or --senders-file, every other calling AE or address is rejected at association. "
+                          "Without: any calling AE may create, none may update another sender's instance")
+    scp.add_argument("--senders-file", metavar="FILE",
+                     help='JSON {"senders": [{"ae_title": "CT1", "addresses": ["10.1.2.0/24"], '
+                          '"permission": "create"}]}, with --sender or instead of it')
+    scp.add_argument("--artim-timeout", type=float, default=10.0, metavar="S",
+                     help="seconds from TCP connection (and TLS handshake) to A-ASSOCIATE-RQ (default 10)")
+    scp.add_argument("--acse-timeout", type=float, default=30.0, metavar="S",
+                     help="seconds for association messages once accepted (default 30)")
+    scp.add_argument("--dimse-timeout", type=float, default=60.0, metavar="S",
+                     help="seconds for each DIMSE message (default 60)")
+    scp.add_argument("--network-timeout", type=float, default=60.0, metavar="S",
+                     help="seconds an association may stay silent before it is aborted (default 60)")
+    scp.add_argument("--tls-certfile", metavar="PEM", help="DICOM over TLS (PS3.15 B.9, BCP 195: TLS 1.2 or later): "
+                                                             "this SCP's certificate (chain)")
+    scp.add_argument("--tls-keyfile", metavar="PEM", help="its private key (default: in --tls-certfile)")
+    scp.add_argument("--tls-ca", metavar="PEM", help="require a client certificate issued by this CA (mutual TLS)")
+    scp.add_argument("--audit-file", metavar="PATH", help="append DICOM audit messages (PS3.15 A.5) to PATH")
+    scp.add_argument("--audit-syslog", metavar="URL",
+                     help="send audit messages to syslog: udp://host:514, tcp://host:601 or tls://host:6514")
+
+
+def _dicom_tls_client_options(command) -> None:
+    command.add_argument("--tls", action="store_true", help="DICOM over TLS (PS3.15 B.9, BCP 195: TLS 1.2 or later; "
+                                                            "the SCP's certificate and host name verified)")
+    command.add_argument("--tls-ca", metavar="PEM", help="CA certificates the SCP's certificate is checked against "
+                                                         "(default: the system's)")
+    command.add_argument("--tls-certfile", metavar="PEM", help="this SCU's certificate, for an SCP that requires one")
+    command.add_argument("--tls-keyfile", metavar="PEM", help="its private key (default: in --tls-certfile)")
+
+
+def _tls_requestor(args):
+    if not (args.tls or args.tls_ca or args.tls_certfile):
+        return None
+    from pyjpip.network.secure_transport import requestor_context
+
+    return requestor_context(args.tls_ca, args.tls_certfile, args.tls_keyfile)
+
+
 def _store_scp(args) -> int:
     import socket
 
     from pyjpip.archive import open_archive
+    from pyjpip.network.association_server import Timeouts
     from pyjpip.network.scp import StorageSCP
+    from pyjpip.network.senders import SenderPolicy, load_senders, parse_sender
+    from pyjpip.security import audit
 
     policy = _url_policy(args)
+    senders = SenderPolicy([*map(parse_sender, args.senders),
+                            *(load_senders(args.senders_file) if args.senders_file else [])])
+    timeouts = Timeouts(args.artim_timeout, args.acse_timeout, args.dimse_timeout, args.network_timeout)
+    tls_context = None
+    if args.tls_certfile:
+        from pyjpip.network.secure_transport import acceptor_context
+
+        tls_context = acceptor_context(args.tls_certfile, args.tls_keyfile, args.tls_ca)
+    elif args.tls_keyfile or args.tls_ca:
+        raise PyjpipError("--tls-keyfile and --tls-ca need --tls-certfile")
+    if not (1 <= args.max_connecting_per_peer <= args.max_associations):
+        raise PyjpipError("--max-connecting-per-peer: between 1 and --max-associations")
+    trail = audit.AuditTrail.from_options(file=args.audit_file, syslog=args.audit_syslog)
     archive = open_archive(args.store, args.db, args.files)
     url_base = args.url_base
     server = None
@@ -469,22 +544,39 @@ def _store_scp(args) -> int:
     scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate,
                      maximum_hollow_bytes=args.max_hollow_bytes, maximum_ordinary_bytes=args.max_ordinary_bytes,
                      transfer_syntaxes=args.transfer_syntaxes, url_policy=policy if policy.restricted else None,
-                     verify=not args.no_verify)
+                     verify=not args.no_verify, senders=senders, any_called_ae=args.any_called_ae, timeouts=timeouts,
+                     per_peer=args.max_connecting_per_peer, tls_context=tls_context, trail=trail)
     where = [f"{args.store}/files" if args.files else None,
              (args.db or f"{args.store}/pyjpip.sqlite") if args.db or not args.files else None]
     print(f"pyjpip store-scp: {args.ae_title} listening on {args.host}:{args.port}, storing into "
           f"{' and '.join(w for w in where if w)}  (Ctrl-C stops)", flush=True)
     if policy.restricted:
         print(f"pyjpip store-scp: Pixel Data Provider URLs taken: {policy.describe()}", flush=True)
+    tls = ("TLS with client certificates" if args.tls_ca else "TLS") if tls_context else "no TLS"
+    print(f"pyjpip store-scp: called AE {'any' if args.any_called_ae else args.ae_title}; senders: "
+          f"{senders.describe()}; {tls}; audit: {trail.describe()}", flush=True)
+    _stop_on_sigterm()
     try:
         scp.start(args.host, args.port, block=True, maximum_associations=args.max_associations)
     except KeyboardInterrupt:
         pass
     finally:
+        scp.stopped()
+        trail.close()
         archive.close()
         if server is not None:
             server.shutdown()
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops as Ctrl-C does (the stop is then audited and the archive closed)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _send_report(report, what: str) -> int:
@@ -501,7 +593,7 @@ def _store_scu(args) -> int:
     from pyjpip.network.scu import print_progress, store
 
     report = store(args.host, args.port, args.inputs, args.ae_title, args.called_ae, progress=print_progress,
-                   timeout=args.timeout, url_policy=_url_policy(args))
+                   timeout=args.timeout, url_policy=_url_policy(args), tls_context=_tls_requestor(args))
     return _send_report(report, "stored")
 
 
@@ -513,7 +605,7 @@ def _push(args) -> int:
                                           args.ae_title, args.called_ae, deflate=args.deflate,
                                           high_throughput=args.htj2k, progress=print_progress, timeout=args.timeout,
                                           url_policy=_url_policy(args), maximum_bytes=args.max_ordinary_bytes,
-                                          verify=not args.no_verify)
+                                          verify=not args.no_verify, tls_context=_tls_requestor(args))
     for path, reason in ingest_report.failed:
         print(f"pyjpip push: {path}: not ingested: {reason}", file=sys.stderr)
     if warning:

@@ -40,13 +40,22 @@ class ArrivedInstance:
     called_ae_title: str = ""
     received_at: str = ""
     notes: tuple[str, ...] = ()
+    #: The peer's IP address: with the calling AE title, who the sender is (pyjpip.network.senders).
+    sender_address: str = ""
+    #: The sender may replace an instance another sender stored (permission "update").
+    may_update_others: bool = False
 
     @classmethod
     def from_hollow(cls, hollow, calling_ae_title: str = "", called_ae_title: str = "",
-                    received_at: str | None = None) -> ArrivedInstance:
+                    received_at: str | None = None, sender_address: str = "",
+                    may_update_others: bool = False) -> ArrivedInstance:
         return cls(hollow.dataset, str(hollow.transfer_syntax), str(hollow.received_transfer_syntax),
                    hollow.dataset_bytes, hollow.wire_bytes, hollow.url, calling_ae_title, called_ae_title,
-                   received_at or now(), tuple(hollow.warnings))
+                   received_at or now(), tuple(hollow.warnings), sender_address, may_update_others)
+
+    @property
+    def sender(self) -> str:
+        return f"{self.calling_ae_title}@{self.sender_address or '?'}"
 
     @property
     def sop_instance_uid(self) -> str:
@@ -66,13 +75,60 @@ class ArrivedInstance:
 
 
 @dataclass(frozen=True)
+class PatientConflict:
+    """Objects that disagree on a patient attribute under one Patient ID (and issuer): another
+    study's objects (``other_study`` differs) or earlier objects of the same study. Neither value
+    replaces the other: each study keeps what its own objects said."""
+
+    patient_id: str
+    study_instance_uid: str
+    other_study_instance_uid: str
+    attribute: str
+    value: str
+    other_value: str
+    sop_instance_uid: str
+    sender: str
+    detected_at: str
+
+    def describe(self) -> str:
+        where = ("within study " + self.study_instance_uid if self.study_instance_uid == self.other_study_instance_uid
+                 else f"study {self.study_instance_uid} against study {self.other_study_instance_uid}")
+        return (f"Patient ID {self.patient_id!r}: {self.attribute} {self.value[:64]!r} in instance "
+                f"{self.sop_instance_uid} from {self.sender}, {self.other_value[:64]!r} before ({where})")
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+#: Record outcomes.
+CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
+
+
+@dataclass(frozen=True)
 class Recorded:
-    """What storing did: ``created`` (new instance) or ``updated`` (re-sent, changed in place), and
-    the URL it had before when that changed."""
+    """What storing did: ``created`` (new instance), ``updated`` (re-sent with changed content, changed
+    in place), ``unchanged`` (re-sent identical: nothing changed) or ``refused`` (an update from a
+    sender that may not make it: nothing changed, ``reason`` says why); the URL it had before when
+    that changed; the sender that stored it first; patient conflicts this instance showed."""
 
     sop_instance_uid: str
     outcome: str
     previous_url: str | None = None
+    reason: str = ""
+    previous_sender: str = ""
+    conflicts: tuple[PatientConflict, ...] = ()
+
+
+def update_refusal(instance: ArrivedInstance, owner_ae: str | None, owner_address: str | None) -> str | None:
+    """Why ``instance`` may not replace the one stored by ``owner_ae``@``owner_address``; None when it
+    may: the same sender (calling AE title and, when it was recorded, address) or one allowed to
+    update others. The one rule both archives apply inside their transaction."""
+    same_title = (owner_ae or "") == instance.calling_ae_title
+    same_address = not owner_address or owner_address == instance.sender_address
+    if (same_title and same_address) or instance.may_update_others:
+        return None
+    return (f"stored by {owner_ae or '?'}@{owner_address or '?'}; {instance.sender} may not replace another "
+            "sender's instance")
 
 
 def now() -> str:
@@ -105,8 +161,16 @@ class Archives(Archive):
         self.archives = archives
 
     def record(self, instance: ArrivedInstance) -> Recorded:
-        results = [archive.record(instance) for archive in self.archives]
-        return results[-1]
+        results = []
+        for archive in self.archives:
+            result = archive.record(instance)
+            if result.outcome == REFUSED:
+                return result
+            results.append(result)
+        last = results[-1]
+        conflicts = next((r.conflicts for r in reversed(results) if r.conflicts), ())  # each archive finds the same
+        return Recorded(last.sop_instance_uid, last.outcome, last.previous_url, last.reason, last.previous_sender,
+                        conflicts)
 
     def part10(self, sop_instance_uid: str) -> bytes | None:
         for archive in self.archives:
@@ -159,4 +223,5 @@ def open_catalog(store: str, database_url: str | None = None):
     return IngestedCatalog(store)
 
 
-__all__ = ["Archive", "Archives", "ArrivedInstance", "Recorded", "ArchiveError", "open_archive", "open_catalog"]
+__all__ = ["Archive", "Archives", "ArrivedInstance", "Recorded", "PatientConflict", "update_refusal", "CREATED",
+           "UPDATED", "UNCHANGED", "REFUSED", "ArchiveError", "open_archive", "open_catalog"]

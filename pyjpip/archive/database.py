@@ -12,6 +12,14 @@ FULL; PostgreSQL: row upserts with ON CONFLICT plus an advisory lock per SOP Ins
 parallel associations lose and duplicate nothing, and a re-sent instance updates its row in place.
 A URL that changes for the same SOP Instance UID is kept in location_history.
 
+Who may change an instance (issue 23): the instance row keeps the sender that created it (calling AE
+title and address); a re-send from another sender without update permission is refused inside the
+same transaction (pyjpip.archive.update_refusal), an identical re-send changes nothing. Patients:
+the patient row is made by its first object and never renamed; each study keeps the patient
+attributes its own first object gave (study.patient_attributes, which QIDO-RS answers), and an
+object that says otherwise, for another study of the same Patient ID or within its own study, is
+recorded in patient_conflict.
+
 Schema changes are numbered migrations applied in order and recorded in schema_migrations; an
 archive opened by a newer pyjpip is migrated, one opened by an older one is refused.
 """
@@ -26,7 +34,18 @@ import threading
 from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
-from pyjpip.archive import Archive, ArrivedInstance, Recorded, now
+from pyjpip.archive import (
+    CREATED,
+    REFUSED,
+    UNCHANGED,
+    UPDATED,
+    Archive,
+    ArrivedInstance,
+    PatientConflict,
+    Recorded,
+    now,
+    update_refusal,
+)
 from pyjpip.dicom.dicomweb import INSTANCE_KEYWORDS, SERIES_KEYWORDS, STUDY_KEYWORDS, Catalog, dicom_json, study_order
 from pyjpip.errors import ArchiveError
 
@@ -100,7 +119,31 @@ MIGRATIONS = [
         "CREATE INDEX series_study ON series (study_pk)",
         "CREATE INDEX instance_series ON instance (series_pk)",
     ]),
+    (3, "senders of instances, per-study patient attributes, patient conflicts (issue 23)", [
+        "ALTER TABLE instance ADD COLUMN sender_address TEXT",
+        "ALTER TABLE instance ADD COLUMN created_by_ae_title TEXT",
+        "ALTER TABLE instance ADD COLUMN created_by_address TEXT",
+        # Archives made before: the first sender is not known, the last one is (its address is not).
+        "UPDATE instance SET created_by_ae_title = calling_ae_title",
+        "ALTER TABLE study ADD COLUMN patient_attributes TEXT",
+        lambda cursor, database: _study_patients_from_instances(cursor),
+        """CREATE TABLE patient_conflict (
+            pk {id},
+            patient_key TEXT NOT NULL,
+            patient_id TEXT,
+            study_instance_uid TEXT NOT NULL,
+            other_study_instance_uid TEXT NOT NULL,
+            attribute TEXT NOT NULL,
+            value TEXT NOT NULL,
+            other_value TEXT NOT NULL,
+            sop_instance_uid TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            detected_at {timestamp} NOT NULL)""",
+        "CREATE INDEX patient_conflict_key ON patient_conflict (patient_key)",
+    ]),
 ]
+#: Patient attributes each study keeps as its own objects said them (a conflict is flagged, never merged).
+STUDY_PATIENT_KEYWORDS = ("PatientName", "PatientBirthDate", "PatientSex")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Connections kept open between transactions (more are opened while more associations store at once).
 MAXIMUM_IDLE = 8
@@ -259,7 +302,10 @@ def migrate(database: Database, upto: int = SCHEMA_VERSION) -> int:
             if version <= current or version > upto:
                 continue
             for statement in statements:
-                cursor.execute(statement.format(**types))
+                if callable(statement):  # a step that reads rows to write others
+                    statement(cursor, database)
+                else:
+                    cursor.execute(statement.format(**types))
             cursor.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                            (version, description, now()))
             log.info("%s: schema migrated to version %d (%s)", database.describe(), version, description)
@@ -298,9 +344,19 @@ class DatabaseArchive(Archive):
             with self.database.transaction() as cursor:
                 if self.database.dialect == "postgresql":
                     cursor.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(sop),))
-                previous = cursor.one("SELECT location FROM instance WHERE sop_instance_uid = ?", (sop,))
-                patient_pk = self._patient(cursor, dataset, full, at)
-                study_pk = self._study(cursor, dataset, full, patient_pk, at)
+                previous = cursor.one("SELECT location, created_by_ae_title, created_by_address, dataset_sha256, "
+                                      "transfer_syntax_uid FROM instance WHERE sop_instance_uid = ?", (sop,))
+                if previous is not None:
+                    owner = f"{previous[1] or '?'}@{previous[2] or '?'}"
+                    if previous[3] == hashlib.sha256(blob).hexdigest() and previous[4] == instance.transfer_syntax:
+                        cursor.execute("UPDATE instance SET times_received = times_received + 1, received_at = ? "
+                                       "WHERE sop_instance_uid = ?", (at, sop))
+                        return Recorded(sop, UNCHANGED, previous_sender=owner)
+                    refusal = update_refusal(instance, previous[1], previous[2])
+                    if refusal:
+                        return Recorded(sop, REFUSED, reason=refusal, previous_sender=owner)
+                patient_pk, patient_key = self._patient(cursor, dataset, full, at)
+                study_pk, conflicts = self._study(cursor, dataset, full, patient_pk, patient_key, instance, at)
                 series_pk = self._series(cursor, dataset, full, study_pk, at)
                 self._instance(cursor, instance, full, series_pk, blob, at)
                 previous_url = previous[0] if previous else None
@@ -311,26 +367,69 @@ class DatabaseArchive(Archive):
                                    (sop, previous_url, instance.url, instance.calling_ae_title, at))
         except self.database.errors() as error:
             raise ArchiveError(f"{self.database.describe()}: instance {sop} not recorded ({error})") from error
-        return Recorded(sop, "updated" if previous else "created", previous_url if changed else None)
+        return Recorded(sop, UPDATED if previous else CREATED, previous_url if changed else None,
+                        previous_sender=f"{previous[1] or '?'}@{previous[2] or '?'}" if previous else "",
+                        conflicts=tuple(conflicts))
 
-    def _patient(self, cursor: Cursor, ds, full: dict, at: str) -> int:
+    def _patient(self, cursor: Cursor, ds, full: dict, at: str) -> tuple[int, str]:
+        """The patient's row: made by its first object, never renamed by a later one (each study keeps
+        its own patient attributes, conflicts are flagged by _study)."""
         patient_id = _text(ds, "PatientID")
         issuer = _text(ds, "IssuerOfPatientID")
         # Without a Patient ID nothing tells two patients apart: such a patient stands for one study.
         key = f"id:{patient_id}|{issuer or ''}" if patient_id else f"study:{ds.StudyInstanceUID}"
-        return _upsert(cursor, "patient", "patient_key", {
+        pk = _upsert(cursor, "patient", "patient_key", {
             "patient_key": key, "patient_id": patient_id, "issuer_of_patient_id": issuer,
             "patient_name": _text(ds, "PatientName"), "patient_birth_date": _text(ds, "PatientBirthDate"),
-            "patient_sex": _text(ds, "PatientSex"), "attributes": _json_of(full, PATIENT_KEYWORDS), "updated_at": at})
+            "patient_sex": _text(ds, "PatientSex"), "attributes": _json_of(full, PATIENT_KEYWORDS), "updated_at": at},
+            keep=("patient_name", "patient_birth_date", "patient_sex", "attributes"))
+        return pk, key
 
-    def _study(self, cursor: Cursor, ds, full: dict, patient_pk: int, at: str) -> int:
-        return _upsert(cursor, "study", "study_instance_uid", {
-            "study_instance_uid": str(ds.StudyInstanceUID), "patient_pk": patient_pk,
+    def _study(self, cursor: Cursor, ds, full: dict, patient_pk: int, patient_key: str, instance: ArrivedInstance,
+               at: str) -> tuple[int, list]:
+        """The study's row, with the patient attributes its first object gave; returns the conflicts
+        this object shows: against the study's own attributes (an object of the same study saying
+        otherwise) or, for a study new to the archive, against the patient's other studies."""
+        study_uid = str(ds.StudyInstanceUID)
+        own = _json_of(full, STUDY_PATIENT_KEYWORDS)
+        existing = cursor.one("SELECT patient_attributes FROM study WHERE study_instance_uid = ?", (study_uid,))
+        pk = _upsert(cursor, "study", "study_instance_uid", {
+            "study_instance_uid": study_uid, "patient_pk": patient_pk,
             "study_date": _text(ds, "StudyDate"), "study_time": _text(ds, "StudyTime"),
             "accession_number": _text(ds, "AccessionNumber"), "study_id": _text(ds, "StudyID"),
             "study_description": _text(ds, "StudyDescription"),
             "referring_physician_name": _text(ds, "ReferringPhysicianName"),
-            "attributes": _json_of(full, STUDY_ONLY_KEYWORDS), "updated_at": at})
+            "attributes": _json_of(full, STUDY_ONLY_KEYWORDS), "patient_attributes": own, "updated_at": at},
+            keep=("patient_attributes",))
+        if existing is not None and existing[0] is not None:
+            others = [(study_uid, existing[0])]
+        elif existing is not None:  # a study of a migrated archive without them: this object's are taken
+            cursor.execute("UPDATE study SET patient_attributes = ? WHERE pk = ?", (own, pk))
+            others = []
+        else:
+            others = cursor.all("SELECT study_instance_uid, patient_attributes FROM study WHERE patient_pk = ? "
+                                "AND study_instance_uid <> ? AND patient_attributes IS NOT NULL ORDER BY pk",
+                                (patient_pk, study_uid))
+        conflicts = []
+        mine = json.loads(own)
+        for other_uid, other_json in others:
+            theirs = json.loads(other_json)
+            for keyword in STUDY_PATIENT_KEYWORDS:
+                tag = _tag(keyword)
+                if tag not in mine and tag not in theirs:
+                    continue
+                if mine.get(tag) != theirs.get(tag):
+                    conflict = PatientConflict(_text(ds, "PatientID") or "", study_uid, other_uid, keyword,
+                                               _shown(mine.get(tag)), _shown(theirs.get(tag)),
+                                               instance.sop_instance_uid, instance.sender, at)
+                    cursor.execute(
+                        "INSERT INTO patient_conflict (patient_key, patient_id, study_instance_uid, "
+                        "other_study_instance_uid, attribute, value, other_value, sop_instance_uid, sender, "
+                        "detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (patient_key, conflict.patient_id, study_uid, other_uid, keyword, conflict.value,
+                         conflict.other_value, conflict.sop_instance_uid, conflict.sender, at))
+                    conflicts.append(conflict)
+        return pk, conflicts
 
     def _series(self, cursor: Cursor, ds, full: dict, study_pk: int, at: str) -> int:
         return _upsert(cursor, "series", "series_instance_uid", {
@@ -360,12 +459,14 @@ class DatabaseArchive(Archive):
             "location": instance.url, "transfer_syntax_uid": instance.transfer_syntax,
             "received_transfer_syntax_uid": instance.received_transfer_syntax,
             "calling_ae_title": instance.calling_ae_title, "called_ae_title": instance.called_ae_title,
+            "sender_address": instance.sender_address or None,
+            "created_by_ae_title": instance.calling_ae_title, "created_by_address": instance.sender_address or None,
             "first_received_at": at, "received_at": at, "times_received": 1,
             "dataset": blob, "dataset_sha256": hashlib.sha256(blob).hexdigest(),
             "summary": _json_of(full, INSTANCE_KEYWORDS + SERIES_KEYWORDS[:2] + STUDY_KEYWORDS[:1]),
             "metadata": json.dumps(full), "notes": "\n".join(instance.notes) or None,
         }
-        kept = ("sop_instance_uid", "first_received_at", "times_received")
+        kept = ("sop_instance_uid", "first_received_at", "times_received", "created_by_ae_title", "created_by_address")
         updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in kept)
         cursor.execute(
             f"INSERT INTO instance ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
@@ -392,6 +493,12 @@ class DatabaseArchive(Archive):
                 for r in self.rows("SELECT sop_instance_uid, previous_location, location, calling_ae_title, "
                                    "changed_at FROM location_history ORDER BY pk")]
 
+    def patient_conflicts(self) -> list[PatientConflict]:
+        return [PatientConflict(r[0] or "", r[1], r[2], r[3], r[4], r[5], r[6], r[7], _timestamp(r[8]))
+                for r in self.rows("SELECT patient_id, study_instance_uid, other_study_instance_uid, attribute, value, "
+                                   "other_value, sop_instance_uid, sender, detected_at FROM patient_conflict "
+                                   "ORDER BY pk")]
+
     def catalog(self):
         return DatabaseCatalog(self)
 
@@ -412,10 +519,11 @@ class DatabaseCatalog(Catalog):
 
     def studies(self) -> list[dict]:
         rows = self.archive.rows(
-            "SELECT study.study_instance_uid, patient.attributes, study.attributes, COUNT(DISTINCT series.pk), "
-            "COUNT(instance.pk) FROM study JOIN patient ON patient.pk = study.patient_pk "
+            "SELECT study.study_instance_uid, patient.attributes, study.patient_attributes, study.attributes, "
+            "COUNT(DISTINCT series.pk), COUNT(instance.pk) FROM study JOIN patient ON patient.pk = study.patient_pk "
             "JOIN series ON series.study_pk = study.pk JOIN instance ON instance.series_pk = series.pk "
-            "GROUP BY study.pk, study.study_instance_uid, patient.attributes, study.attributes")
+            "GROUP BY study.pk, study.study_instance_uid, patient.attributes, study.patient_attributes, "
+            "study.attributes")
         modalities: dict[str, set] = {}
         for study, modality in self.archive.rows(
                 "SELECT DISTINCT study.study_instance_uid, series.modality FROM series "
@@ -423,8 +531,11 @@ class DatabaseCatalog(Catalog):
             if modality:
                 modalities.setdefault(study, set()).add(modality)
         out = []
-        for study, patient_json, study_json, series_count, instance_count in rows:
-            entry = {**json.loads(patient_json), **json.loads(study_json)}
+        for study, patient_json, study_patient_json, study_json, series_count, instance_count in rows:
+            # The patient's identifiers, then what this study's own objects said of the patient.
+            patient = {tag: value for tag, value in json.loads(patient_json).items()
+                       if tag not in _STUDY_PATIENT_TAGS or study_patient_json is None}
+            entry = {**patient, **json.loads(study_patient_json or "{}"), **json.loads(study_json)}
             entry = {tag: entry[tag] for tag in sorted(entry)}
             entry["00080061"] = {"vr": "CS", "Value": sorted(modalities.get(study, ()))}
             entry["00201206"] = {"vr": "IS", "Value": [series_count]}
@@ -476,15 +587,47 @@ _INSTANCE_ORDER = ("ORDER BY series.series_instance_uid, CASE WHEN instance.inst
                    "instance.instance_number, instance.sop_instance_uid")
 
 
-def _upsert(cursor: Cursor, table: str, key: str, values: dict) -> int:
-    """Insert a row or, when ``key`` is taken (a level already known), update it in place: one
-    statement, so two associations storing the same study at once make one row (ON CONFLICT:
-    SQLite 3.24+, PostgreSQL 9.5+; RETURNING: SQLite 3.35+)."""
+def _upsert(cursor: Cursor, table: str, key: str, values: dict, keep: tuple = ()) -> int:
+    """Insert a row or, when ``key`` is taken (a level already known), update it in place (but the
+    columns of ``keep``): one statement, so two associations storing the same study at once make one
+    row (ON CONFLICT: SQLite 3.24+, PostgreSQL 9.5+; RETURNING: SQLite 3.35+)."""
     names = list(values)
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != key)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != key and name not in keep)
     (pk,) = cursor.one(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
                        f"ON CONFLICT ({key}) DO UPDATE SET {updates} RETURNING pk", tuple(values.values()))
     return pk
+
+
+def _tag(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    return f"{tag_for_keyword(keyword):08X}"
+
+
+_STUDY_PATIENT_TAGS = frozenset(_tag(k) for k in STUDY_PATIENT_KEYWORDS)
+
+
+def _shown(element: dict | None) -> str:
+    """A DICOM JSON element's value as text, for a conflict's record ('' when absent or empty)."""
+    if not element or "Value" not in element:
+        return ""
+    values = []
+    for value in element["Value"]:
+        if isinstance(value, dict):  # a Person Name: its Alphabetic group (PS3.18 F.2.2)
+            value = value.get("Alphabetic", "")
+        values.append("" if value is None else str(value))
+    return "\\".join(values)
+
+
+def _study_patients_from_instances(cursor: Cursor) -> None:
+    """Migration 3: each study's patient attributes as one of its own objects said them (the
+    patient row may hold what a later study renamed them to). Taken from an instance's DICOM JSON."""
+    studies = cursor.all("SELECT study.pk, MIN(instance.pk) FROM study JOIN series ON series.study_pk = study.pk "
+                         "JOIN instance ON instance.series_pk = series.pk GROUP BY study.pk")
+    for study_pk, instance_pk in studies:
+        (metadata,) = cursor.one("SELECT metadata FROM instance WHERE pk = ?", (instance_pk,))
+        cursor.execute("UPDATE study SET patient_attributes = ? WHERE pk = ?",
+                       (_json_of(json.loads(metadata), STUDY_PATIENT_KEYWORDS), study_pk))
 
 
 def _part10(sop: str, sop_class: str, transfer_syntax: str, calling_ae: str | None, blob) -> bytes:

@@ -111,6 +111,10 @@ class Refusal:
     status: int
     reason: str
     attribute: str | None = None
+    #: An update of an instance already stored (audited as action U).
+    update: bool = False
+    #: The data set refused, when it could be read (for the audit trail's study and patient).
+    dataset: object = None
 
     @property
     def error_comment(self) -> str:
@@ -179,7 +183,8 @@ def _allowed(found, url_policy):
     try:
         url_policy.check(found.url)
     except UntrustedURLError as error:
-        return Refusal(NOT_AUTHORIZED, f"Pixel Data Provider URL: {error.reason}", "PixelDataProviderURL")
+        return Refusal(NOT_AUTHORIZED, f"Pixel Data Provider URL: {error.reason}", "PixelDataProviderURL",
+                       dataset=found.dataset)
     return found
 
 

@@ -24,14 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def push(host: str, port: int, inputs: list[str], store: str, url_base: str, ae_title: str = "PYJPIP",
-         called_ae_title: str = "ANY-SCP", deflate: bool = False, high_throughput: bool = False, progress=None,
+         called_ae_title: str = "PYJPIP", deflate: bool = False, high_throughput: bool = False, progress=None,
          timeout: float = 30.0, url_policy: URLPolicy | None = None,
-         maximum_bytes: int = MAXIMUM_ORDINARY_BYTES, verify: bool = True):
+         maximum_bytes: int = MAXIMUM_ORDINARY_BYTES, verify: bool = True, tls_context=None):
     """Returns (the SCU's report, the ingest report, a warning or None). ``url_policy`` is where
     pixels may be fetched from (the SCU's last resort for an SCP that takes no JPIP syntax): a
     ``url_base`` outside it is refused (UntrustedURLError) before anything is ingested or sent. Every
     frame is proven at ingest (pyjpip.dicom.pixel_proof) unless ``verify`` is False: an object whose
-    served pixels would differ from its own is not ingested, hence not sent."""
+    served pixels would differ from its own is not ingested, hence not sent. ``tls_context``: DICOM
+    over TLS (pyjpip.network.secure_transport.requestor_context)."""
     url_policy = url_policy or DEFAULT_POLICY
     url_policy.check(f"{url_base.rstrip('/')}/jpip")
     ingested = ingest(inputs, store, url_base, deflate=deflate, high_throughput=high_throughput,
@@ -45,7 +46,7 @@ def push(host: str, port: int, inputs: list[str], store: str, url_base: str, ae_
     if entries:
         warning = unreachable(f"{url_base.rstrip('/')}/jpip?target={entries[0]['image']}")
     report = scu.store(host, port, hollow, ae_title, called_ae_title, progress=progress, timeout=timeout,
-                       url_policy=url_policy)
+                       url_policy=url_policy, tls_context=tls_context)
     return report, ingested, warning
 
 

@@ -9,6 +9,14 @@ is sent only after the instance is durably recorded.
 
 pynetdicom 3.0.4 would decode a .95/.205 data set without inflating it: the raw bytes are taken
 instead and inflated by pyjpip.dicom.hollow.
+
+Who may store (issue 23): associations only to this SCP's own AE title (unless told to accept any),
+from the senders configured (pyjpip.network.senders) or, without any, from any calling AE; the
+connection caps, timeouts and TLS are pyjpip.network.association_server's. A sender is its calling
+AE title and its address: re-sending an instance another sender stored is Refused: Not Authorized
+(0x0124) unless its permission is "update", decided by the archive inside the transaction that
+would write it. Every C-STORE, refused association and start/stop is one audit message
+(pyjpip.security.audit, PS3.15 A.5.3).
 """
 
 from __future__ import annotations
@@ -17,8 +25,12 @@ import dataclasses
 import logging
 import os
 
-from pyjpip.archive import Archive, ArrivedInstance
+from pyjpip.archive import CREATED, REFUSED, UNCHANGED, Archive, ArrivedInstance
 from pyjpip.dicom import storage
+from pyjpip.network import association_server
+from pyjpip.network.association_server import Timeouts
+from pyjpip.network.senders import OPEN_CREATE_ONLY, SenderPolicy
+from pyjpip.security import audit
 from pyjpip.dicom.hollow import JPIP_TRANSFER_SYNTAXES, read_file_meta
 from pyjpip.dicom.limits import MAXIMUM_HOLLOW_FILE_BYTES, read_limited
 from pyjpip.dicom.uid_paths import uid_path
@@ -57,8 +69,21 @@ class StorageSCP:
                  deflate: bool = False, high_throughput: bool = False,
                  maximum_hollow_bytes: int = storage.MAXIMUM_HOLLOW_BYTES,
                  maximum_ordinary_bytes: int = storage.MAXIMUM_ORDINARY_BYTES,
-                 transfer_syntaxes: list[str] | None = None, url_policy=None, verify: bool = True):
+                 transfer_syntaxes: list[str] | None = None, url_policy=None, verify: bool = True,
+                 senders: SenderPolicy = OPEN_CREATE_ONLY, any_called_ae: bool = False,
+                 timeouts: Timeouts = Timeouts(), per_peer: int = 8, tls_context=None,
+                 trail: audit.AuditTrail = audit.NO_AUDIT):
         self.ae_title = ae_title
+        #: Who may associate and whether they may update another sender's instances.
+        self.senders = senders
+        #: Accept associations whatever AE title they call (compatibility; off: only ours).
+        self.any_called_ae = any_called_ae
+        self.timeouts = timeouts
+        #: Connections one peer address may hold before they are associations (pyjpip.network.association_server).
+        self.per_peer = per_peer
+        #: An ssl.SSLContext (pyjpip.network.secure_transport.acceptor_context): DICOM over TLS.
+        self.tls_context = tls_context
+        self.trail = trail
         #: Prove every ingested frame against the object's own decoding before answering Success.
         self.verify = verify
         #: Where the Pixel Data Provider URLs of stored objects may point (pyjpip.network.url_policy);
@@ -79,25 +104,36 @@ class StorageSCP:
         self.transfer_syntaxes = [s for s in known if not transfer_syntaxes or s in transfer_syntaxes]
 
     def application_entity(self, maximum_associations: int = 64):
-        from pynetdicom import AE, _config
+        from pynetdicom import _config
 
         _config.STORE_RECV_CHUNKED_DATASET = True  # data sets to disk as they arrive, raw (not decoded)
-        ae = AE(ae_title=self.ae_title)
+        ae = association_server.application_entity(self.ae_title, self.senders)
         ae.maximum_associations = maximum_associations
-        ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 60
+        ae.require_called_aet = not self.any_called_ae
+        ae.acse_timeout = self.timeouts.artim
+        ae.dimse_timeout, ae.network_timeout = self.timeouts.dimse, self.timeouts.network
         for sop_class in image_storage_classes():
             ae.add_supported_context(sop_class, self.transfer_syntaxes)
         ae.add_supported_context(VERIFICATION, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
         return ae
 
     def start(self, host: str, port: int, block: bool = False, maximum_associations: int = 64):
-        """Listen on ``host``:``port``; returns pynetdicom's server (``.shutdown()``) unless ``block``."""
+        """Listen on ``host``:``port``; returns pynetdicom's server (``.shutdown()``) unless ``block``.
+        The application's start is audited here, its stop by ``stopped``."""
         from pynetdicom import evt
 
         handlers = [(evt.EVT_C_STORE, self.handle_store), (evt.EVT_C_ECHO, self.handle_echo),
                     (evt.EVT_CONN_OPEN, self._opened), (evt.EVT_REJECTED, self._rejected)]
-        return self.application_entity(maximum_associations).start_server((host, port), block=block,
-                                                                            evt_handlers=handlers)
+        ae = self.application_entity(maximum_associations)
+        self.trail.record(audit.application_activity(True, [self._application()],
+                                                     detail=f"store-scp {self.ae_title} on {host}:{port}"))
+        return association_server.start(ae, (host, port), handlers, block=block, per_peer=self.per_peer,
+                                        maximum=maximum_associations, tls_context=self.tls_context,
+                                        timeouts=self.timeouts, on_tls_failure=self._tls_failed)
+
+    def stopped(self) -> None:
+        self.trail.record(audit.application_activity(False, [self._application()],
+                                                     detail=f"store-scp {self.ae_title} stopped"))
 
     # --- events ------------------------------------------------------------------------------
 
@@ -106,7 +142,31 @@ class StorageSCP:
         log.debug("connection from %s:%s", event.address[0], event.address[1])
 
     def _rejected(self, event) -> None:
-        log.warning("association from %s rejected", event.assoc.requestor.address)
+        """An A-ASSOCIATE-RJ sent: why (the same checks pynetdicom made), logged and audited."""
+        requestor = event.assoc.requestor
+        primitive = requestor.primitive
+        calling = str(getattr(primitive, "calling_ae_title", "") or "").strip()
+        called = str(getattr(primitive, "called_ae_title", "") or "").strip()
+        address = str(requestor.address)
+        admission = self.senders.admit(calling, address)
+        if not self.any_called_ae and called != self.ae_title:
+            reason = f"called AE title {called[:16]!r} is not this SCP's ({self.ae_title})"
+        elif not admission.allowed:
+            reason = admission.reason
+        else:
+            reason = "too many associations (local limit exceeded)"
+        log.warning("association from %s@%s rejected: %s", calling or "?", address, reason)
+        self.trail.record(audit.security_alert(
+            audit.MINOR_FAILURE, [audit.Participant(calling or "-", True, address), self._application()],
+            audit.NODE_AUTHENTICATION, detail=f"association rejected: {reason}"))
+
+    def _tls_failed(self, address: str, reason: str) -> None:
+        self.trail.record(audit.security_alert(
+            audit.MINOR_FAILURE, [audit.Participant("-", True, address), self._application()],
+            audit.NODE_AUTHENTICATION, detail=reason))
+
+    def _application(self) -> audit.Participant:
+        return audit.Participant(self.ae_title, False, None, role=audit.APPLICATION)
 
     def handle_echo(self, event) -> int:
         log.info("C-ECHO from %s", _peer(event))
@@ -122,8 +182,14 @@ class StorageSCP:
         sop = str(request.AffectedSOPInstanceUID or "")
         calling = event.assoc.requestor.ae_title.strip() if event.assoc.requestor.ae_title else ""
         called = event.assoc.acceptor.ae_title.strip() if event.assoc.acceptor.ae_title else ""
+        address = str(event.assoc.requestor.address)
+        admission = self.senders.admit(calling, address)
         try:
-            outcome = self._store(event, syntax, sop_class, sop, calling, called)
+            if not admission.allowed:  # the association was accepted before the senders changed: a guard
+                outcome = storage.Refusal(storage.NOT_AUTHORIZED, admission.reason)
+            else:
+                outcome = self._store(event, syntax, sop_class, sop, calling, called, address,
+                                      admission.may_update_others)
         except ArchiveError as error:
             log.error("C-STORE %s from %s: not recorded: %s", sop, _peer(event), error)
             outcome = storage.Refusal(storage.OUT_OF_RESOURCES, f"not recorded: {error}")
@@ -134,13 +200,42 @@ class StorageSCP:
         if isinstance(outcome, storage.Refusal):
             log.warning("C-STORE %s (%s, %s) from %s refused 0x%04X: %s", sop, sop_class, syntax, _peer(event),
                         outcome.status, outcome.reason)
+            self._audit_store(event, "U" if outcome.update else "C", sop_class, sop, outcome.status,
+                              outcome.reason, getattr(outcome, "dataset", None))
             status.Status = outcome.status
             status.ErrorComment = outcome.error_comment
             return status
         status.Status = storage.SUCCESS
         return status
 
-    def _store(self, event, syntax: str, sop_class: str, sop: str, calling: str, called: str):
+    def _audit_store(self, event, action: str, sop_class: str, sop: str, status: int, detail: str,
+                     dataset=None) -> None:
+        """One DICOM Instances Transferred message (PS3.15 A.5.3.3) per C-STORE: the sender (calling
+        AE at its address) as Source, this SCP as Destination, the study, patient and instance."""
+        requestor = event.assoc.requestor
+        calling = requestor.ae_title.strip() if requestor.ae_title else "-"
+        participants = [audit.Participant(calling, True, str(requestor.address), role=audit.SOURCE,
+                                          alternative_user_id=_certificate_subject(event)),
+                        audit.Participant(self.ae_title, False, str(event.assoc.acceptor.address),
+                                          role=audit.DESTINATION)]
+        if status == storage.SUCCESS:
+            outcome = audit.SUCCESS
+        elif status == storage.NOT_AUTHORIZED:
+            outcome = audit.SERIOUS_FAILURE
+        else:
+            outcome = audit.MINOR_FAILURE
+
+        def text(keyword):
+            value = dataset.get(keyword) if dataset is not None else None
+            return str(value) if value not in (None, "") else None
+
+        self.trail.record(audit.instances_transferred(
+            action, outcome, participants, study_uid=text("StudyInstanceUID"), patient_id=text("PatientID"),
+            patient_name=text("PatientName"), instances=[(sop_class or "-", sop or "-")],
+            detail=f"0x{status:04X}: {detail}"[:1024]))
+
+    def _store(self, event, syntax: str, sop_class: str, sop: str, calling: str, called: str, address: str = "",
+               may_update_others: bool = False):
         path = str(event.dataset_path)
         size = os.path.getsize(path)
         limit = self.maximum_hollow_bytes if syntax in JPIP_TRANSFER_SYNTAXES else self.maximum_ordinary_bytes
@@ -156,14 +251,15 @@ class StorageSCP:
         if isinstance(decision, storage.Refusal):
             return decision
         if isinstance(decision, storage.Ordinary):
-            return self._ingest(decision, sop_class, sop, calling, called, event)
+            return self._ingest(decision, sop_class, sop, calling, called, event, address, may_update_others)
         for note in decision.warnings:
             log.warning("C-STORE %s from %s: %s", sop, _peer(event), note)
-        recorded = self.archive.record(ArrivedInstance.from_hollow(decision, calling, called))
-        self._log_recorded(recorded, decision.transfer_syntax, decision.url, event)
-        return recorded
+        instance = ArrivedInstance.from_hollow(decision, calling, called, sender_address=address,
+                                               may_update_others=may_update_others)
+        return self._recorded(self.archive.record(instance), instance, event)
 
-    def _ingest(self, ordinary: storage.Ordinary, sop_class: str, sop: str, calling: str, called: str, event):
+    def _ingest(self, ordinary: storage.Ordinary, sop_class: str, sop: str, calling: str, called: str, event,
+                address: str = "", may_update_others: bool = False):
         from pyjpip.dicom.ingest import ingest_one
 
         if self.url_base is None:
@@ -192,18 +288,37 @@ class StorageSCP:
         decision = dataclasses.replace(decision, warnings=(
             f"arrived with its pixels in {ordinary.received_transfer_syntax}; ingested ({outcome}), served by "
             "this SCP's JPIP",))
-        instance = ArrivedInstance.from_hollow(decision, calling, called)
-        recorded = self.archive.record(instance)
-        self._log_recorded(recorded, decision.transfer_syntax, decision.url, event, ingested=True)
-        return recorded
+        instance = ArrivedInstance.from_hollow(decision, calling, called, sender_address=address,
+                                               may_update_others=may_update_others)
+        return self._recorded(self.archive.record(instance), instance, event, ingested=True)
 
-    def _log_recorded(self, recorded, syntax: str, url: str, event, ingested: bool = False) -> None:
+    def _recorded(self, recorded, instance: ArrivedInstance, event, ingested: bool = False):
+        """What the archive did, logged and audited; a refused update becomes the sender's refusal."""
+        if recorded.outcome == REFUSED:
+            log.warning("C-STORE %s from %s: update refused: %s", recorded.sop_instance_uid, _peer(event),
+                        recorded.reason)
+            return storage.Refusal(storage.NOT_AUTHORIZED, f"update refused: {recorded.reason}", "SOPInstanceUID",
+                                   update=True, dataset=instance.dataset)
         what = "ingested and stored" if ingested else "stored"
+        url = instance.url
         log.info("C-STORE %s from %s: %s as %s (%s), pixels at %s", recorded.sop_instance_uid, _peer(event), what,
-                 syntax, recorded.outcome, url[:200])
+                 instance.transfer_syntax, recorded.outcome, url[:200])
+        details = [recorded.outcome]
+        if recorded.outcome not in (CREATED, UNCHANGED):
+            log.warning("C-STORE %s from %s: updated an instance first stored by %s", recorded.sop_instance_uid,
+                        _peer(event), recorded.previous_sender)
+            details.append(f"first stored by {recorded.previous_sender}")
         if recorded.previous_url:
             log.warning("C-STORE %s from %s: its Pixel Data Provider URL changed from %s to %s (recorded)",
                         recorded.sop_instance_uid, _peer(event), recorded.previous_url[:200], url[:200])
+            details.append(f"Pixel Data Provider URL changed from {recorded.previous_url[:200]}")
+        for conflict in recorded.conflicts:
+            log.warning("C-STORE %s from %s: patient conflict: %s", recorded.sop_instance_uid, _peer(event),
+                        conflict.describe())
+            details.append(f"patient conflict: {conflict.describe()}")
+        self._audit_store(event, "C" if recorded.outcome == CREATED else "U", instance.sop_class_uid,
+                          recorded.sop_instance_uid, storage.SUCCESS, "; ".join(details), instance.dataset)
+        return recorded
 
 
 def _data_set_start(data: bytes) -> int:
@@ -225,6 +340,17 @@ def no_delay(event) -> None:
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError) as error:  # a socket already closed, or not TCP
         log.debug("TCP_NODELAY not set: %s", error)
+
+
+def _certificate_subject(event) -> str | None:
+    """With mutual TLS, who the requestor's certificate says it is ("CN=..."), else None."""
+    from pyjpip.network.secure_transport import peer_identity
+
+    try:
+        name = peer_identity(event.assoc.dul.socket.socket)
+    except AttributeError:
+        return None
+    return f"CN={name}" if name else None
 
 
 def _peer(event) -> str:

@@ -89,8 +89,9 @@ def _files(paths: list[str]):
             yield path
 
 
-def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", called_ae_title: str = "ANY-SCP",
-          progress=None, timeout: float = 30.0, jpip_transport=None, url_policy: URLPolicy | None = None) -> Report:
+def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", called_ae_title: str = "PYJPIP",
+          progress=None, timeout: float = 30.0, jpip_transport=None, url_policy: URLPolicy | None = None,
+          tls_context=None) -> Report:
     """Send every DICOM file of ``paths``; ``progress(number, total, Sent)`` after each. Never raises
     for a refused or unreachable peer: the report says what happened to each file.
 
@@ -99,7 +100,10 @@ def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", call
 
     An SCP may accept a JPIP syntax and then abort when the data set comes (DCMTK's DIMSE layer,
     and so Orthanc, has no JPIP case: 0006:0212). Then the association is opened again without the
-    JPIP syntaxes and the objects go with their pixels (PS3.17 GG), each saying so in the report."""
+    JPIP syntaxes and the objects go with their pixels (PS3.17 GG), each saying so in the report.
+
+    ``tls_context`` (pyjpip.network.secure_transport.requestor_context): DICOM over TLS, the SCP's
+    certificate checked for ``host``."""
     from pynetdicom import _config
 
     started = time.monotonic()
@@ -120,13 +124,13 @@ def store(host: str, port: int, paths: list[str], ae_title: str = "PYJPIP", call
             batch = [o for o in objects if o.sop_class_uid in wanted and (o.sop_class_uid, o.transfer_syntax) in
                      set(contexts)]
             _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
-                        finished, url_policy)
+                        finished, url_policy, tls_context)
     report.seconds = time.monotonic() - started
     return report
 
 
 def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch, scratch, jpip_transport,
-                finished, url_policy=None) -> None:
+                finished, url_policy=None, tls_context=None) -> None:
     from pynetdicom import AE, evt
 
     from pyjpip.network.scp import no_delay
@@ -140,11 +144,13 @@ def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch,
         for sop_class, syntax in contexts:
             if not (without_jpip and syntax in JPIP_TRANSFER_SYNTAXES):
                 ae.add_requested_context(sop_class, [syntax])
-        assoc = ae.associate(host, port, ae_title=called_ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
+        assoc = ae.associate(host, port, ae_title=called_ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)],
+                             tls_args=(tls_context, host) if tls_context is not None else None)
         try:
             if not assoc.is_established:
-                why = ("the association was rejected" if assoc.is_rejected else _unreachable(host, port, timeout)
-                       or ("the association was aborted" if assoc.is_aborted else f"no association with {host}:{port}"))
+                why = (_rejection(assoc) if assoc.is_rejected else _unreachable(host, port, timeout)
+                       or ("the association was aborted" + (" (TLS: see the log)" if tls_context else "")
+                           if assoc.is_aborted else f"no association with {host}:{port}"))
                 for item in pending:
                     finished(Sent(item.path, item.sop_instance_uid, comment=why))
                 return
@@ -175,6 +181,22 @@ def _send_batch(host, port, ae_title, called_ae_title, timeout, contexts, batch,
         finally:
             if assoc.is_established:
                 assoc.release()
+
+
+#: A-ASSOCIATE-RJ (result, source, diagnostic) as PS3.8 9.3.4 names them.
+_REJECTIONS = {(1, 3): "calling AE title not recognized", (1, 7): "called AE title not recognized",
+               (1, 2): "application context name not supported", (3, 2): "local limit exceeded",
+               (3, 1): "temporary congestion"}
+
+
+def _rejection(assoc) -> str:
+    """Why the SCP rejected the association, from its A-ASSOCIATE-RJ."""
+    primitive = getattr(assoc.acceptor, "primitive", None)
+    result, source, diagnostic = (getattr(primitive, name, None) for name in ("result", "result_source", "diagnostic"))
+    said = _REJECTIONS.get((source, diagnostic)) if source in (1, 3) else None
+    kind = {1: "permanently", 2: "transiently"}.get(result, "")
+    return f"the association was rejected {kind}".rstrip() + (f": {said}" if said else
+                                                              f" (source {source}, reason {diagnostic})")
 
 
 def _unreachable(host: str, port: int, timeout: float) -> str | None:
