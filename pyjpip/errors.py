@@ -205,8 +205,3 @@ class RedirectRefusedError(TransportError):
         where = f" to {location[:200]!r}" if location else ""
         super().__init__(f"{url[:200]}: the server answered {status}, a redirect{where}; redirects are not "
                          "followed (give the URL of the server that answers)")
-
-
-class TLSConfigurationError(PyjpipError):
-    """A certificate or key given for HTTPS cannot be used (missing, unreadable, not matching, not PEM):
-    the server refuses to start rather than serve without the protection it was asked for."""
