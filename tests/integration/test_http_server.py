@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.parse
+from contextlib import contextmanager
 
 import pytest
 
@@ -263,15 +264,33 @@ def test_the_app_configured_by_environment_under_gunicorn_by_hand(root, tmp_path
         process.wait(timeout=20)
 
 
-def test_production_closes_silent_and_trickling_connections_but_keeps_idle_ones(root):
+class _Dev:
+    def __init__(self, address):
+        self.address, self.port = address, address[1]
+
+
+@contextmanager
+def _timed_server(kind, root):
+    """--head-seconds 1 --idle-seconds 3 on either server."""
+    if kind == "production":
+        with production(root, workers=1, extra=["--head-seconds", "1", "--idle-seconds", "3"]) as server:
+            yield server
+    else:
+        with dev_server(root, head_seconds=1, idle_seconds=3) as address:
+            yield _Dev(address)
+
+
+@pytest.mark.parametrize("kind", ["dev", "production"])
+def test_silent_and_trickling_connections_are_closed_but_idle_ones_kept(root, kind):
     """A request head must come whole within --head-seconds; a kept-alive connection between
-    requests waits for --idle-seconds; a client that stops reading is dropped after --idle-seconds."""
+    requests waits for --idle-seconds; a client that stops reading is dropped after --idle-seconds
+    (the dev server kept a silent connection for --idle-seconds before it ran on this stack)."""
     import numpy as np
     from reference import opj_encode
 
     noise = np.random.default_rng(3).integers(0, 1 << 16, (2048, 2048), dtype=np.uint16)
     (root / "noise.j2k").write_bytes(opj_encode([noise], 16, ["-n", "3"]))  # 8 MB: more than the kernel queues
-    with production(root, workers=1, extra=["--head-seconds", "1", "--idle-seconds", "3"]) as server:
+    with _timed_server(kind, root) as server:
         silent = socket.create_connection(server.address, timeout=10)
         trickling = socket.create_connection(server.address, timeout=10)
         kept = http.client.HTTPConnection(*server.address, timeout=10)
