@@ -413,7 +413,9 @@ def app_from_environment():
     site = make_site(static, root, cache_dir=os.environ.get("PYJPIP_CACHE") or None,
                      database_url=os.environ.get("PYJPIP_DB") or None, proxies=proxies,
                      sessions_dir=os.environ.get("PYJPIP_SESSIONS") or None, cors=cors,
-                     channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"))
+                     channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"),
+                     session_limit=int(os.environ.get("PYJPIP_MAX_SESSIONS", "256")),
+                     client_session_limit=int(os.environ.get("PYJPIP_MAX_SESSIONS_PER_CLIENT", "32")))
     return asgi_app(site, send_seconds=float(os.environ.get("PYJPIP_IDLE_SECONDS", "60")),
                     hsts_seconds=int(os.environ.get("PYJPIP_HSTS_SECONDS", HSTS_SECONDS)))
 
