@@ -61,11 +61,14 @@ class _Headers:
         return self.values.get(name.lower(), default)
 
 
-def asgi_app(site: Site, *, send_seconds: float = 60.0, threads: int = 32, hsts_seconds: int = HSTS_SECONDS):
+def asgi_app(site: Site, *, send_seconds: float = 60.0, threads: int = 32, hsts_seconds: int = HSTS_SECONDS,
+             trusted=()):
     """The ASGI application answering with ``site``. ``threads`` bound the requests computing at
     once (a request waiting for its channel's turn holds one). Answers over TLS carry
-    Strict-Transport-Security with ``hsts_seconds`` (0: none)."""
+    Strict-Transport-Security with ``hsts_seconds`` (0: none). The Site gets the TCP peer as
+    ``peer`` and, as ``client``, the address a ``trusted`` proxy's X-Forwarded-For names (else the peer)."""
     hsts = hsts_headers(hsts_seconds)
+    trusted = trusted_networks(trusted)
     executor = ThreadPoolExecutor(threads, thread_name_prefix="pyjpip")
     list_iterator = type(iter([]))
 
@@ -84,9 +87,10 @@ def asgi_app(site: Site, *, send_seconds: float = 60.0, threads: int = 32, hsts_
             body = await _request_body(method, headers, receive, site.limits.post)
             path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
             query = scope["query_string"].decode("latin-1")
-            peer = scope["client"][0] if scope.get("client") else None  # a trusted proxy's client, if one is
+            peer = scope["client"][0] if scope.get("client") else None
+            client = forwarded_client(peer, headers.get("X-Forwarded-For"), trusted)
             response = await loop.run_in_executor(executor, site.handle, method, path, query, headers,
-                                                  lambda n: body[:n], peer)
+                                                  lambda n: body[:n], peer, client)
         if scope.get("scheme") == "https":
             response.headers.extend(hsts)
         gone = None
@@ -316,6 +320,23 @@ def trusted_networks(addresses) -> tuple:
     return tuple(networks)
 
 
+def forwarded_client(peer: str | None, forwarded_for: str | None, trusted: tuple) -> str | None:
+    """The client's address: ``peer``, unless ``peer`` is a trusted proxy that sent X-Forwarded-For;
+    then the last address in it that is not a trusted proxy (each proxy appends the peer it saw, so
+    what stands left of the first untrusted entry may be the client's own invention)."""
+    if not forwarded_for or peer is None or not is_trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for[:1000].split(",")]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # not an address list pyjpip's proxy writes: believe none of it
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0]
+
+
 def is_trusted(address: str, networks: tuple) -> bool:
     if not networks:
         return False
@@ -336,7 +357,7 @@ def uvicorn_settings(*, idle_seconds: float, max_connections: int, head_seconds:
                 "http": HTTPProtocol.configured(head_seconds=head_seconds, per_address=per_address, trusted=trusted,
                                                 hsts_seconds=hsts_seconds if tls is not None else 0),
                 "timeout_keep_alive": idle_seconds, "limit_concurrency": max_connections,
-                "proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted) or None}
+                "proxy_headers": False}  # X-Forwarded-For is read by the app (forwarded_client): the peer stays known
     if tls is not None:
         settings["ssl_context_factory"] = lambda config, default: tls
     return settings
@@ -360,6 +381,8 @@ class Worker(UvicornH11Worker):
             trusted=[a for a in cfg.forwarded_allow_ips if a], tls=tls,
             hsts_seconds=int(os.environ.get("PYJPIP_HSTS_SECONDS", HSTS_SECONDS)))
         settings.pop("log_config")  # gunicorn's logging stays
+        # The app (made in the worker, pyjpip serve's or app_from_environment's) reads the same list.
+        os.environ.setdefault("PYJPIP_TRUSTED_PROXIES", ",".join(a for a in cfg.forwarded_allow_ips if a))
         for name, value in settings.items():
             if name == "ssl_context_factory" or hasattr(self.config, name):
                 setattr(self.config, name, value)
@@ -392,7 +415,8 @@ def run_gunicorn(make, host: str, port: int, workers: int, *, idle_seconds: floa
 
         def load(self):
             # HSTS only where the workers end TLS themselves (behind a proxy that does, it sends it).
-            return asgi_app(make(), send_seconds=idle_seconds, hsts_seconds=hsts_seconds if certfile else 0)
+            return asgi_app(make(), send_seconds=idle_seconds, hsts_seconds=hsts_seconds if certfile else 0,
+                            trusted=trusted)
 
     Application().run()
 
@@ -417,7 +441,8 @@ def app_from_environment():
                      session_limit=int(os.environ.get("PYJPIP_MAX_SESSIONS", "256")),
                      client_session_limit=int(os.environ.get("PYJPIP_MAX_SESSIONS_PER_CLIENT", "32")))
     return asgi_app(site, send_seconds=float(os.environ.get("PYJPIP_IDLE_SECONDS", "60")),
-                    hsts_seconds=int(os.environ.get("PYJPIP_HSTS_SECONDS", HSTS_SECONDS)))
+                    hsts_seconds=int(os.environ.get("PYJPIP_HSTS_SECONDS", HSTS_SECONDS)),
+                    trusted=os.environ.get("PYJPIP_TRUSTED_PROXIES", "").split(","))
 
 
 _application = None

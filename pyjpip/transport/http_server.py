@@ -78,5 +78,5 @@ def make_server(static_root: str | None = None, host: str = "127.0.0.1", port: i
                                 per_address=max_connections_per_client, trusted=trusted_proxies, tls=tls,
                                 hsts_seconds=hsts_seconds)
     # HSTS only where this server ends TLS itself (behind a proxy that does, the proxy sends it).
-    app = asgi_app(site, send_seconds=idle_seconds, hsts_seconds=hsts_seconds if tls else 0)
+    app = asgi_app(site, send_seconds=idle_seconds, hsts_seconds=hsts_seconds if tls else 0, trusted=trusted_proxies)
     return DevServer(app, host, port, settings)

@@ -470,3 +470,23 @@ def test_serve_without_the_server_extra_says_what_to_install(root):
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "install it with: pip install 'pyjpip[server]'" in result.stderr, result.stderr
+
+
+def test_the_client_address_behind_a_trusted_proxy():
+    """Site.handle gets the TCP peer as peer (a header-based authentication pins the proxy by it)
+    and, as client, the address a trusted proxy's X-Forwarded-For names: the rightmost hop that is
+    not itself a trusted proxy (what stands left of it may be the client's own invention)."""
+    from pyjpip.transport.asgi import forwarded_client, trusted_networks
+
+    proxies = trusted_networks(["127.0.0.1", "10.0.0.0/24"])
+    assert forwarded_client("192.0.2.7", "198.51.100.1", proxies) == "192.0.2.7"  # not a proxy: header ignored
+    assert forwarded_client("127.0.0.1", None, proxies) == "127.0.0.1"
+    assert forwarded_client("127.0.0.1", "198.51.100.1", proxies) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", "203.0.113.9, 198.51.100.1", proxies) == "198.51.100.1"
+    assert forwarded_client("10.0.0.5", "203.0.113.9, 198.51.100.1, 10.0.0.7", proxies) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", "x, 198.51.100.1", proxies) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", "198.51.100.1, not-an-address", proxies) == "127.0.0.1"
+    assert forwarded_client("127.0.0.1", "10.0.0.9, 10.0.0.8", proxies) == "10.0.0.9"
+    assert forwarded_client("::1", "198.51.100.1", trusted_networks(["*"])) == "198.51.100.1"
+    with pytest.raises(ValueError, match="not an IP address or network"):
+        trusted_networks(["nginx.example"])
