@@ -293,13 +293,42 @@ def _serve(args) -> int:
     what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
     print(f"pyjpip serving {what} at {'https' if args.certfile else 'http'}://{host}:{port}/  "
           f"({access.describe()}; Ctrl-C stops)", flush=True)
+    activity = _application_activity(access, f"serve on {host}:{port}")
+    _stop_on_sigterm()  # uvicorn raises the signal again once it has stopped: then this ends the command
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        activity.stopped()
     return 0
+
+
+class _application_activity:
+    """Application Start now and Application Stop on ``stopped()`` in the audit trail the settings name
+    (PS3.15 A.5.3.1), with the account that launched the server."""
+
+    def __init__(self, access, detail: str):
+        import getpass
+        import os
+
+        from pyjpip.security import audit
+
+        self.audit, self.detail = audit, detail
+        self.trail = access.audit_trail()
+        self.participants = [audit.Participant("pyjpip", False, role=audit.APPLICATION),
+                             audit.Participant(getpass.getuser(), True, role=audit.APPLICATION_LAUNCHER)]
+        self.trail.record(audit.application_activity(True, self.participants, detail=detail))
+        self.process = os.getpid()
+
+    def stopped(self) -> None:
+        import os
+
+        if os.getpid() != self.process:  # a forked worker leaving: the server has not stopped
+            return
+        self.trail.record(self.audit.application_activity(False, self.participants, detail=self.detail))
+        self.trail.close()
 
 
 def _http_options(args) -> dict:
@@ -320,16 +349,25 @@ def _serve_production(args, site_options: dict) -> int:
     make = partial(make_site, args.static, args.root, **site_options)
     make()  # refuse a wrong folder here, before any worker starts
 
+    activity = []
+
     def ready(address):
+        activity.append(_application_activity(site_options["access"], f"serve on {address[0]}:{address[1]} with "
+                                                                     f"{args.workers} workers"))
         print(f"pyjpip serving at {'https' if args.certfile else 'http'}://{address[0]}:{address[1]}/ with "
               f"{args.workers} workers (sessions {'in ' + args.sessions if args.sessions else 'per worker'}; "
               f"{site_options['access'].describe()})", flush=True)
 
     http = _http_options(args)
-    run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=http["idle_seconds"],
-                 max_connections=http["max_connections"], head_seconds=http["head_seconds"],
-                 per_address=http["max_connections_per_client"], trusted=http["trusted_proxies"],
-                 certfile=http["certfile"], keyfile=http["keyfile"], hsts_seconds=http["hsts_seconds"], on_ready=ready)
+    try:
+        run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=http["idle_seconds"],
+                     max_connections=http["max_connections"], head_seconds=http["head_seconds"],
+                     per_address=http["max_connections_per_client"], trusted=http["trusted_proxies"],
+                     certfile=http["certfile"], keyfile=http["keyfile"], hsts_seconds=http["hsts_seconds"],
+                     on_ready=ready)
+    finally:  # gunicorn's arbiter ends with SystemExit once its workers have stopped
+        for started in activity:
+            started.stopped()
     return 0
 
 

@@ -120,6 +120,14 @@ class AccessSettings:
                    no_auth=env.get("PYJPIP_AUTH_NONE", "").lower() in ("1", "true", "yes"),
                    audit_file=env.get("PYJPIP_AUDIT_FILE") or None, audit_syslog=env.get("PYJPIP_AUDIT_SYSLOG") or None)
 
+    def audit_trail(self):
+        """The audit trail the settings name (a new one each call: each worker has its own)."""
+        from pyjpip.security import audit
+
+        if not (self.audit_file or self.audit_syslog):
+            return audit.NO_AUDIT
+        return audit.AuditTrail.from_options(file=self.audit_file, syslog=self.audit_syslog)
+
     def build(self) -> AccessControl:
         from pyjpip.security import audit
         from pyjpip.security.authentication import Anonymous, Authentication, BearerTokens, TrustedHeader
@@ -138,8 +146,7 @@ class AccessSettings:
                                                               leeway=self.leeway, vocabulary=vocabulary)))
         if not authenticators:
             authenticators.append(Anonymous(loopback_only=not self.no_auth))
-        trail = audit.AuditTrail.from_options(file=self.audit_file, syslog=self.audit_syslog) \
-            if (self.audit_file or self.audit_syslog) else audit.NO_AUDIT
+        trail = self.audit_trail()
         return AccessControl(Authentication(authenticators), Authorizer(load_policy(self.access_policy), vocabulary),
                              trail)
 
