@@ -3,7 +3,7 @@
     .venv/bin/python bench/jpip_server.py [--requests 200]
 
 In-process rows time the sans-IO core (handle() and the whole body) with a warm index: median
-wall time and CPU time per request. HTTP rows drive the dev server (one process, threads) and
+wall time and CPU time per request. HTTP rows drive the dev server (one process, asyncio) and
 gunicorn (2 workers) with one keep-alive client: requests/s and MB/s. Images are the bench
 phantoms of bench/codestream_engine.py (16-bit lossless, RPCL, 128² precincts, 4 layers, PLT).
 """

@@ -59,12 +59,23 @@ def main(argv: list[str] | None = None) -> int:
                             "instead of the dev server")
     serve.add_argument("--max-connections", type=int, default=1024, metavar="N",
                        help="connections held at once (per worker in production); beyond, 503 (default 1024)")
+    serve.add_argument("--max-connections-per-client", type=int, default=64, metavar="N",
+                       help="connections one address may hold (per worker in production); beyond, 503 and closed "
+                            "at once; a --trusted-proxy is not counted (default 64)")
     serve.add_argument("--head-seconds", type=float, default=10.0, metavar="S",
-                       help="production: close a connection whose request head has not come whole in S seconds "
-                            "(default 10)")
+                       help="close a connection whose request head has not come whole in S seconds (default 10)")
+    serve.add_argument("--certfile", metavar="FILE", help="serve HTTPS only (TLS 1.2 or 1.3) with this PEM "
+                       "certificate chain")
+    serve.add_argument("--keyfile", metavar="FILE", help="the private key of --certfile (default: in it)")
+    serve.add_argument("--hsts-seconds", type=int, default=31536000, metavar="S",
+                       help="with --certfile, answers carry Strict-Transport-Security: max-age=S (default one year; "
+                            "0: none)")
     serve.add_argument("--max-sessions", type=int, default=256, metavar="N",
                        help="JPIP sessions open at once (over every worker sharing --sessions); beyond, cnew is "
                             "answered 503 and clients go on statelessly (default 256)")
+    serve.add_argument("--max-sessions-per-client", type=int, default=32, metavar="N",
+                       help="JPIP sessions one client (its token's subject, else its address) may hold of "
+                            "--max-sessions; beyond, cnew is answered 503 with Retry-After (default 32)")
     serve.add_argument("--session-idle", type=float, default=600.0, metavar="S",
                        help="close a JPIP session unused this long (default 600)")
     serve.add_argument("--idle-seconds", type=float, default=60.0, metavar="S",
@@ -85,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     scp.add_argument("--url-base", metavar="URL", help="where this store's JPIP is reached, for ordinary objects' "
                      "Pixel Data Provider URLs (default http://HOST:HTTP-PORT)")
     scp.add_argument("--static", metavar="DIR", help="with --http-port, serve the viewer site too")
+    scp.add_argument("--http-certfile", metavar="FILE", help="with --http-port, HTTPS only with this PEM certificate "
+                     "chain (as serve --certfile)")
+    scp.add_argument("--http-keyfile", metavar="FILE", help="the private key of --http-certfile (default: in it)")
     scp.add_argument("--deflate", action="store_true", help="ingested objects become .95/.205 (deflated)")
     scp.add_argument("--max-associations", type=int, default=64, metavar="N",
                      help="associations at once (default 64); past that A-ASSOCIATE-RJ 'local limit exceeded', and "
@@ -102,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     _ordinary_limit_option(scp)
     _verify_option(scp)
     _access_options(scp, " (with --http-port)", audit=False)
+    _viewer_options(scp)  # the viewer on --http-port --static: senders' JPIP servers are pixel origins to list
     _url_policy_options(scp, "store only hollow objects whose Pixel Data Provider URL is on HOST (host, "
                         "host:port or *.domain; repeatable; default: any host)",
                         "store only hollow objects whose Pixel Data Provider URL is SCHEME (http or https; "
@@ -224,8 +239,10 @@ def _access_options(parser, where: str = "", audit: bool = True) -> None:
                        help="the claim holding scopes or roles (default scope, then scp; a.b walks into objects, "
                             "e.g. realm_access.roles); pyjpip.read, pyjpip.store, pyjpip.admin grant the actions")
     group.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR|CIDR", dest="trusted_proxies",
-                       help="an authenticating proxy whose user header is believed (repeatable; from any other "
-                            "peer the header is ignored)")
+                       help="a reverse proxy in front (address or network, e.g. the nginx host; repeatable): its "
+                            "X-Forwarded-For names the client, its connections are not capped per address, and "
+                            "with --trusted-user-header its user header is believed (from any other peer, both "
+                            "headers are ignored)")
     group.add_argument("--trusted-user-header", metavar="NAME", help="the proxy's user header, e.g. X-Forwarded-User")
     group.add_argument("--trusted-scopes-header", metavar="NAME",
                        help="the proxy's header of scopes or groups (default: read only)")
@@ -266,23 +283,63 @@ def _serve(args) -> int:
     access = _access_settings(args, args.host, "serve")
     site_options = dict(cache_dir=args.cache, database_url=args.db, proxies=_proxies(args.proxy),
                         sessions_dir=args.sessions, channel_path=args.channel_path,
-                        session_limit=args.max_sessions, idle_timeout=args.session_idle,
+                        session_limit=args.max_sessions, client_session_limit=args.max_sessions_per_client,
+                        idle_timeout=args.session_idle,
                         cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)),
                         access=access, viewer=_viewer_config(args))
     if args.workers:
         return _serve_production(args, site_options)
-    server = make_server(args.static, args.host, args.port, jpip_root=args.root, max_connections=args.max_connections,
-                         idle_seconds=args.idle_seconds, **site_options)
+    server = make_server(args.static, args.host, args.port, jpip_root=args.root, **_http_options(args),
+                         **site_options)
     host, port = server.server_address[:2]
     what = " and ".join(filter(None, [args.static, args.root and f"JPIP for {args.root} at /jpip"]))
-    print(f"pyjpip serving {what} at http://{host}:{port}/  ({access.describe()}; Ctrl-C stops)", flush=True)
+    print(f"pyjpip serving {what} at {'https' if args.certfile else 'http'}://{host}:{port}/  "
+          f"({access.describe()}; Ctrl-C stops)", flush=True)
+    activity = _application_activity(access, f"serve on {host}:{port}")
+    _stop_on_sigterm()  # uvicorn raises the signal again once it has stopped: then this ends the command
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        activity.stopped()
     return 0
+
+
+class _application_activity:
+    """Application Start now and Application Stop on ``stopped()`` in the audit trail the settings name
+    (PS3.15 A.5.3.1), with the account that launched the server."""
+
+    def __init__(self, access, detail: str):
+        import getpass
+        import os
+
+        from pyjpip.security import audit
+
+        self.audit, self.detail = audit, detail
+        self.trail = access.audit_trail()
+        self.participants = [audit.Participant("pyjpip", False, role=audit.APPLICATION),
+                             audit.Participant(getpass.getuser(), True, role=audit.APPLICATION_LAUNCHER)]
+        self.trail.record(audit.application_activity(True, self.participants, detail=detail))
+        self.process = os.getpid()
+
+    def stopped(self) -> None:
+        import os
+
+        if os.getpid() != self.process:  # a forked worker leaving: the server has not stopped
+            return
+        self.trail.record(self.audit.application_activity(False, self.participants, detail=self.detail))
+        self.trail.close()
+
+
+def _http_options(args) -> dict:
+    """The HTTP layer's settings, the same for the dev server and the production workers."""
+    if args.keyfile and not args.certfile:
+        raise PyjpipError("--keyfile needs --certfile")
+    return dict(max_connections=args.max_connections, idle_seconds=args.idle_seconds, head_seconds=args.head_seconds,
+                max_connections_per_client=args.max_connections_per_client, trusted_proxies=tuple(args.trusted_proxies),
+                certfile=args.certfile, keyfile=args.keyfile, hsts_seconds=args.hsts_seconds)
 
 
 def _serve_production(args, site_options: dict) -> int:
@@ -294,13 +351,25 @@ def _serve_production(args, site_options: dict) -> int:
     make = partial(make_site, args.static, args.root, **site_options)
     make()  # refuse a wrong folder here, before any worker starts
 
+    activity = []
+
     def ready(address):
-        print(f"pyjpip serving at http://{address[0]}:{address[1]}/ with {args.workers} workers "
-              f"(sessions {'in ' + args.sessions if args.sessions else 'per worker'}; "
+        activity.append(_application_activity(site_options["access"], f"serve on {address[0]}:{address[1]} with "
+                                                                     f"{args.workers} workers"))
+        print(f"pyjpip serving at {'https' if args.certfile else 'http'}://{address[0]}:{address[1]}/ with "
+              f"{args.workers} workers (sessions {'in ' + args.sessions if args.sessions else 'per worker'}; "
               f"{site_options['access'].describe()})", flush=True)
 
-    run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=args.idle_seconds,
-                 max_connections=args.max_connections, head_seconds=args.head_seconds, on_ready=ready)
+    http = _http_options(args)
+    try:
+        run_gunicorn(make, args.host, args.port, args.workers, idle_seconds=http["idle_seconds"],
+                     max_connections=http["max_connections"], head_seconds=http["head_seconds"],
+                     per_address=http["max_connections_per_client"], trusted=http["trusted_proxies"],
+                     certfile=http["certfile"], keyfile=http["keyfile"], hsts_seconds=http["hsts_seconds"],
+                     on_ready=ready)
+    finally:  # gunicorn's arbiter ends with SystemExit once its workers have stopped
+        for started in activity:
+            started.stopped()
     return 0
 
 
@@ -588,13 +657,15 @@ def _store_scp(args) -> int:
         http_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost") else args.host
         access = _access_settings(args, http_host, "store-scp --http-port")
         server = make_server(args.static, http_host, args.http_port, jpip_root=args.store, database_url=args.db,
-                             access=access, audit_trail=trail)  # one trail for the DICOM and HTTP sides
+                             access=access, audit_trail=trail,  # one trail for the DICOM and HTTP sides
+                             certfile=args.http_certfile, keyfile=args.http_keyfile, viewer=_viewer_config(args))
         threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
         port = server.server_address[1]
+        scheme = "https" if args.http_certfile else "http"
         if url_base is None:
             visible = socket.getfqdn() if http_host in ("0.0.0.0", "::") else http_host
-            url_base = f"http://{visible}:{port}"
-        print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at http://{http_host}:{port}/", flush=True)
+            url_base = f"{scheme}://{visible}:{port}"
+        print(f"pyjpip store-scp: JPIP and DICOMweb for {args.store} at {scheme}://{http_host}:{port}/", flush=True)
     scp = StorageSCP(args.ae_title, args.store, archive, url_base, deflate=args.deflate,
                      maximum_hollow_bytes=args.max_hollow_bytes, maximum_ordinary_bytes=args.max_ordinary_bytes,
                      transfer_syntaxes=args.transfer_syntaxes, url_policy=policy if policy.restricted else None,

@@ -23,7 +23,7 @@ import weakref
 
 from pyjpip.jpip.cache_model import CacheModel
 from pyjpip.jpip.request import RequestError
-from pyjpip.jpip.session import Session, SessionStore
+from pyjpip.jpip.session import Session, SessionStore, refuse_over_limits
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,11 @@ class MemorySessions(SessionStore):
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
 
-    def open(self, target, tid, now, limit):
+    def open(self, target, tid, now, limit, client=None, client_limit=None):
         with self.lock:
-            if len(self.sessions) >= limit:
-                raise RequestError(503, f"the server holds its limit of {limit} sessions; "
-                                        "close one (cclose) or send stateless requests")
-            session = Session(secrets.token_hex(12), target, tid, last_used=now)
+            of_client = sum(1 for s in self.sessions.values() if s.client == client) if client is not None else 0
+            refuse_over_limits(len(self.sessions), limit, client, of_client, client_limit)
+            session = Session(secrets.token_hex(12), target, tid, last_used=now, client=client)
             self.sessions[session.cid] = session
         return session
 
@@ -113,11 +112,11 @@ class FolderSessions(SessionStore):
     def _valid(self, cid: str) -> bool:
         return len(cid) == CID_LENGTH and all(c in "0123456789abcdef" for c in cid)
 
-    def open(self, target, tid, now, limit):
-        if self.count() >= limit:
-            raise RequestError(503, f"the servers hold their limit of {limit} sessions; "
-                                    "close one (cclose) or send stateless requests")
-        session = Session(secrets.token_hex(CID_LENGTH // 2), target, tid, last_used=time.time())
+    def open(self, target, tid, now, limit, client=None, client_limit=None):
+        # Counted, not reserved: workers opening at the same instant may pass a limit by a few.
+        of_client = self.count_of(client) if client is not None and client_limit is not None else 0
+        refuse_over_limits(self.count(), limit, client, of_client, client_limit)
+        session = Session(secrets.token_hex(CID_LENGTH // 2), target, tid, last_used=time.time(), client=client)
         with open(self._path(session.cid, "turns"), "wb"):
             pass
         self._write(session)
@@ -125,6 +124,18 @@ class FolderSessions(SessionStore):
 
     def count(self) -> int:
         return sum(1 for name in os.listdir(self.folder) if name.endswith(".session"))
+
+    def count_of(self, client: str) -> int:
+        """The sessions ``client`` opened (their first lines say; only read for a cnew)."""
+        count = 0
+        for name in os.listdir(self.folder):
+            if name.endswith(".session"):
+                try:
+                    with open(os.path.join(self.folder, name), "rb") as f:
+                        count += json.loads(f.readline()).get("client") == client
+                except (FileNotFoundError, ValueError):
+                    continue  # closed meanwhile, or being replaced
+        return count
 
     def enter(self, cid, now):
         if not self._valid(cid):
@@ -242,7 +253,8 @@ class FolderSessions(SessionStore):
                 self.close(cid)
 
     def _write(self, session: Session) -> None:
-        header = json.dumps({"target": session.target, "tid": session.tid, "owner": session.owner}).encode() + b"\n"
+        header = json.dumps({"target": session.target, "tid": session.tid, "owner": session.owner,
+                             "client": session.client}).encode() + b"\n"
         records = b"".join(RECORD.pack(k[0], k[1], k[2], end) for k, end in session.model.held.items())
         path = self._path(session.cid, "session")
         temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
@@ -260,4 +272,5 @@ class FolderSessions(SessionStore):
         whole = len(body) - len(body) % RECORD.size  # a record cut by a crash mid-write is dropped
         for bin_class, codestream, identifier, amount in RECORD.iter_unpack(body[:whole]):
             model.add((bin_class, codestream, identifier), amount)
-        return Session(cid, header["target"], header["tid"], model, last_used=time.time(), owner=header.get("owner"))
+        return Session(cid, header["target"], header["tid"], model, last_used=time.time(), owner=header.get("owner"),
+                       client=header.get("client"))

@@ -18,8 +18,9 @@ from pyjpip.errors import PyjpipError
 class RequestError(PyjpipError):
     """A request that cannot be served as asked: ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         self.status = status
+        self.retry_after = retry_after  # seconds, sent as Retry-After (RFC 9110 10.2.3) with a 503 or 429
         super().__init__(message)
 
 

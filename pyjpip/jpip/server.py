@@ -60,7 +60,7 @@ class JPIPServer:
     given to the core: it does no file or lock work of its own."""
 
     def __init__(self, targets, *, sessions: SessionStore | None = None, cache_dir: str | None = None,
-                 session_limit: int = 256, idle_timeout: float = 600.0, channel_path: str = "jpip",
+                 session_limit: int = 256, client_session_limit: int = 32, idle_timeout: float = 600.0, channel_path: str = "jpip",
                  response_cache_bytes: int = 64 << 20, session_model_limit: int = 1 << 20, keep_open: int = 64):
         from pyjpip.archive.caches import LRU, ResponseCache
         from pyjpip.archive.sessions import MemorySessions
@@ -75,30 +75,34 @@ class JPIPServer:
         self.windows = LRU(256)  # (tid, codestream, window) -> the precincts it needs
         self.message_headers = MessageHeaderCache(LRU(MESSAGE_HEADERS_KEPT))
         self.session_limit = session_limit
+        self.client_session_limit = client_session_limit  # sessions one client may hold (of session_limit)
         self.session_model_limit = session_model_limit  # data-bins a session may track before it must end
         self.idle_timeout = idle_timeout
         self.channel_path = channel_path.strip("/")
 
     def handle(self, method: str, query: str | bytes, now: float, path_target: str | None = None, *,
-               owner: str | None = None, authorize=None) -> Response:
+               owner: str | None = None, authorize=None, client: str | None = None) -> Response:
         """Answer one request. ``query`` is the URL query for GET or the body for POST; ``path_target``
         is the target named by the URL path, used when the query has no target field (C.2.2).
 
         ``owner`` is who asks (an identity's key; None: no authentication): a channel opened by one
         owner is refused to every other (403). ``authorize(target)`` is called with the target of
         every request, before anything of it is read or a cached answer is sent, and raises
-        RequestError to refuse it."""
+        RequestError to refuse it. ``client`` is the key sessions are shared out by (the
+        authenticated subject, else the peer address; None: no share is kept, e.g. a caller in
+        this process)."""
         if method not in ("GET", "POST"):
             return error_response(405, f"method {method} is not used by JPIP; send GET or POST")
         try:
             request = parse_query(query)
-            return self._serve(request, now, path_target, owner, authorize)
+            return self._serve(request, now, path_target, owner, authorize, client)
         except RequestError as error:
             log.info("JPIP %d: %s", error.status, error)
-            return error_response(error.status, str(error))
+            retry = [("Retry-After", str(error.retry_after))] if error.retry_after is not None else None
+            return error_response(error.status, str(error), retry)
 
     def _serve(self, request: JPIPRequest, now: float, path_target: str | None, owner: str | None = None,
-               authorize=None) -> Response:
+               authorize=None, client: str | None = None) -> Response:
         self.sessions.expire(now, self.idle_timeout)
         if request.type is not None and not any(t.split(";")[0].strip() in JPP_TYPES and ";" not in t
                                                  for t in request.type):
@@ -108,7 +112,7 @@ class JPIPServer:
             raise RequestError(403, "cclose: an authenticated user closes only the channel of its request "
                                     "(cid=C&cclose=C)")
         if request.cid is None:
-            return self._answer(request, now, path_target, None, 0, owner, authorize)
+            return self._answer(request, now, path_target, None, 0, owner, authorize, client)
         entered = self.sessions.enter(request.cid, now)
         if entered is None:
             raise RequestError(503, f"channel {request.cid!r} does not exist or has been closed")
@@ -126,7 +130,7 @@ class JPIPServer:
         return response
 
     def _answer(self, request: JPIPRequest, now: float, path_target: str | None, session: Session | None,
-                ticket: int, owner: str | None = None, authorize=None) -> Response:
+                ticket: int, owner: str | None = None, authorize=None, client: str | None = None) -> Response:
         headers: list[tuple[str, str]] = []
         if session is not None and request.target and request.target != session.target:
             raise RequestError(400, f"channel {request.cid!r} is bound to target {session.target!r}, "
@@ -154,7 +158,8 @@ class JPIPServer:
             changed = True
         if request.cnew is not None and session is None:
             if "http" in request.cnew:
-                session = self.sessions.open(target, tid, now, self.session_limit)
+                session = self.sessions.open(target, tid, now, self.session_limit, client,
+                                             self.client_session_limit)
                 if owner is not None:
                     session.owner = owner
                     self.sessions.save(session)

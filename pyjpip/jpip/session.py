@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyjpip.jpip.cache_model import BinKey, CacheModel
+from pyjpip.jpip.request import RequestError
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Session:
     generation: int = 0  # moved on by every request (memory store): a running response sees it was superseded
     handle: object = None  # the store's own, for the request that holds the channel
     owner: str | None = None  # who opened it (an identity's key): no one else may use or close it
+    client: str | None = None  # who opened it (a token's subject or a peer address): sessions are shared out per client
 
 
 class SessionStore:
@@ -33,8 +35,10 @@ class SessionStore:
     channel (a store may make a second request wait for the first to leave); between them the
     core reads and changes ``session.model`` and reports what went out with ``delivered``."""
 
-    def open(self, target: str, tid: str, now: float, limit: int) -> Session:
-        """A new session and channel; RequestError(503) when ``limit`` sessions are open."""
+    def open(self, target: str, tid: str, now: float, limit: int, client: str | None = None,
+             client_limit: int | None = None) -> Session:
+        """A new session and channel for ``client``; RequestError(503) when ``limit`` sessions are
+        open, or ``client_limit`` of them are the client's (use ``refuse_over_limits``)."""
         raise NotImplementedError
 
     def enter(self, cid: str, now: float) -> tuple[Session, int] | None:
@@ -62,3 +66,20 @@ class SessionStore:
     def expire(self, now: float, idle_timeout: float) -> None:
         """End sessions unused for ``idle_timeout`` seconds."""
         raise NotImplementedError
+
+
+def refuse_over_limits(open_sessions: int, limit: int, client: str | None, of_client: int,
+                       client_limit: int | None) -> None:
+    """RequestError(503) when a new session would pass the server's ``limit`` or the client's share:
+    one client must not take every session (the others then get none). The client goes on statelessly
+    (C.3.3 lets a server refuse cnew) and may ask again later (Retry-After)."""
+    if client is not None and client_limit is not None and of_client >= client_limit:
+        raise RequestError(503, f"{client} holds {of_client} sessions, this server's limit per client; "
+                                "close one (cclose) or send stateless requests", retry_after=SESSION_RETRY_SECONDS)
+    if open_sessions >= limit:
+        raise RequestError(503, f"the server holds its limit of {limit} sessions; "
+                                "close one (cclose) or send stateless requests", retry_after=SESSION_RETRY_SECONDS)
+
+
+#: Retry-After for a refused cnew: sessions are closed by clients or end when idle.
+SESSION_RETRY_SECONDS = 30

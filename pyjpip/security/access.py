@@ -12,7 +12,7 @@ Environment of the production app (pyjpip.transport.asgi.app_from_environment), 
     PYJPIP_AUTH_JWKS_URL         --auth-jwks-url (URL, or ISSUER=URL, several separated by spaces)
     PYJPIP_AUTH_LEEWAY           --auth-leeway (seconds)
     PYJPIP_AUTH_SCOPE_CLAIM      --auth-scope-claim
-    PYJPIP_AUTH_TRUSTED_PROXY    --trusted-proxy (several: spaces or commas)
+    PYJPIP_TRUSTED_PROXIES       --trusted-proxy (several: spaces or commas; PYJPIP_AUTH_TRUSTED_PROXY too)
     PYJPIP_AUTH_TRUSTED_USER_HEADER / PYJPIP_AUTH_TRUSTED_SCOPES_HEADER
     PYJPIP_AUTH_ACCESS_POLICY    --access-policy
     PYJPIP_AUTH_NONE=1           --no-auth
@@ -53,15 +53,14 @@ class AccessSettings:
 
     @property
     def chosen(self) -> bool:
-        """Whether an authentication choice was made (tokens, a trusted proxy, or explicitly none)."""
-        return bool(self.issuers or self.trusted_proxies or self.no_auth)
+        """Whether an authentication choice was made (tokens, a trusted proxy's user header, or
+        explicitly none). A trusted proxy alone only names clients (X-Forwarded-For)."""
+        return bool(self.issuers or (self.trusted_proxies and self.trusted_user_header) or self.no_auth)
 
     def check(self) -> None:
         """ValueError naming the options that do not fit together."""
-        if self.no_auth and (self.issuers or self.trusted_proxies):
-            raise ValueError("--no-auth with --auth-issuer or --trusted-proxy: choose one")
-        if self.trusted_proxies and not self.trusted_user_header:
-            raise ValueError("--trusted-proxy needs --trusted-user-header NAME (the header the proxy sets)")
+        if self.no_auth and (self.issuers or self.trusted_user_header):
+            raise ValueError("--no-auth with --auth-issuer or --trusted-user-header: choose one")
         if self.trusted_user_header and not self.trusted_proxies:
             raise ValueError("--trusted-user-header needs --trusted-proxy ADDR|CIDR (only that peer is believed)")
         if self.issuers and not self.audience:
@@ -96,7 +95,7 @@ class AccessSettings:
         ways = []
         if self.issuers:
             ways.append(f"bearer tokens from {', '.join(self.issuers)} for audience {self.audience}")
-        if self.trusted_proxies:
+        if self.trusted_proxies and self.trusted_user_header:
             ways.append(f"{self.trusted_user_header} from {', '.join(self.trusted_proxies)}")
         if not ways:
             return "no authentication: loopback only"
@@ -114,12 +113,20 @@ class AccessSettings:
                    jwks_urls=tuple(env.get("PYJPIP_AUTH_JWKS_URL", "").split()),
                    leeway=float(env.get("PYJPIP_AUTH_LEEWAY") or 60),
                    scope_claim=env.get("PYJPIP_AUTH_SCOPE_CLAIM") or None,
-                   trusted_proxies=words("PYJPIP_AUTH_TRUSTED_PROXY"),
+                   trusted_proxies=words("PYJPIP_TRUSTED_PROXIES") or words("PYJPIP_AUTH_TRUSTED_PROXY"),
                    trusted_user_header=env.get("PYJPIP_AUTH_TRUSTED_USER_HEADER") or None,
                    trusted_scopes_header=env.get("PYJPIP_AUTH_TRUSTED_SCOPES_HEADER") or None,
                    access_policy=env.get("PYJPIP_AUTH_ACCESS_POLICY") or None,
                    no_auth=env.get("PYJPIP_AUTH_NONE", "").lower() in ("1", "true", "yes"),
                    audit_file=env.get("PYJPIP_AUDIT_FILE") or None, audit_syslog=env.get("PYJPIP_AUDIT_SYSLOG") or None)
+
+    def audit_trail(self):
+        """The audit trail the settings name (a new one each call: each worker has its own)."""
+        from pyjpip.security import audit
+
+        if not (self.audit_file or self.audit_syslog):
+            return audit.NO_AUDIT
+        return audit.AuditTrail.from_options(file=self.audit_file, syslog=self.audit_syslog)
 
     def build(self) -> AccessControl:
         from pyjpip.security import audit
@@ -129,7 +136,7 @@ class AccessSettings:
         self.check()
         vocabulary = ScopeVocabulary(claim=self.scope_claim)
         authenticators = []
-        if self.trusted_proxies:
+        if self.trusted_proxies and self.trusted_user_header:
             authenticators.append(TrustedHeader(self.trusted_proxies, self.trusted_user_header,
                                                 self.trusted_scopes_header, vocabulary))
         if self.issuers:
@@ -139,8 +146,7 @@ class AccessSettings:
                                                               leeway=self.leeway, vocabulary=vocabulary)))
         if not authenticators:
             authenticators.append(Anonymous(loopback_only=not self.no_auth))
-        trail = audit.AuditTrail.from_options(file=self.audit_file, syslog=self.audit_syslog) \
-            if (self.audit_file or self.audit_syslog) else audit.NO_AUDIT
+        trail = self.audit_trail()
         return AccessControl(Authentication(authenticators), Authorizer(load_policy(self.access_policy), vocabulary),
                              trail)
 

@@ -45,6 +45,10 @@ class Authenticator:
         raise NotImplementedError
 
 
+#: Headers a proxy adds when it relays another host's request (RFC 7239 and the de facto ones).
+RELAYED_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
 class Anonymous(Authenticator):
     """Everyone, with every action. ``loopback_only`` (the default when no authentication was chosen):
     only clients on this host (a peer of None is a call from this process); others are refused, so an
@@ -54,10 +58,14 @@ class Anonymous(Authenticator):
         self.loopback_only = loopback_only
 
     def authenticate(self, headers, peer):
-        if self.loopback_only and peer is not None and not peer_in(peer, LOOPBACK):
-            raise NotConfiguredError(f"no authentication is configured, so this server answers only clients "
-                                     f"on its own host, not {peer} (start it with --auth-issuer, "
-                                     "--trusted-proxy or --no-auth)")
+        if self.loopback_only and peer is not None:
+            relayed = next((h for h in RELAYED_HEADERS if headers.get(h) is not None), None)
+            if not peer_in(peer, LOOPBACK) or relayed:
+                # A proxy on this host (nginx in front) relays other hosts' requests from loopback.
+                who = f"a request relayed by a proxy ({relayed})" if relayed and peer_in(peer, LOOPBACK) else peer
+                raise NotConfiguredError(f"no authentication is configured, so this server answers only clients "
+                                         f"on its own host, not {who} (start it with --auth-issuer, "
+                                         "--trusted-proxy ADDR --trusted-user-header NAME, or --no-auth)")
         return ANONYMOUS
 
 

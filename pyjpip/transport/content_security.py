@@ -39,6 +39,6 @@ def content_security_policy(config: ViewerConfig, framing: bool = True) -> str:
 
 
 def site_headers(config: ViewerConfig, framing: bool = True) -> list[tuple[str, str]]:
-    """Headers for every file of the built site (pages, their modules, their workers)."""
-    return [("Content-Security-Policy", content_security_policy(config, framing)),
-            ("Referrer-Policy", "no-referrer")]  # a viewer URL names a study: never sent to pixel servers
+    """Headers for every file of the built site (pages, their modules, their workers); the headers
+    every answer carries (nosniff, Referrer-Policy) are site.secure_headers'."""
+    return [("Content-Security-Policy", content_security_policy(config, framing))]

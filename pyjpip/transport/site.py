@@ -135,22 +135,25 @@ class Site:
                                         getattr(getattr(self.jpip, "store", None), "root", None))
 
     def handle(self, method: str, path: str, query: str, headers: Mapping[str, str],
-               read_body: Callable[[int], bytes], peer: str | None = None) -> Response:
+               read_body: Callable[[int], bytes], peer: str | None = None, client: str | None = None) -> Response:
         """Answer one request; never raises (an unexpected failure is a 500 that says so). ``peer`` is
-        the TCP peer's IP address (a trusted proxy's header is believed only from a pinned one)."""
+        the TCP peer's IP address (a trusted proxy's header is believed only from a pinned one);
+        ``client`` who asks, the key per-client limits are kept by (default: ``peer``; an
+        authenticated subject replaces both)."""
         kind = "jpip" if self._is_jpip(path) else "dicomweb" if path.startswith(DICOMWEB_PREFIX) else "site"
         try:
-            response = self._route(method, path, query, headers, read_body, kind, peer)
+            response = self._route(method, path, query, headers, read_body, kind, peer, client or peer)
         except Exception as error:  # noqa: BLE001 - the last line of defence of a server
             log.exception("%s %s failed", method, path[:200])
-            response = error_response(500, f"internal error: {type(error).__name__}: {error}")
+            response = error_response(500, f"internal error: {type(error).__name__}")
+        patient_data = kind != "site" or self._proxied(path) is not None
+        secure_headers(response, patient_data)
         if kind == "site":
-            response.headers.append(("X-Content-Type-Options", "nosniff"))
             response.headers.extend(self._viewer_headers())
         response.headers.extend(self.cors.headers(kind, headers.get("Origin")))
         return response
 
-    def _route(self, method, path, query, headers, read_body, kind, peer=None) -> Response:
+    def _route(self, method, path, query, headers, read_body, kind, peer=None, client=None) -> Response:
         if len(query) > self.limits.query:
             return error_response(414, f"a query of {len(query)} bytes is over this server's {self.limits.query}; "
                                        "send long JPIP requests by POST")
@@ -172,7 +175,7 @@ class Site:
                                           path + (f"?{query}" if query else ""), detail="proxied upstream"))
             return forward(proxied + (f"?{query}" if query else ""), headers.get("Accept"))
         if kind == "jpip":
-            return self._jpip(method, path, query, headers, read_body, identity, peer)
+            return self._jpip(method, path, query, headers, read_body, identity, peer, client)
         if method == "POST":
             return error_response(405, "POST is only for JPIP requests at /jpip")
         if method not in ("GET", "HEAD"):
@@ -346,7 +349,7 @@ class Site:
                        ("Access-Control-Max-Age", "86400")]
         return Response(204, headers, iter(()), 0)
 
-    def _jpip(self, method, path, query, headers, read_body, identity=None, peer=None) -> Response:
+    def _jpip(self, method, path, query, headers, read_body, identity=None, peer=None, client=None) -> Response:
         if self.jpip is None:
             return error_response(404, "this server was started without a JPIP root")
         path_target = unquote(path[len(JPIP_PATH) + 1 :], errors="replace") if path.startswith(JPIP_PATH + "/") \
@@ -364,7 +367,8 @@ class Site:
             return error_response(405, "HEAD is not answered for JPIP; send GET or POST")
         owner = None if identity is None or identity.anonymous else identity.key
         response = self.jpip.handle(method, query, time.monotonic(), path_target, owner=owner,
-                                    authorize=self._target_check(identity, peer) if identity is not None else None)
+                                    authorize=self._target_check(identity, peer) if identity is not None else None,
+                                    client=owner or client)
         if response.status == 403:  # another identity's channel: refused by the core, recorded here
             message = b"".join(response.body)
             response.body = iter([message])
@@ -399,7 +403,7 @@ class Site:
             full = os.path.join(full, "index.html")
         try:
             handle = open(full, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except OSError:  # not there, a folder, a name no file system takes (ENAMETOOLONG), unreadable
             return error_response(404, f"{path[:200]}: no such file")
         status = os.fstat(handle.fileno())
         modified = email.utils.formatdate(status.st_mtime, usegmt=True)
@@ -415,6 +419,21 @@ class Site:
             except (TypeError, ValueError, IndexError, OverflowError):
                 pass
         return Response(200, common, _file_chunks(handle), status.st_size)
+
+
+def secure_headers(response: Response, patient_data: bool) -> None:
+    """Headers every answer carries, whatever the transport. nosniff: a browser takes the type as
+    sent (a JPP-stream or a DICOM file is never run as a script or a page). no-referrer: URLs carry
+    Study and SOP Instance UIDs and JPIP targets, which must not leave in a Referer. Patient data
+    (JPIP, DICOMweb, proxied DICOMweb) is no-store (RFC 9111 5.2.2.5): no browser or proxy keeps it
+    on disk; neither pyjpip client uses the HTTP cache (their own caches are in memory: data-bins,
+    the study list), and JPIP answers have no validators, so no-cache kept them for no reuse.
+    Content-Security-Policy and frame-ancestors are the viewer's (the site's pages), not set here."""
+    if patient_data:
+        response.headers[:] = [h for h in response.headers if h[0].lower() != "cache-control"]
+        response.headers.append(("Cache-Control", "no-store"))
+    response.headers.append(("X-Content-Type-Options", "nosniff"))
+    response.headers.append(("Referrer-Policy", "no-referrer"))
 
 
 class _file_chunks:

@@ -470,3 +470,37 @@ def test_a_refused_post_does_not_leave_its_body_on_the_connection(server, idp):
     response, data = server.request("/jpip", idp.mint(), method="POST", body=body,
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 200, data
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_serve_records_its_start_and_stop_with_the_launching_account(store, tmp_path, workers):
+    """PS3.15 A.5.3.1 Application Activity: the dev server and the production arbiter, stopped by SIGTERM."""
+    import getpass
+    import os
+    import signal
+
+    from network_support import wait_for_port
+
+    audit_file, port = tmp_path / "audit.log", free_port()
+    command = [sys.executable, "-m", "pyjpip", "serve", str(store[0]), "--port", str(port),
+               "--audit-file", str(audit_file)] + (["--workers", str(workers)] if workers else [])
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_port(port, process)
+        deadline = time.monotonic() + 10
+        while not (audit_file.exists() and audit_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = [audit.parse(line) for line in audit_file.read_text().splitlines()]
+        assert [(m["event_id"], m["event_type"]) for m in started] == [("110100", "110120")]
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(30) == 0, process.stderr.read().decode()[-2000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    messages = [audit.parse(line) for line in audit_file.read_text().splitlines()]
+    assert [(m["event_id"], m["event_type"]) for m in messages] == [("110100", "110120"), ("110100", "110121")]
+    for message in messages:
+        assert [(p["UserID"], p["UserIsRequestor"], p["role"]) for p in message["participants"]] == \
+            [("pyjpip", "false", "110150"), (getpass.getuser(), "true", "110151")]
+        assert f"127.0.0.1:{port}" in message["detail"]

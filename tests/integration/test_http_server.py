@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.parse
+from contextlib import contextmanager
 
 import pytest
 
@@ -263,15 +264,33 @@ def test_the_app_configured_by_environment_under_gunicorn_by_hand(root, tmp_path
         process.wait(timeout=20)
 
 
-def test_production_closes_silent_and_trickling_connections_but_keeps_idle_ones(root):
+class _Dev:
+    def __init__(self, address):
+        self.address, self.port = address, address[1]
+
+
+@contextmanager
+def _timed_server(kind, root):
+    """--head-seconds 1 --idle-seconds 3 on either server."""
+    if kind == "production":
+        with production(root, workers=1, extra=["--head-seconds", "1", "--idle-seconds", "3"]) as server:
+            yield server
+    else:
+        with dev_server(root, head_seconds=1, idle_seconds=3) as address:
+            yield _Dev(address)
+
+
+@pytest.mark.parametrize("kind", ["dev", "production"])
+def test_silent_and_trickling_connections_are_closed_but_idle_ones_kept(root, kind):
     """A request head must come whole within --head-seconds; a kept-alive connection between
-    requests waits for --idle-seconds; a client that stops reading is dropped after --idle-seconds."""
+    requests waits for --idle-seconds; a client that stops reading is dropped after --idle-seconds
+    (the dev server kept a silent connection for --idle-seconds before it ran on this stack)."""
     import numpy as np
     from reference import opj_encode
 
     noise = np.random.default_rng(3).integers(0, 1 << 16, (2048, 2048), dtype=np.uint16)
     (root / "noise.j2k").write_bytes(opj_encode([noise], 16, ["-n", "3"]))  # 8 MB: more than the kernel queues
-    with production(root, workers=1, extra=["--head-seconds", "1", "--idle-seconds", "3"]) as server:
+    with _timed_server(kind, root) as server:
         silent = socket.create_connection(server.address, timeout=10)
         trickling = socket.create_connection(server.address, timeout=10)
         kept = http.client.HTTPConnection(*server.address, timeout=10)
@@ -305,3 +324,169 @@ def test_production_closes_silent_and_trickling_connections_but_keeps_idle_ones(
         time.sleep(4.5)  # the client takes nothing more: after 3 s the server lets go of the connection
         assert server_end(*ends) is None or server_end(*ends)[0] != "01"  # its end closed, not waiting
         stalled.close()
+
+
+def answers(raw: socket.socket, seconds: float = 1.5) -> bytes:
+    """Everything the server sends on ``raw`` until it closes or is quiet for ``seconds``."""
+    raw.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := raw.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_a_get_body_is_never_read_as_a_second_request(address):
+    """Request smuggling (RFC 9112 6.3): a GET's Content-Length frames its body, which the server
+    drops; the dev server on http.server parsed the body as the next request and answered it."""
+    smuggled = b"GET /jpip?target=p0_04.j2k&fsiz=8,8 HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"GET /jpip?target=p0_01.j2k&fsiz=8,8 HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled))
+        data = answers(raw)
+    assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 200 "), data[:400]
+    assert b"JPIP-tid" in data or b"jpip-tid" in data
+
+
+def test_bare_lf_line_endings_are_refused(address):
+    """RFC 9112 2.2 lets a server take a bare LF; taking it is how front and back ends come to
+    disagree about where a request ends, so this server answers 400."""
+    with socket.create_connection(address, timeout=10) as raw:
+        raw.sendall(b"GET /jpip?target=p0_01.j2k&fsiz=8,8 HTTP/1.1\nHost: x\n\n")
+        data = answers(raw)
+    assert data.startswith(b"HTTP/1.1 400 "), data[:300]
+    assert b"bare LF" in data
+    with socket.create_connection(address, timeout=10) as raw:  # one bare LF among CRLFs too
+        raw.sendall(b"GET /jpip?target=p0_01.j2k&fsiz=8,8 HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n")
+        assert answers(raw).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_20_kB_request_line_is_answered_414(address):
+    """The dev server answered a 20 kB path with 500 (the static site's open() raised 'File name too
+    long'); a request line over 8190 bytes is 414 on both servers, and a shorter path that no file
+    system takes is just not found."""
+    for target in (b"/" + b"a" * 20000, b"/jpip?target=p0_01.j2k&model=" + b"P0," * 6700):
+        with socket.create_connection(address, timeout=10) as raw:
+            raw.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = answers(raw)
+        assert data.startswith(b"HTTP/1.1 414 "), data[:300]
+        assert b"POST" in data
+    for path in ("/" + "a" * 5000, "/" + "a/" * 3000, "/jpip/" + "b" * 5000 + "?fsiz=8,8"):
+        response, body = fetch(address, path)
+        assert response.status == 404, body[:300]
+
+
+def silent_sockets(address, count: int, source: str) -> list[socket.socket]:
+    opened = []
+    for _ in range(count):
+        raw = socket.socket()
+        raw.bind((source, 0))
+        raw.settimeout(10)
+        raw.connect(address)
+        opened.append(raw)
+    return opened
+
+
+def test_one_address_silent_sockets_do_not_shut_out_another(address):
+    """1,024 silent connections from 127.0.0.2 (every slot of --max-connections 1024): past the
+    per-address cap they are closed at once, and 127.0.0.1 is answered at once."""
+    opened = silent_sockets(address, 1024, "127.0.0.2")
+    try:
+        started = time.monotonic()
+        connection = http.client.HTTPConnection(*address, timeout=10, source_address=("127.0.0.1", 0))
+        connection.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8")
+        response = connection.getresponse()
+        assert response.status == 200, response.read()[:300]
+        assert response.read().endswith(b"\x00\x02\x00")
+        assert time.monotonic() - started < 2.0
+        connection.close()
+        refused, waiting, deadline = 0, list(opened), time.monotonic() + 10
+        while waiting and refused < 1024 - 64 * 2 and time.monotonic() < deadline:
+            for raw in list(waiting):  # those over the cap are told why and closed, as they are accepted
+                raw.setblocking(False)
+                try:
+                    data = raw.recv(300)
+                except BlockingIOError:
+                    continue
+                waiting.remove(raw)
+                refused += 1
+                assert data.startswith(b"HTTP/1.1 503 ") and b"connections from 127.0.0.2" in data, data
+            time.sleep(0.05)
+        assert refused >= 1024 - 64 * 2  # 64 per worker at most are held (two workers in production)
+    finally:
+        for raw in opened:
+            raw.close()
+
+
+def test_one_address_cannot_take_every_jpip_session(address):
+    """Sessions are shared out per client: the peer address here (no authentication)."""
+    def cnew(source):
+        connection = http.client.HTTPConnection(*address, timeout=10, source_address=(source, 0))
+        connection.request("GET", "/jpip?target=p0_01.j2k&fsiz=8,8&cnew=http")
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        return response, body
+
+    opened = []
+    try:
+        for _ in range(256):
+            response, body = cnew("127.0.0.2")
+            if response.status != 200:
+                break
+            opened.append(("127.0.0.2", response.getheader("JPIP-cnew").split(",")[0].split("=")[1]))
+        assert response.status == 503 and b"127.0.0.2 holds" in body, body[:300]
+        assert 0 < len(opened) <= 32 and int(response.getheader("Retry-After")) > 0
+        response, body = cnew("127.0.0.1")
+        assert response.status == 200 and response.getheader("JPIP-cnew"), body[:300]
+        opened.append(("127.0.0.1", response.getheader("JPIP-cnew").split(",")[0].split("=")[1]))
+    finally:
+        for source, cid in opened:
+            fetch(address, f"/jpip?cid={cid}&cclose={cid}")
+
+
+def test_secure_headers_on_every_answer(address):
+    """nosniff and no-referrer on every answer (JPIP, DICOMweb, the site, errors); patient data
+    (JPIP and DICOMweb answers) no-store; the site's files revalidated (no-cache). No CSP or frame
+    headers here: the viewer's pages set those."""
+    for path, cache in (("/jpip?target=p0_01.j2k&fsiz=8,8", "no-store"), ("/dicomweb/studies", "no-store"),
+                        ("/jpip?target=missing.j2k", "no-store"), ("/", "no-cache"), ("/no-such-file", "no-cache")):
+        response, _ = fetch(address, path)
+        assert response.getheader("X-Content-Type-Options") == "nosniff", path
+        assert response.getheader("Referrer-Policy") == "no-referrer", path
+        assert response.getheader("Cache-Control") == cache, path
+        assert len(response.msg.get_all("Cache-Control")) == 1, path
+    with socket.create_connection(address, timeout=10) as raw:  # refused by the HTTP layer itself
+        raw.sendall(b"GET / HTTP/1.1\nHost: x\n\n")
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in answers(raw)
+
+
+def test_serve_without_the_server_extra_says_what_to_install(root):
+    """The dev server is uvicorn and h11 now: without them, `pyjpip serve` names the extra."""
+    blocked = ("import sys; sys.modules['uvicorn'] = None; from pyjpip.cli import main; "
+               f"sys.exit(main(['serve', {str(root)!r}, '--port', '0']))")
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "install it with: pip install 'pyjpip[server]'" in result.stderr, result.stderr
+
+
+def test_the_client_address_behind_a_trusted_proxy():
+    """Site.handle gets the TCP peer as peer (a header-based authentication pins the proxy by it)
+    and, as client, the address a trusted proxy's X-Forwarded-For names: the rightmost hop that is
+    not itself a trusted proxy (what stands left of it may be the client's own invention)."""
+    from pyjpip.transport.asgi import forwarded_client, trusted_networks
+
+    proxies = trusted_networks(["127.0.0.1", "10.0.0.0/24"])
+    assert forwarded_client("192.0.2.7", "198.51.100.1", proxies) == "192.0.2.7"  # not a proxy: header ignored
+    assert forwarded_client("127.0.0.1", None, proxies) == "127.0.0.1"
+    assert forwarded_client("127.0.0.1", "198.51.100.1", proxies) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", "203.0.113.9, 198.51.100.1", proxies) == "198.51.100.1"
+    assert forwarded_client("10.0.0.5", "203.0.113.9, 198.51.100.1, 10.0.0.7", proxies) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", "x, 198.51.100.1", proxies) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", "198.51.100.1, not-an-address", proxies) == "127.0.0.1"
+    assert forwarded_client("127.0.0.1", "10.0.0.9, 10.0.0.8", proxies) == "10.0.0.9"
+    assert forwarded_client("::1", "198.51.100.1", trusted_networks(["*"])) == "198.51.100.1"
+    with pytest.raises(ValueError, match="not an IP address or network"):
+        trusted_networks(["nginx.example"])

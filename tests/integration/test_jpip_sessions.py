@@ -296,3 +296,29 @@ def test_message_headers_kept_are_bounded(root):
             response, _ = request(server, f"target={name}&fsiz=640,480&layers={layers}")
             assert response.status == 200
     assert len(server.message_headers.store.entries) == 50
+
+
+def test_one_client_cannot_take_every_session(servers):
+    """One client's 253 cnew took every session of --max-sessions 256: now each client (the token's
+    subject, else the peer address) holds at most its share; over it, 503 with Retry-After (the
+    client goes on statelessly), while other clients still get sessions, on any worker."""
+    server, other = servers(session_limit=256, client_session_limit=4, idle_timeout=60)
+    opened = []
+    for n in range(4):
+        response = (server if n % 2 else other).handle("GET", "target=p0_01.j2k&fsiz=8,8&cnew=http", time.monotonic(),
+                                                       client="10.1.1.1")
+        b"".join(response.body)
+        opened.append(cid_of(response))
+    refused = server.handle("GET", "target=p0_01.j2k&fsiz=8,8&cnew=http", time.monotonic(), client="10.1.1.1")
+    text = b"".join(refused.body)
+    assert refused.status == 503 and b"10.1.1.1 holds 4 sessions" in text, text
+    assert int(header(refused, "Retry-After")) > 0
+    for client in ("10.1.1.2", "subject:alice"):
+        response = other.handle("GET", "target=p0_01.j2k&fsiz=8,8&cnew=http", time.monotonic(), client=client)
+        b"".join(response.body)
+        assert response.status == 200 and header(response, "JPIP-cnew")
+    # A closed session gives its share back.
+    request(server, f"cid={opened[0]}&cclose={opened[0]}")
+    response = server.handle("GET", "target=p0_01.j2k&fsiz=8,8&cnew=http", time.monotonic(), client="10.1.1.1")
+    b"".join(response.body)
+    assert response.status == 200 and header(response, "JPIP-cnew")

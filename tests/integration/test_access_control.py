@@ -182,8 +182,14 @@ def test_settings_that_do_not_fit_together_are_refused():
         AccessSettings(issuers=("https://idp.example",)).check()
     with pytest.raises(ValueError, match="choose one"):
         AccessSettings(issuers=("https://idp.example",), audience="a", no_auth=True).check()
-    with pytest.raises(ValueError, match="--trusted-user-header"):
-        AccessSettings(trusted_proxies=("10.0.0.1",)).check()
+    with pytest.raises(ValueError, match="--trusted-proxy"):
+        AccessSettings(trusted_user_header="X-User").check()
+    with pytest.raises(ValueError, match="choose one"):
+        AccessSettings(trusted_proxies=("10.0.0.1",), trusted_user_header="X-User", no_auth=True).check()
+    # A trusted proxy alone names clients (X-Forwarded-For); it is not a choice of authentication.
+    alone = AccessSettings(trusted_proxies=("10.0.0.1",))
+    alone.check()
+    assert not alone.chosen
     with pytest.raises(ValueError, match="not an IP address"):
         AccessSettings(trusted_proxies=("proxy.example",), trusted_user_header="X-User").check()
     with pytest.raises(ValueError, match="ISSUER=URL"):
@@ -285,3 +291,20 @@ def test_a_root_whose_index_json_is_not_a_stores_gives_its_targets_to_no_study(t
     (tmp_path / "index.json").write_text(json.dumps({"instances": {"1.2": {"image": "images/a.j2k",
                                                                            "study": "1.2.3"}}}))
     assert StudyDirectory(None, str(tmp_path)).study_of_target("/images/a.j2k") == "1.2.3"
+
+
+def test_without_a_choice_only_this_host_is_answered_not_what_a_local_proxy_relays():
+    """A proxy on the same host (nginx in front of a server left without an authentication choice)
+    relays other hosts' requests from loopback: those carry its headers and are refused."""
+    from pyjpip.errors import PyjpipError
+    from pyjpip.security.authentication import Anonymous
+
+    open_locally = Anonymous(loopback_only=True)
+    assert open_locally.authenticate({}, "127.0.0.1").anonymous
+    assert open_locally.authenticate({}, None).anonymous
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        with pytest.raises(PyjpipError, match=f"relayed by a proxy \\({header}\\)"):
+            open_locally.authenticate({header: "203.0.113.9"}, "127.0.0.1")
+    with pytest.raises(PyjpipError, match="not 203.0.113.9"):
+        open_locally.authenticate({}, "203.0.113.9")
+    assert Anonymous().authenticate({"X-Forwarded-For": "203.0.113.9"}, "203.0.113.9").anonymous  # --no-auth
