@@ -17,17 +17,18 @@ def served(jpip_root=None, static: bool = True, cors=None, viewer=None, hits=Non
     server = make_server(str(ROOT / "static") if static else None, "127.0.0.1", 0,
                          jpip_root=None if jpip_root is None else str(jpip_root), **options)
     if hits is not None or authorization is not None:
-        site = server.RequestHandlerClass.keywords["site"]
-        answer = site.handle
+        app = server.server.config.app  # the ASGI app uvicorn loads when it starts serving
 
-        def counted(method, path, query, headers, *args, **kwargs):
-            if hits is not None:
-                hits.append((method, path))
-            if authorization is not None and method != "OPTIONS":
-                authorization.append((path, headers.get("Authorization")))
-            return answer(method, path, query, headers, *args, **kwargs)
+        async def counted(scope, receive, send):
+            if scope["type"] == "http":
+                if hits is not None:
+                    hits.append((scope["method"], scope["path"]))
+                if authorization is not None and scope["method"] != "OPTIONS":
+                    value = dict(scope["headers"]).get(b"authorization")
+                    authorization.append((scope["path"], None if value is None else value.decode("latin-1")))
+            await app(scope, receive, send)
 
-        site.handle = counted
+        server.server.config.app = counted
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
