@@ -109,11 +109,12 @@ def test_the_token_is_refreshed_before_it_expires(watched_page, study):
         signed_in(page, idp)
         painted(page)
         first = {value for _, value in seen if value}
-        deadline = time.monotonic() + 30
-        while idp.events.count(("POST", "/token")) < 2 and time.monotonic() < deadline:
-            page.wait_for_timeout(250)
+        kept = "JSON.parse(sessionStorage.getItem('pyjpip.session')).token"
+        signed = page.evaluate(kept)
+        assert {f"Bearer {signed}"} == first
+        page.wait_for_function(f"{kept} !== {signed!r}", timeout=30_000)  # refreshed (10 s after signing in)
         assert idp.events.count(("POST", "/token")) >= 2, "no refresh_token grant before expiry"
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(200)  # the worker is told by message
         page.locator(".cell").first.focus()
         page.keyboard.press("r")  # real size: new JPIP requests, with the refreshed token
         page.wait_for_function("(() => { const c = document.querySelector('.cell canvas.detail');"
