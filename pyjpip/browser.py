@@ -10,7 +10,7 @@ metadata (DICOM JSON), start without it (pydicom's import takes about 280 ms in 
 
 from __future__ import annotations
 
-from pyjpip.errors import DicomError
+from pyjpip.errors import DicomError, TransportError
 from pyjpip.jpip.client import JPIPClientError
 
 
@@ -210,6 +210,8 @@ def unreachable_pixels(url: str, error: Exception) -> Exception:
 
     status = getattr(error, "status", None)
     holder = urlsplit(url).netloc or url[:100]
+    if status in (401, 403):
+        return refused_access(url, status)
     if status is None:
         what = f"the server holding its pixels, {holder}, cannot be reached"
     elif status in (404, 410):
@@ -218,6 +220,29 @@ def unreachable_pixels(url: str, error: Exception) -> Exception:
         return error
     return TransportError(f"{what}. A hollow object's pixels stay with the server its Pixel Data Provider URL "
                           "names, and such references may stop working (PS3.5 10.8).")
+
+
+class SignInRequired(TransportError):
+    """The server wants credentials (HTTP 401, RFC 6750 3): no token, or one that has expired. The page
+    shows its sign-in state and asks again once it has a token."""
+
+    kind = "unauthenticated"
+
+
+class AccessRefused(TransportError):
+    """The server knows who asks and refuses (HTTP 403): signing in again does not help."""
+
+    kind = "forbidden"
+
+
+def refused_access(url: str, status: int) -> Exception:
+    """The error a page shows for a 401 or 403 from ``url``."""
+    from urllib.parse import urlsplit
+
+    holder = urlsplit(url).netloc or url[:100]
+    if status == 401:
+        return SignInRequired(f"{holder} asks who you are: sign in (or sign in again: the session may have expired)")
+    return AccessRefused(f"{holder} refused: this account may not see these images (HTTP 403)")
 
 
 def study_from_metadata(metadata: bytes, source: str):

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="origins whose pages may read JPIP answers, comma-separated (default *; '' for none)")
     serve.add_argument("--cors-dicomweb", metavar="ORIGINS", default="",
                        help="origins whose pages may read DICOMweb answers (default: same origin only)")
+    _viewer_options(serve)
     serve.add_argument("--workers", type=int, default=0, metavar="N",
                        help="production: N worker processes (gunicorn with uvicorn's asyncio HTTP server) "
                             "instead of the dev server")
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     _ordinary_limit_option(scp)
     _verify_option(scp)
     _access_options(scp, " (with --http-port)", audit=False)
+    _viewer_options(scp)  # the viewer on --http-port --static: senders' JPIP servers are pixel origins to list
     _url_policy_options(scp, "store only hollow objects whose Pixel Data Provider URL is on HOST (host, "
                         "host:port or *.domain; repeatable; default: any host)",
                         "store only hollow objects whose Pixel Data Provider URL is SCHEME (http or https; "
@@ -284,7 +286,7 @@ def _serve(args) -> int:
                         session_limit=args.max_sessions, client_session_limit=args.max_sessions_per_client,
                         idle_timeout=args.session_idle,
                         cors=CORSPolicy(_origin_list(args.cors_jpip), _origin_list(args.cors_dicomweb)),
-                        access=access)
+                        access=access, viewer=_viewer_config(args))
     if args.workers:
         return _serve_production(args, site_options)
     server = make_server(args.static, args.host, args.port, jpip_root=args.root, **_http_options(args),
@@ -369,6 +371,38 @@ def _serve_production(args, site_options: dict) -> int:
         for started in activity:
             started.stopped()
     return 0
+
+
+def _viewer_options(parser) -> None:
+    """The viewer's settings (served at /viewer-config.json, and the site's Content-Security-Policy)."""
+    group = parser.add_argument_group("viewer", "what the viewer page may fetch, who may embed it, where it signs in")
+    group.add_argument("--viewer-pixel-origin", action="append", default=[], metavar="ORIGIN",
+                       help="an origin other than this site's that hollow objects' Pixel Data Provider URLs may name "
+                            "(scheme://host[:port]; repeatable; default: none, pixels from this site only)")
+    group.add_argument("--viewer-token-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a --viewer-pixel-origin that takes this site's bearer token (repeatable; default none)")
+    group.add_argument("--viewer-allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="an origin other than this site's that ?dicom=, ?jpip= and ?dicomweb= may name "
+                            "(repeatable; default: this site only)")
+    group.add_argument("--embed-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a page origin that may frame the viewer and drive its postMessage API (repeatable; "
+                            "default: this site only)")
+    group.add_argument("--oidc-issuer", metavar="URL", help="the OpenID Connect issuer the viewer signs in with "
+                       "(default: the --auth-issuer, when there is one)")
+    group.add_argument("--oidc-client-id", metavar="ID", help="the viewer's client id at that issuer")
+    group.add_argument("--oidc-scope", default="openid", metavar="S", help="the scope asked for (default openid)")
+    group.add_argument("--oidc-audience", metavar="AUD", help="the audience asked for, if the issuer needs one")
+
+
+def _viewer_config(args):
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    # The viewer signs in where the server's tokens come from: --oidc-issuer, or the one --auth-issuer.
+    trusted = getattr(args, "auth_issuers", None) or []
+    issuer = args.oidc_issuer or (trusted[0] if args.oidc_client_id and len(trusted) == 1 else None)
+    return ViewerConfig.from_options(args.viewer_pixel_origin, args.viewer_allow_origin, args.embed_origin,
+                                     args.viewer_token_origin, issuer, args.oidc_client_id, args.oidc_scope,
+                                     args.oidc_audience)
 
 
 _GATEWAY_HELP = ("when an SCP takes no JPIP syntax and the pixels are fetched to go with the object, fetch "
@@ -624,7 +658,7 @@ def _store_scp(args) -> int:
         access = _access_settings(args, http_host, "store-scp --http-port")
         server = make_server(args.static, http_host, args.http_port, jpip_root=args.store, database_url=args.db,
                              access=access, audit_trail=trail,  # one trail for the DICOM and HTTP sides
-                             certfile=args.http_certfile, keyfile=args.http_keyfile)
+                             certfile=args.http_certfile, keyfile=args.http_keyfile, viewer=_viewer_config(args))
         threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
         port = server.server_address[1]
         scheme = "https" if args.http_certfile else "http"

@@ -9,7 +9,12 @@
 //   dicom=<url>&reduce=<levels>|auto  one ordinary object decoded whole at that resolution (the
 //                               default page: the first demo image), packages=bundle|wheels;
 //   layout=1x1|1x2|2x2          the grid, instead of the hanging protocol's.
-// Embedded in an iframe, the page answers postMessage (embed.js).
+// Embedded in an iframe, the page answers postMessage (embed.js) from its own origin and configured
+// embedders. What the page may fetch (its own site, configured pixel and source origins), who may
+// embed it and where it signs in come from the site's /viewer-config.json (viewer-config.js); every
+// fetch passes fetch-policy.js (pyjpip.transport.pyodide_fetch for the worker's Python); a URL of
+// another origin in ?dicom=, ?jpip=, ?dicomweb= is refused unless configured (--viewer-allow-origin).
+// A token: #access_token=... (session.js), the embedder's {command: "token"}, or sign-in.js.
 import { Decoder } from "./decoder.js";
 import { roundDownReduce } from "./geometry.js";
 import { paintColour, paintGreyscale } from "./paint.js";
@@ -18,9 +23,15 @@ import { toolChooser } from "./annotations.js";
 import { SpatialLinks } from "./linking.js";
 import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
+import { loadConfig } from "./viewer-config.js";
+import { FetchPolicy } from "./fetch-policy.js";
+import { onToken, setToken } from "./session.js";
+import { completeSignIn, scheduleRefresh, startSignIn } from "./sign-in.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+const settings = loadConfig();  // what this viewer may fetch, who may embed it (pyjpip serve's options)
+const policy = settings.then((config) => new FetchPolicy(config, location.origin));
 
 function setState(state) {
   document.body.dataset.state = state;
@@ -31,7 +42,52 @@ function status(text) {
   $("status").textContent = text;
 }
 
+/**
+ * The server asked who the user is (HTTP 401): the page says so and offers its sign-in (OpenID
+ * Connect, when configured) or waits for its embedder's token; the layout stays, and whatever failed
+ * for want of a token is asked again once one comes.
+ */
+function needSignIn(reason) {
+  $("sign-in-reason").textContent = reason;
+  $("sign-in").hidden = false;
+  document.body.dataset.signIn = "needed";
+  settings.then((config) => {
+    const button = $("sign-in-button");
+    button.hidden = !config.oidc;
+    button.onclick = () => startSignIn(config.oidc).catch(showError);
+    if (!config.oidc) $("sign-in-reason").textContent = `${reason} (the page embedding this viewer gives it its token)`;
+  });
+  host.emit("unauthenticated", { reason });
+}
+
+let reopen = null;  // what to do when a token comes after the study itself could not be opened
+
+onToken((token) => {
+  if (!token || $("sign-in").hidden) return;
+  $("sign-in").hidden = true;
+  delete document.body.dataset.signIn;
+  // After the worker has the token (its listener runs after this one): failed viewports ask again.
+  setTimeout(() => {
+    if (reopen) {
+      const again = reopen;
+      reopen = null;
+      $("message").hidden = true;
+      again().catch(showError);
+      return;
+    }
+    for (const stack of screen?.stacks || []) {
+      if (!stack.viewport.failure.hidden && stack.viewport.failure.dataset.kind === "unauthenticated") stack.viewport.retry();
+    }
+  });
+});
+
 function showError(error) {
+  if (error?.kind === "unauthenticated") {
+    reopen = main;
+    setState("sign-in");
+    needSignIn(`Sign in to see this study: ${error.message}`);
+    return;
+  }
   const text = error && error.message ? error.message : String(error);
   $("message").textContent = text;
   $("message").hidden = false;
@@ -125,7 +181,10 @@ class Screen {
                                 final: picture.final, bytes: picture.body_bytes });
       });
       stack.viewport.addEventListener("window", (event) => host.emit("window", { viewport: index, ...event.detail }));
-      stack.addEventListener("failure", (event) => host.emit("error", { viewport: index, message: event.detail }));
+      stack.addEventListener("failure", (event) => {
+        host.emit("error", { viewport: index, message: event.detail });
+        if (stack.viewport.failure.dataset.kind === "unauthenticated") needSignIn("Session expired: sign in again");
+      });
       cell.addEventListener("focus", () => this.focus(stack));
       return stack;
     });
@@ -228,17 +287,24 @@ const host = listenToHost({
     if (!LAYOUTS[layout]) throw new Error(`layout ${layout} is not one of ${Object.keys(LAYOUTS).join(", ")}`);
     screen?.arrange(...LAYOUTS[layout]);
   },
-});
+  token: ({ token, expires_at: expiresAt = null }) => setToken(token, { expiresAt }),
+}, settings);
+
+const workers = new Map();  // one Python worker per kind, kept when the page opens again after sign-in
 
 function startWorker({ dicom = false, packages = "bundle" } = {}) {
-  const python = new PythonWorker({ dicom, packages });
+  const key = `${dicom} ${packages}`;
+  if (workers.has(key)) return workers.get(key);
+  const python = new PythonWorker({ dicom, packages, config: settings });
+  workers.set(key, python);
   python.addEventListener("ready", () => status("Python ready…"));
   python.addEventListener("failure", (event) => showError(new Error(event.detail)));
   return python;
 }
 
 /** ?jpip=<target URL>: a bare JPEG 2000 image, streamed and refined by JPIP. */
-function showJpip(target) {
+async function showJpip(target) {
+  (await policy).checkSource(target, "?jpip=");
   const python = startWorker(), decoder = new Decoder();
   $("image-choice").replaceChildren(new Option(target, target));
   status("Starting Python…");
@@ -257,10 +323,10 @@ function showJpip(target) {
 
 /** ?study=<Study Instance UID>: the study laid out from its attributes, each viewport streamed by JPIP. */
 async function showStudy(studyUid) {
+  const root = (await policy).checkSource(params.get("dicomweb") || "/dicomweb", "?dicomweb=").href;
   const python = startWorker(), decoder = new Decoder();
   status("Starting Python…");
   $("image-choice").parentElement.hidden = true;  // the series strip chooses here
-  const root = new URL(params.get("dicomweb") || "/dicomweb", location.href).href;
   const layout = await python.study(root, studyUid);
   performance.mark("layout-ready");
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
@@ -278,9 +344,11 @@ async function showStudy(studyUid) {
  * at that resolution (the Resolution menu changes it), auto (or none) at the one that fits.
  */
 async function showObjects(urls, { reduce = null } = {}) {
+  const checked = await policy;
+  const hrefs = urls.map((url) => checked.checkSource(url, "?dicom=").href);
   const python = startWorker({ dicom: true, packages: params.get("packages") || "bundle" }), decoder = new Decoder();
   status("Starting Python…");
-  const layout = await python.objects(urls.map((url) => new URL(url, location.href).href));
+  const layout = await python.objects(hrefs);
   const [rows, columns] = LAYOUTS[params.get("layout")] || [layout.rows, layout.columns];
   $("image-info").textContent = layout.description;
   if (layout.series.length > 1) $("series-strip").hidden = false;
@@ -318,7 +386,7 @@ function resolutionChooser(viewport, reduce) {
 
 /** The demo objects (data/index.json) in the Image menu; choosing one opens it. */
 async function demoChoice(current) {
-  const demos = await fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
+  const demos = await (await policy).fetch("data/index.json").then((r) => (r.ok ? r.json() : []), () => []);
   const select = $("image-choice");
   select.replaceChildren(...demos.map((d) => new Option(d.title, `data/${d.file}`)));
   if (current && !demos.some((d) => `data/${d.file}` === current)) select.prepend(new Option(current, current));
@@ -334,6 +402,12 @@ async function demoChoice(current) {
 }
 
 async function main() {
+  const config = await settings;
+  if (config.oidc) {
+    const back = await completeSignIn(config.oidc);  // this load is the sign-in's return: the study again
+    if (back) return location.replace(back);
+    scheduleRefresh(config.oidc, () => needSignIn("Session expired: sign in again"));
+  }
   if (params.get("jpip")) return showJpip(params.get("jpip"));
   if (params.get("study")) return showStudy(params.get("study"));
   // One path for ?dicom= and the default page (the first demo object): the worker, as for a study.

@@ -37,11 +37,12 @@ function decode(codec, codestream, reduce, layers, region, keep = false, lowres 
 // decoding two small codestreams (reversible 5/3 and irreversible 9/7, made at build time) a few
 // times while the page starts saves the first real picture most of that cost (a 256x313 one: 69 -> 25 ms).
 // One decode per task, so a real job is never kept waiting for more than one of them.
+// Fixed files of this site (the page's fetch policy is fetch-policy.js; CSP connect-src bounds this worker too).
 const WARMUP = ["openjpeg/warmup-reversible.j2k", "openjpeg/warmup-irreversible.j2k"];
 const WARMUP_ROUNDS = 4;
 (async () => {
   const [codec, ...codestreams] = await Promise.all([ready, ...WARMUP.map((url) =>
-    fetch(url).then((response) => (response.ok ? response.arrayBuffer() : null)).then((b) => b && new Uint8Array(b)))]);
+    fetch(url, { redirect: "error", credentials: "same-origin" }).then((response) => (response.ok ? response.arrayBuffer() : null)).then((b) => b && new Uint8Array(b)))]);
   for (let round = 0; round < WARMUP_ROUNDS; round++) {
     for (const codestream of codestreams.filter(Boolean)) {
       await new Promise((resolve) => setTimeout(resolve));

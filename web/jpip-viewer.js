@@ -5,18 +5,26 @@
 // other sites embed the page in an iframe, see embed.js). Everything lives in the element's shadow
 // root; the module defines no global names but the element's tag.
 //
+// Property: token (an access token for this site, RFC 6750; session.js). Settings: viewer-config.js.
 // Methods: setWindow(center, width) (null: the object's own), zoom(factor), fit(), scroll(step).
 // Events (bubbling, composed): "jpip-picture" {layer, reduce, region, final, bytes}, "jpip-window",
 // "jpip-error" {message}, "jpip-painted".
 import { Decoder } from "./decoder.js";
 import { PythonWorker } from "./python-client.js";
 import { Stack, bareSeries } from "./stack.js";
+import { loadConfig } from "./viewer-config.js";
+import { FetchPolicy } from "./fetch-policy.js";
+import { setToken } from "./session.js";
 
 const STYLE = new URL("./viewer.css", import.meta.url).href;
 let shared = null;  // one Python worker and one decoder pool for every element of a page
 
 function engines() {
-  shared ??= { python: new PythonWorker(), decoder: new Decoder() };
+  if (!shared) {
+    const config = loadConfig();
+    shared = { python: new PythonWorker({ config }), decoder: new Decoder(),
+               policy: config.then((settings) => new FetchPolicy(settings, location.origin)) };
+  }
   return shared;
 }
 
@@ -43,16 +51,17 @@ class JpipViewer extends HTMLElement {
     this.stack = null;
     const { python, decoder } = engines();  // a study's DICOMweb metadata is read without pydicom
     try {
+      const policy = await engines().policy;  // src, server, dicomweb: this site's, or configured ones
       let series;
       if (this.getAttribute("study")) {
-        const server = new URL(this.getAttribute("server") || "/", location.href).origin;
-        const root = new URL(this.getAttribute("dicomweb") || `${server}/dicomweb`, location.href).href;
+        const server = policy.checkSource(this.getAttribute("server") || "/", "server").origin;
+        const root = policy.checkSource(this.getAttribute("dicomweb") || `${server}/dicomweb`, "dicomweb").href;
         const layout = await python.study(root, this.getAttribute("study"));
         const wanted = this.getAttribute("series");
         series = wanted ? layout.series.find((s) => s.series === wanted) : layout.viewports[0];
         if (!series) throw new Error(`the study has no series ${wanted}`);
       } else if (this.getAttribute("src")) {
-        series = bareSeries(new URL(this.getAttribute("src"), location.href).href);
+        series = bareSeries(policy.checkSource(this.getAttribute("src"), "src").href);
       } else {
         return;
       }
@@ -84,6 +93,10 @@ class JpipViewer extends HTMLElement {
     this.stack?.viewport.setWindow(center == null ? null : { center: Number(center), width: Number(width) });
     this.stack?.showWindow();
   }
+
+  /** The access token for this site's requests (every element of the page shares it); null: none. */
+  set token(value) { setToken(value ?? null); }
+  get token() { return null; }  // not readable back: a token is given, never handed out
 
   zoom(factor) { this.stack?.viewport.zoom(factor); }
   fit() { this.stack?.viewport.fit(); }

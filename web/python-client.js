@@ -1,5 +1,8 @@
 // The page's side of the Python worker (python-worker.js): requests by id, pictures routed to
 // whoever asked, cancellation. Nothing here knows JPIP; the worker's Python does.
+import { loadConfig } from "./viewer-config.js";
+import { currentToken, onToken } from "./session.js";
+
 /** The worker's report as an Error: message, kind (pyjpip.errors), and Python's traceback as detail. */
 function workerError({ message, kind = "internal", detail = "" }) {
   return Object.assign(new Error(message), { kind, detail });
@@ -10,7 +13,7 @@ export class PythonWorker extends EventTarget {
    * dicom: the page will read DICOM attributes, so pydicom is installed while Python starts.
    * packages: "bundle" (precompiled) or "wheels" (the plain wheels), as python.js startPython.
    */
-  constructor({ dicom = false, packages = "bundle" } = {}) {
+  constructor({ dicom = false, packages = "bundle", config = loadConfig() } = {}) {
     super();
     const url = new URL("./python-worker.js", import.meta.url);
     if (dicom) url.searchParams.set("dicom", "1");
@@ -40,6 +43,11 @@ export class PythonWorker extends EventTarget {
       if (data.type === "error") call.reject(workerError(data));
       else call.resolve(data);
     };
+    // The worker fetches nothing before it has the viewer's settings and the current token (session.js).
+    Promise.resolve(config).then((settings) => {
+      this.worker.postMessage({ type: "configure", config: settings, token: currentToken() });
+      this.stopWatching = onToken((token) => this.worker.postMessage({ type: "token", token }));
+    });
     this.worker.onerror = (event) => {
       const message = `Python worker failed: ${event.message || "could not start"}`;
       this.dispatchEvent(new CustomEvent("failure", { detail: message }));

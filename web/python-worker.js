@@ -14,14 +14,29 @@
 // Out: {type: "ready"}, {id, type: "study" | "header" | "done", ...},
 //      {id, type: "picture", codestream, reduce, frame, region, layers, final, ...}  (decodable),
 //      {id, type: "error", kind, message, detail}: kind from pyjpip.errors ("network", "damaged",
-//      "not-hollow", "refused", "too-large", "invalid", "internal"); "superseded" is never sent
+//      "not-hollow", "refused", "too-large", "invalid", "unauthenticated" (HTTP 401: sign in),
+//      "forbidden", "internal"); "superseded" is never sent
+//      {type: "configure", config, token}         the viewer's settings (viewer-config.js) and access
+//                                                 token, sent first: no fetch is made before it comes
+//      {type: "token", token}                     a new (refreshed) access token, or null
 import { startPython } from "./python.js";
+import { FetchPolicy } from "./fetch-policy.js";
 
 // ?dicom=1 (a page that will read DICOM attributes): pydicom is fetched while Python starts;
 // ?packages=wheels: the plain wheels instead of the precompiled bundle.
 const options = new URLSearchParams(self.location.search);
 const python = startPython({ dicom: options.get("dicom") === "1", packages: options.get("packages") || "bundle" });
 const cancelled = new Set();
+let policy = null;  // every fetch of this worker, JavaScript's and Python's, under the page's settings
+let configure;
+const configured = new Promise((resolve) => { configure = resolve; });
+// Python's transport (pyjpip.transport.pyodide_fetch) gets the same settings before its first request.
+const ready = Promise.all([python, configured]).then(([started]) => {
+  const fetching = started.pyodide.pyimport("pyjpip.transport.pyodide_fetch");
+  fetching.configure(policy.origin, [...policy.others], policy.token, [...policy.tokenOrigins]);
+  return { ...started, fetching };
+});
+ready.catch(() => {});  // reported where awaited
 
 /** An error of this worker's own (not Python's), with its kind as pyjpip.errors names them. */
 function failure(kind, message) {
@@ -29,12 +44,16 @@ function failure(kind, message) {
 }
 
 async function fetchBytes(url) {
+  await configured;
   let response;
   try {
-    response = await fetch(url);
+    response = await policy.fetch(url);
   } catch (error) {
+    if (error.kind === "refused") throw error;
     throw failure("network", `GET ${url} failed: ${error.message || error}`);
   }
+  if (response.status === 401) throw failure("unauthenticated", `${new URL(url).host} asks who you are: sign in to see this study`);
+  if (response.status === 403) throw failure("forbidden", `${new URL(url).host} refused: this account may not see this study (HTTP 403)`);
   if (!response.ok) throw failure("network", `GET ${url}: HTTP ${response.status} ${response.statusText}`.trim());
   return new Uint8Array(await response.arrayBuffer());
 }
@@ -50,6 +69,17 @@ function report(error, browser) {
 
 self.onmessage = async ({ data }) => {
   const { id } = data;
+  if (data.type === "configure") {
+    policy = new FetchPolicy(data.config, self.location.origin);
+    policy.setToken(data.token);
+    configure();
+    return;
+  }
+  if (data.type === "token") {
+    policy?.setToken(data.token);
+    ready.then(({ fetching }) => fetching.set_token(data.token || undefined), () => {});
+    return;
+  }
   if (data.type === "cancel") {
     cancelled.add(id);
     return;
@@ -62,7 +92,7 @@ self.onmessage = async ({ data }) => {
       ? `${data.root.replace(/\/$/, "")}/studies/${encodeURIComponent(data.study)}/metadata` : null;
     const metadata = metadataUrl ? fetchBytes(metadataUrl) : null;
     metadata?.catch(() => {});  // reported below, once awaited
-    const started = await python;
+    const started = await ready;
     browser = started.browser;
     const { installDicom } = started;
     if (data.type === "objects") await installDicom();  // pydicom, on first need (a study's JSON needs none)

@@ -3,10 +3,14 @@
 // (tools/pyodide_stdlib.mjs): Pyodide's start no longer compiles asyncio, inspect, email, ...
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 
+import { FetchPolicy } from "./fetch-policy.js";
+import { DEFAULT_CONFIG } from "./viewer-config.js";
+
 const here = (path) => new URL(path, import.meta.url).href;
+const ownSite = new FetchPolicy(DEFAULT_CONFIG, new URL(import.meta.url).origin);  // Python's files: this site's
 
 async function fetchBytes(url) {
-  const response = await fetch(url);
+  const response = await ownSite.fetch(url);
   if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
 }
@@ -18,7 +22,7 @@ async function fetchBytes(url) {
  * packages: "bundle" (bytecode precompiled for Pyodide at build time) or "wheels" (the plain wheels).
  */
 export async function startPython({ packages = "bundle", dicom = false } = {}) {
-  const manifestPromise = fetch(here("./wheels/manifest.json")).then((r) => {
+  const manifestPromise = ownSite.fetch(here("./wheels/manifest.json")).then((r) => {
     if (!r.ok) throw new Error(`GET wheels/manifest.json: HTTP ${r.status}`);
     return r.json();
   });

@@ -441,11 +441,33 @@ def app_from_environment():
                      database_url=os.environ.get("PYJPIP_DB") or None, proxies=proxies,
                      sessions_dir=os.environ.get("PYJPIP_SESSIONS") or None, cors=cors,
                      channel_path=os.environ.get("PYJPIP_CHANNEL_PATH", "jpip"), access=access,
+                     viewer=_viewer_from_environment(),
                      session_limit=int(os.environ.get("PYJPIP_MAX_SESSIONS", "256")),
                      client_session_limit=int(os.environ.get("PYJPIP_MAX_SESSIONS_PER_CLIENT", "32")))
     return asgi_app(site, send_seconds=float(os.environ.get("PYJPIP_IDLE_SECONDS", "60")),
                     hsts_seconds=int(os.environ.get("PYJPIP_HSTS_SECONDS", HSTS_SECONDS)),
                     trusted=list(access.trusted_proxies))
+
+
+def _viewer_from_environment():
+    """The viewer's settings: PYJPIP_VIEWER_PIXEL_ORIGINS, PYJPIP_VIEWER_TOKEN_ORIGINS,
+    PYJPIP_VIEWER_ALLOW_ORIGINS, PYJPIP_EMBED_ORIGINS (comma-separated origins), PYJPIP_OIDC_ISSUER,
+    PYJPIP_OIDC_CLIENT_ID, PYJPIP_OIDC_SCOPE, PYJPIP_OIDC_AUDIENCE (as `pyjpip serve`'s options)."""
+    from pyjpip.transport.viewer_config import ViewerConfig
+
+    env = os.environ.get
+    return ViewerConfig.from_options(_origins("PYJPIP_VIEWER_PIXEL_ORIGINS", ()), _origins("PYJPIP_VIEWER_ALLOW_ORIGINS", ()),
+                                     _origins("PYJPIP_EMBED_ORIGINS", ()), _origins("PYJPIP_VIEWER_TOKEN_ORIGINS", ()),
+                                     env("PYJPIP_OIDC_ISSUER") or (_single_issuer(env("PYJPIP_AUTH_ISSUER"))
+                                                                   if env("PYJPIP_OIDC_CLIENT_ID") else None),
+                                     env("PYJPIP_OIDC_CLIENT_ID") or None, env("PYJPIP_OIDC_SCOPE") or "openid",
+                                     env("PYJPIP_OIDC_AUDIENCE") or None)
+
+
+def _single_issuer(value: str | None) -> str | None:
+    """The one issuer PYJPIP_AUTH_ISSUER names (the viewer signs in there), or None for none or several."""
+    issuers = (value or "").replace(",", " ").split()
+    return issuers[0] if len(issuers) == 1 else None
 
 
 _application = None

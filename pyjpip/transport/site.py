@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from pyjpip.response import Response, error_response
 from pyjpip.security import audit
 from pyjpip.security.identity import READ
+from pyjpip.transport.viewer_config import PATH as VIEWER_CONFIG_PATH, ViewerConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Site:
     limits: Limits = field(default_factory=Limits)
     access: object = None
     audit: object = None
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
     def __post_init__(self):
         from pyjpip.security.access import AccessControl
@@ -146,6 +148,8 @@ class Site:
             response = error_response(500, f"internal error: {type(error).__name__}")
         patient_data = kind != "site" or self._proxied(path) is not None
         secure_headers(response, patient_data)
+        if kind == "site":
+            response.headers.extend(self._viewer_headers())
         response.headers.extend(self.cors.headers(kind, headers.get("Origin")))
         return response
 
@@ -182,6 +186,8 @@ class Site:
             return self._dicomweb(path, query, identity, peer)
         if self.static_root is None:
             return error_response(404, "this server has no static site; JPIP is at /jpip")
+        if path == VIEWER_CONFIG_PATH:
+            return self._viewer_config()
         response = self._static(path, headers)
         if protected and response.status == 200 and self.access.once(identity.key, "data", path):
             self.audit.record(audit.instances_accessed("R", audit.SUCCESS, self._participants(identity, peer),
@@ -316,6 +322,18 @@ class Site:
                                                            detail=f"JPIP target {target[:200]}"))
 
         return authorize
+
+    def _viewer_config(self) -> Response:
+        """/viewer-config.json: the viewer's settings (pyjpip.transport.viewer_config)."""
+        body = self.viewer.to_json()
+        return Response(200, [("Content-Type", "application/json"), ("Cache-Control", "no-cache")],
+                        iter([body]), len(body))
+
+    def _viewer_headers(self) -> list[tuple[str, str]]:
+        """Content Security Policy and framing for the site's files (pyjpip.transport.content_security)."""
+        from pyjpip.transport.content_security import site_headers
+
+        return site_headers(self.viewer) if self.static_root is not None else []
 
     def _is_jpip(self, path: str) -> bool:
         """/jpip, a target under it, or the channel path this server names in JPIP-cnew (path=,
@@ -474,9 +492,11 @@ def forward(url: str, accept: str | None) -> Response:
 def make_site(static_root: str | None = None, jpip_root: str | None = None, *, cache_dir: str | None = None,
               database_url: str | None = None, proxies: dict[str, str] | None = None,
               sessions_dir: str | None = None, cors: CORSPolicy | None = None, limits: Limits | None = None,
-              channel_path: str = "jpip", access=None, audit_trail=None, **jpip_options) -> Site:
+              channel_path: str = "jpip", access=None, audit_trail=None, viewer: ViewerConfig | None = None,
+              **jpip_options) -> Site:
     """The site for these folders, as both adapters build it. ``access`` is an AccessSettings (built
-    here, so each production worker has its own key cache) or an AccessControl; None: open."""
+    here, so each production worker has its own key cache) or an AccessControl; None: open. ``viewer``:
+    the viewer's settings (/viewer-config.json and the Content-Security-Policy)."""
     from pyjpip.dicom.dicomweb import DicomWebStore
     from pyjpip.jpip.server import JPIPServer
 
@@ -497,4 +517,4 @@ def make_site(static_root: str | None = None, jpip_root: str | None = None, *, c
     # (answers 404 when ROOT is none of them).
     dicomweb = DicomWebStore(jpip_root, database_url) if jpip_root else None
     return Site(jpip, dicomweb, static_root, dict(proxies or {}), cors or CORSPolicy(), limits or Limits(),
-                access, audit_trail)
+                access, audit_trail, viewer or ViewerConfig())

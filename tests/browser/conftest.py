@@ -22,6 +22,42 @@ def browser_type_launch_args(browser_type_launch_args):
             "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS]}
 
 
+def wait_for_function_under_csp(page):
+    """page.wait_for_function without eval in the page: Playwright's own evaluates its predicate with
+    eval, which the site's Content-Security-Policy (script-src without 'unsafe-eval') forbids, as it
+    should. This polls with page.evaluate (DevTools evaluation, not subject to the page's CSP), so the
+    suite runs the viewer under its real policy rather than with the policy bypassed."""
+    import time
+
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    def wait_for_function(expression, arg=None, timeout=None, polling=None):
+        deadline = time.monotonic() + (30_000 if timeout is None else timeout) / 1000
+        interval = polling / 1000 if isinstance(polling, (int, float)) else 0.05
+        while True:
+            try:
+                value = page.evaluate(expression, arg)
+            except PlaywrightError as error:  # the page navigated meanwhile (a sign-in's return): ask the new one
+                if "context was destroyed" not in str(error) and "navigat" not in str(error):
+                    raise
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise PlaywrightTimeoutError(f"wait_for_function: {expression[:200]} still false after {timeout} ms")
+            time.sleep(interval)
+
+    return wait_for_function
+
+
+@pytest.fixture
+def page(page):
+    """pytest-playwright's page, its wait_for_function working under the site's CSP."""
+    page.wait_for_function = wait_for_function_under_csp(page)
+    return page
+
+
 @pytest.fixture(scope="session")
 def site():
     """The dev server over static/ on a free local port; yields its base URL."""

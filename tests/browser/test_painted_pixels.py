@@ -264,6 +264,14 @@ def test_every_painted_pixel_equals_the_reference(watched_page, demo_site, tmp_p
             stores.append(store)
             bases.append(base)
         # The demo set: its own store and server (the site's), ingested without a refusal (demo_site).
+        # The page: a viewer site over the demo store, configured to open the other servers' studies
+        # and fetch their pixels, and the demo objects' pixels from the demo site (issue 23: a viewer
+        # fetches from its own origin and configured ones only).
+        from pyjpip.transport.viewer_config import ViewerConfig
+
+        demo_pixels = site.rstrip("/")
+        config = ViewerConfig.from_options(pixel_origins=[*bases, demo_pixels], source_origins=bases)
+        site = stack.enter_context(served(demo_store, viewer=config))
         stores.append(demo_store)
         bases.append(site.rstrip("/"))
         demo_index = json.loads((demo_store / "index.json").read_text())["instances"]
@@ -287,7 +295,7 @@ def test_every_painted_pixel_equals_the_reference(watched_page, demo_site, tmp_p
         lines += [f"excluded  pydicom/{p.relative_to(WHEEL_FILES)}: multi-frame (single-frame images only)" for p in multi]
 
         page.watch.origin = site.rstrip("/")
-        page.watch.also.update(bases)
+        page.watch.also.update([*bases, demo_pixels])
         page.set_viewport_size({"width": ELEMENT + 100, "height": ELEMENT + 100})
         page.route(f"{site}painted-pixels.html", lambda route: route.fulfill(status=200, content_type="text/html",
                                                                                body=HOST))

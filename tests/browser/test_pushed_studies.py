@@ -34,7 +34,8 @@ def pushed(tmp_path_factory):
                                             sender.http, "--deflate"), capture_output=True, text=True, cwd=ROOT,
                              timeout=300)
         assert run.returncode == 0, run.stdout + run.stderr
-        with pyjpip_serve(receiving, static=True) as site:
+        # The receiver's viewer fetches pixels from the sender: its origin is configured (issue 23).
+        with pyjpip_serve(receiving, "--viewer-pixel-origin", sender.http, static=True) as site:
             yield site, sender, own, str(pydicom.dcmread(sources / "cr.dcm").StudyInstanceUID)
 
 
@@ -104,7 +105,8 @@ def test_a_study_held_by_orthanc_opens_from_its_dicomweb_root(watched_page, tmp_
             assert json.loads(urllib.request.urlopen(request).read())["Status"] == "Success"
         study = str(read_hollow(paths[0].read_bytes()).dataset.StudyInstanceUID)
         # Orthanc sends no CORS headers: the viewer's site answers for it under /orthanc (pyjpip serve --proxy).
-        with pyjpip_serve(tmp_path, "--proxy", f"/orthanc={pacs}/dicom-web", static=True) as site:
+        with pyjpip_serve(tmp_path, "--proxy", f"/orthanc={pacs}/dicom-web", "--viewer-pixel-origin", pixels.http,
+                          static=True) as site:
             page.watch.origin = site.http
             page.watch.also = {pixels.http}
             open_study(page, f"{site.http}/?study={study}&dicomweb=/orthanc")
