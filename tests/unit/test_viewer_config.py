@@ -76,6 +76,7 @@ def test_the_site_serves_its_settings_and_puts_the_policy_on_its_files_only(tmp_
     assert "Content-Security-Policy" not in dict(jpip.headers)
 
 
+@pytest.mark.cpython_only  # the production app (uvicorn, h11) is not in the browser's Python
 def test_the_production_app_reads_the_same_settings_from_its_environment(monkeypatch):
     from pyjpip.transport.asgi import _viewer_from_environment
 
