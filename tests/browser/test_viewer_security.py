@@ -276,19 +276,23 @@ HOST_PAGE = """<!doctype html><title>host</title>
 </script>"""
 
 
-@contextmanager
-def host_site(viewer):
-    """A page of another origin (localhost, another port) framing the viewer (127.0.0.1)."""
-    body = HOST_PAGE.format(frame=f"{viewer}?layout=1x1").encode()
-
+def host_page(holder):
+    """A handler answering the embedder's page, framing ``holder["frame"]`` (known once the viewer runs)."""
     def answer(handler):
+        body = HOST_PAGE.format(frame=holder["frame"]).encode()
         handler.send_response(200)
         handler.send_header("Content-Type", "text/html; charset=utf-8")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
 
-    with little_server(answer) as host:
+    return answer
+
+
+@contextmanager
+def host_site(viewer):
+    """A page of another origin (localhost, another port) framing the viewer (127.0.0.1)."""
+    with little_server(host_page({"frame": f"{viewer}?layout=1x1"})) as host:
         yield f"http://localhost:{host.port}"
 
 
@@ -327,15 +331,7 @@ def test_a_configured_embedder_frames_and_drives_the_viewer(page, site):
     # The host first, then the viewer configured with the host's origin.
     holder = {}
 
-    def answer(handler):
-        body = HOST_PAGE.format(frame=holder["frame"]).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/html; charset=utf-8")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    with little_server(answer) as host:
+    with little_server(host_page(holder)) as host:
         embedder = f"http://localhost:{host.port}"
         with served(viewer=ViewerConfig.from_options(embed_origins=[embedder])) as viewer:
             holder["frame"] = f"{viewer}?layout=1x1"
@@ -355,15 +351,7 @@ def test_the_embedder_gives_the_token_and_it_goes_with_this_sites_requests(page)
 
     holder, seen = {}, []
 
-    def answer(handler):
-        body = HOST_PAGE.format(frame=holder["frame"]).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/html; charset=utf-8")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    with little_server(answer) as host:
+    with little_server(host_page(holder)) as host:
         embedder = f"http://localhost:{host.port}"
         config = ViewerConfig.from_options(embed_origins=[embedder])
         with served(ROOT / "static" / "data", viewer=config, authorization=seen) as viewer:

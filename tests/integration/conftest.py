@@ -6,7 +6,7 @@ import shutil
 import pytest
 from pydicom.data import get_testdata_file
 
-from network_support import free_port, postgres_server, pyjpip_serve
+from network_support import free_port, new_database, postgres_server, pyjpip_serve, without_pixels
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,25 @@ def sender(tmp_path_factory, demo_data):
     assert not report.failed, report.failed
     with pyjpip_serve(store, port=port):
         yield store, base
+
+
+@pytest.fixture(scope="module")
+def ct_base(demo_data):
+    """The demo CT without its pixels: the base of the hollow objects the storage tests make."""
+    return without_pixels(demo_data / "ct_phantom_2048.dcm")
+
+
+@pytest.fixture(params=["files", "sqlite", "postgresql"])
+def archive_mode(request, tmp_path):
+    """(kind, store folder, store-scp options, a function opening the archive to read it back), for
+    each archive store-scp can fill."""
+    from pyjpip.archive.database import DatabaseArchive
+    from pyjpip.archive.files import FileArchive
+
+    store = tmp_path / "scp-store"
+    if request.param == "files":
+        return request.param, store, ["--files"], lambda: FileArchive(str(store))
+    if request.param == "sqlite":
+        return request.param, store, [], lambda: DatabaseArchive(f"sqlite:///{store}/pyjpip.sqlite", create=False)
+    url = new_database(request.getfixturevalue("postgres"))
+    return request.param, store, ["--db", url], lambda: DatabaseArchive(url, create=False)

@@ -15,10 +15,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from network_support import free_port, new_database, store_scp, without_pixels
+from network_support import free_port, new_database, store_scp
 from pyjpip.archive import ArrivedInstance, open_archive
 from pyjpip.archive.database import DatabaseArchive
-from pyjpip.archive.files import FileArchive
 from pyjpip.dicom import storage
 from pyjpip.dicom.hollow import JPIP_REFERENCED, read_hollow, write_hollow
 from pyjpip.security import audit
@@ -29,20 +28,6 @@ URL_A = "http://pixels-a.test/jpip?target=a.j2k"
 URL_B = "http://pixels-b.test/jpip?target=b.j2k"
 
 
-@pytest.fixture(scope="module")
-def ct_base(demo_data):
-    return without_pixels(demo_data / "ct_phantom_2048.dcm")
-
-
-@pytest.fixture(params=["files", "sqlite", "postgresql"])
-def archive_mode(request, tmp_path):
-    store = tmp_path / "scp-store"
-    if request.param == "files":
-        return request.param, store, ["--files"], lambda: FileArchive(str(store))
-    if request.param == "sqlite":
-        return request.param, store, [], lambda: DatabaseArchive(f"sqlite:///{store}/pyjpip.sqlite", create=False)
-    url = new_database(request.getfixturevalue("postgres"))
-    return request.param, store, ["--db", url], lambda: DatabaseArchive(url, create=False)
 
 
 def hollow(base, url: str, study: str | None = None, sop: str | None = None, patient_name: str | None = None,

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from network_support import hollow_copies, new_database, pyjpip_command, pyjpip_serve, store_scp, without_pixels
+from network_support import hollow_copies, pyjpip_command, pyjpip_serve, store_scp
 from paths import ROOT
 from pyjpip.archive.database import DatabaseArchive
 from pyjpip.archive.files import FileArchive
@@ -35,21 +35,6 @@ pytestmark = pytest.mark.cpython_only
 SYNTAXES = [JPIP_REFERENCED, JPIP_REFERENCED_DEFLATE, JPIP_HTJ2K_REFERENCED, JPIP_HTJ2K_REFERENCED_DEFLATE]
 
 
-@pytest.fixture(scope="module")
-def ct_base(demo_data):
-    return without_pixels(demo_data / "ct_phantom_2048.dcm")
-
-
-@pytest.fixture(params=["files", "sqlite", "postgresql"])
-def archive_mode(request, tmp_path):
-    """(store folder, store-scp options, a function opening the archive to read it back)."""
-    store = tmp_path / "scp-store"
-    if request.param == "files":
-        return request.param, store, ["--files"], lambda: FileArchive(str(store))
-    if request.param == "sqlite":
-        return request.param, store, [], lambda: DatabaseArchive(f"sqlite:///{store}/pyjpip.sqlite", create=False)
-    url = new_database(request.getfixturevalue("postgres"))
-    return request.param, store, ["--db", url], lambda: DatabaseArchive(url, create=False)
 
 
 def objects_in_every_syntax(ct_base, folder, base_url):
