@@ -25,7 +25,7 @@ import { Stack, bareSeries } from "./stack.js";
 import { listen as listenToHost } from "./embed.js";
 import { loadConfig } from "./viewer-config.js";
 import { FetchPolicy } from "./fetch-policy.js";
-import { onToken, setToken } from "./session.js";
+import { currentToken, onToken, setToken } from "./session.js";
 import { completeSignIn, scheduleRefresh, startSignIn } from "./sign-in.js";
 
 const $ = (id) => document.getElementById(id);
@@ -183,7 +183,16 @@ class Screen {
       stack.viewport.addEventListener("window", (event) => host.emit("window", { viewport: index, ...event.detail }));
       stack.addEventListener("failure", (event) => {
         host.emit("error", { viewport: index, message: event.detail });
-        if (stack.viewport.failure.dataset.kind === "unauthenticated") needSignIn("Session expired: sign in again");
+        if (stack.viewport.failure.dataset.kind !== "unauthenticated") return;
+        // A request sent with the token before the current one is refused after the new one came:
+        // asked again once with the current token before the page asks the user to sign in.
+        const token = currentToken();
+        if (token && stack.retriedWith !== token) {
+          stack.retriedWith = token;
+          stack.viewport.retry();
+          return;
+        }
+        needSignIn("Session expired: sign in again");
       });
       cell.addEventListener("focus", () => this.focus(stack));
       return stack;
