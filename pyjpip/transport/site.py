@@ -20,6 +20,7 @@ logins.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import mimetypes
 import os
@@ -149,7 +150,7 @@ class Site:
         patient_data = kind != "site" or self._proxied(path) is not None
         secure_headers(response, patient_data)
         if kind == "site":
-            response.headers.extend(self._viewer_headers())
+            response.headers.extend(self._viewer_headers)
         response.headers.extend(self.cors.headers(kind, headers.get("Origin")))
         return response
 
@@ -329,11 +330,13 @@ class Site:
         return Response(200, [("Content-Type", "application/json"), ("Cache-Control", "no-cache")],
                         iter([body]), len(body))
 
-    def _viewer_headers(self) -> list[tuple[str, str]]:
-        """Content Security Policy and framing for the site's files (pyjpip.transport.content_security)."""
+    @functools.cached_property
+    def _viewer_headers(self) -> tuple[tuple[str, str], ...]:
+        """Content Security Policy and framing for the site's files (pyjpip.transport.content_security):
+        the viewer's settings are fixed, so the header is made once."""
         from pyjpip.transport.content_security import site_headers
 
-        return site_headers(self.viewer) if self.static_root is not None else []
+        return tuple(site_headers(self.viewer)) if self.static_root is not None else ()
 
     def _is_jpip(self, path: str) -> bool:
         """/jpip, a target under it, or the channel path this server names in JPIP-cnew (path=,
